@@ -1,0 +1,1 @@
+"""funnel components: the framework-light library behind the flows (never imports prefect)."""

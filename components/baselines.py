@@ -1,0 +1,65 @@
+"""Simple strong baselines, trained in the same run on the same split as the Keras model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A fitted scikit-learn estimator and the columns it reads."""
+
+    name: str
+    estimator: Any
+    columns: tuple[str, ...]
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        data = frame[list(self.columns)]
+        if len(self.columns) == 1:
+            data = data[self.columns[0]].astype(str)
+        return self.estimator.predict_proba(data)[:, 1]
+
+
+def fit_gradient_boosting(
+    train: pd.DataFrame, label: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
+    max_iter: int, learning_rate: float, seed: int,
+) -> Baseline:
+    """HistGradientBoosting with native categorical handling (unseen categories allowed)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    columns = (*numeric, *categorical)
+    encoder = ColumnTransformer(
+        [("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
+          list(categorical))],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    model = HistGradientBoostingClassifier(
+        max_iter=max_iter, learning_rate=learning_rate, early_stopping=True,
+        categorical_features=list(range(len(categorical))), random_state=seed,
+    )
+    pipeline = make_pipeline(encoder, model)
+    pipeline.fit(train[list(columns)], train[label].astype(int))
+    return Baseline("hist_gradient_boosting", pipeline, columns)
+
+
+def fit_tfidf_logistic(train: pd.DataFrame, label: str, text: str, c: float, seed: int) -> Baseline:
+    """TF-IDF word 1-2 grams + character 2-5 grams, logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    features = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+    )
+    pipeline = make_pipeline(features, LogisticRegression(C=c, max_iter=2000, random_state=seed))
+    pipeline.fit(train[text].astype(str), train[label].astype(int))
+    return Baseline("tfidf_logistic_regression", pipeline, (text,))

@@ -1,0 +1,257 @@
+"""Load params.yaml into frozen, validated objects, and the run-time settings from the environment."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import subprocess
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from components.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def parse_section(cls: type[T], raw: Any, where: str) -> T:
+    """Build the frozen dataclass ``cls`` from a mapping; unknown or missing keys fail fast."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}. "
+            "Check the spelling in params.yaml."
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required key {name!r}")
+            continue
+        values[name] = _coerce(hints[name], raw[name], f"{where}.{name}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return parse_section(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return types.MappingProxyType(
+            {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        )
+    if hint is Any:
+        return _freeze(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint in (int, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class CommonParams:
+    seed: int
+    snapshot_dir: str
+    reports_dir: str
+    data_docs_dir: str
+    dvc_remote_dir: str
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where a use case's data comes from; ``source`` is a repo path, a local path or a URL."""
+
+    source: str
+    format: str
+    delimiter: str = ","
+    sha256: str | None = None
+    mirror_subdir: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    type: str
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[Any, ...] | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    label: str
+    min_rows: int
+    max_null_fraction: float
+    min_label_fraction: float
+    columns: dict[str, ColumnRule]
+
+
+@dataclass(frozen=True)
+class GateParams:
+    primary_metric: str
+    min_delta: float
+    floors: dict[str, float]
+
+
+@dataclass(frozen=True)
+class UseCaseParams:
+    """One use case's section; ``features``, ``train`` and ``evaluate`` are typed by its use case."""
+
+    data: DataParams
+    validate: ValidateParams
+    features: Any
+    train: Any
+    evaluate: Any
+    gate: GateParams
+
+
+@dataclass(frozen=True)
+class Params:
+    common: CommonParams
+    use_cases: dict[str, UseCaseParams]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted keys (``use_cases.intent.train.max_epochs``) replaced."""
+    result = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = result
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"override {dotted!r}: {part!r} is not a key of params.yaml")
+            node = node[part]
+        if not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"override {dotted!r}: {leaf!r} is not a key of params.yaml")
+        node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value
+    return result
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """Read params.yaml as plain data."""
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}. Run funnel from the repository root.")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Load and validate params.yaml (with optional dotted overrides)."""
+    raw = apply_overrides(read_params_file(path), overrides or {})
+    return parse_section(Params, raw, "params")
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: endpoints and folders, from the environment. Nothing here runs at import time.
+
+MIRROR_ENV = "FUNNEL_DATA_MIRROR"
+REMOTE_ENV = "FUNNEL_DVC_REMOTE"
+ROOT_ENV = "FUNNEL_REPO_ROOT"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where funnel reads and writes; defaults are the embedded one-machine set-up."""
+
+    repo_root: Path
+    tracking_uri: str
+    artifact_location: str | None
+    data_mirror: Path | None
+    dvc_remote: str
+    params_path: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def path(self, relative: str) -> Path:
+        return self.repo_root / relative
+
+
+def find_repo_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` that holds params.yaml and dvc.yaml."""
+    for folder in (start, *start.parents):
+        if (folder / "params.yaml").is_file() and (folder / "dvc.yaml").is_file():
+            return folder
+    raise ConfigError(
+        f"no funnel repository (params.yaml + dvc.yaml) at or above {start}; "
+        f"cd into the repository or set {ROOT_ENV}."
+    )
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, repo_root: Path | None = None
+) -> Settings:
+    """Settings from the environment, falling back to the embedded defaults inside the repo."""
+    env = os.environ if env is None else env
+    root = repo_root or (Path(env[ROOT_ENV]) if env.get(ROOT_ENV) else find_repo_root(Path.cwd()))
+    root = root.resolve()
+    params_path = root / "params.yaml"
+    common = parse_section(
+        CommonParams, read_params_file(params_path).get("common", {}), "params.common"
+    )
+    tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlruns.db'}"
+    embedded = not env.get("MLFLOW_TRACKING_URI")
+    artifact_location = (root / "mlartifacts").as_uri() if embedded else None
+    mirror = Path(env[MIRROR_ENV]).expanduser().resolve() if env.get(MIRROR_ENV) else None
+    remote = env.get(REMOTE_ENV) or str(root / common.dvc_remote_dir)
+    return Settings(
+        repo_root=root,
+        tracking_uri=tracking_uri,
+        artifact_location=artifact_location,
+        data_mirror=mirror,
+        dvc_remote=remote,
+        params_path=params_path,
+    )
+
+
+def read_git_commit(repo_root: Path) -> str:
+    """The commit the code runs at (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo_root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha

@@ -1,0 +1,60 @@
+"""Domain errors that carry a message a user can act on: what failed, where, what to do."""
+
+from __future__ import annotations
+
+
+class FunnelError(Exception):
+    """Base class of every error funnel raises on purpose."""
+
+
+class ConfigError(FunnelError):
+    """params.yaml or a setting is missing, misspelt or of the wrong type."""
+
+
+class UnknownUseCaseError(FunnelError):
+    """A use-case name that is not in the registry."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"unknown use case {name!r}; registered use cases are: {', '.join(sorted(known))}. "
+            "Run `funnel list` to see them."
+        )
+        self.name = name
+
+
+class DataUnavailableError(FunnelError):
+    """The data of a use case cannot be read from any of its sources (file, mirror, URL)."""
+
+
+class DataValidationError(FunnelError):
+    """A snapshot failed its Great Expectations suite; nothing was trained or registered."""
+
+    def __init__(self, use_case: str, failures: list[str], docs_path: str | None = None) -> None:
+        lines = "\n".join(f"  - {f}" for f in failures)
+        where = f"\nData Docs: {docs_path}" if docs_path else ""
+        super().__init__(
+            f"data for {use_case!r} failed validation ({len(failures)} expectation(s)); "
+            f"nothing was trained or registered:\n{lines}{where}\n"
+            "Fix the source data (or the schema in params.yaml if the change is intended) and re-run."
+        )
+        self.use_case = use_case
+        self.failures = failures
+        self.docs_path = docs_path
+
+
+class GateFailedError(FunnelError):
+    """The challenger did not pass the promotion gate; @champion was left untouched."""
+
+    def __init__(self, use_case: str, version: str, failed_checks: list[str]) -> None:
+        lines = "\n".join(f"  - {c}" for c in failed_checks)
+        super().__init__(
+            f"{use_case} v{version} did not pass the promotion gate; @champion is unchanged. "
+            f"Failed checks:\n{lines}"
+        )
+        self.use_case = use_case
+        self.version = version
+        self.failed_checks = failed_checks
+
+
+class VersioningError(FunnelError):
+    """A DVC command failed."""

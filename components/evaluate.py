@@ -1,0 +1,245 @@
+"""Metrics, thresholds, slices and plots for binary classifiers; model and baseline side by side."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+logger = logging.getLogger(__name__)
+
+
+def choose_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold that maximises F1 (chosen on validation, never on test)."""
+    precision, recall, thresholds = skm.precision_recall_curve(y_true, scores)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall + 1e-12), 0)
+    if len(thresholds) == 0:
+        return 0.5
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def capture_rate(y_true: np.ndarray, scores: np.ndarray, top_fraction: float) -> float:
+    """Share of all positives found in the ``top_fraction`` of rows ranked by score."""
+    positives = float(np.sum(y_true))
+    if positives == 0:
+        return float("nan")
+    count = max(1, int(round(top_fraction * len(scores))))
+    top = np.argsort(-scores, kind="stable")[:count]
+    return float(np.sum(y_true[top]) / positives)
+
+
+def compute_binary_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, lift_fractions: Sequence[float] = ()
+) -> dict[str, float]:
+    """ROC-AUC, PR-AUC, accuracy/F1/precision/recall at ``threshold``, log loss, Brier, captures."""
+    y_true = np.asarray(y_true).astype(int)
+    scores = np.clip(np.asarray(scores, dtype="float64"), 1e-7, 1 - 1e-7)
+    predicted = (scores >= threshold).astype(int)
+    both = len(np.unique(y_true)) == 2
+    result = {
+        "roc_auc": float(skm.roc_auc_score(y_true, scores)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y_true, scores)) if both else float("nan"),
+        "accuracy": float(skm.accuracy_score(y_true, predicted)),
+        "f1": float(skm.f1_score(y_true, predicted, zero_division=0)),
+        "precision": float(skm.precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, predicted, zero_division=0)),
+        "log_loss": float(skm.log_loss(y_true, scores, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y_true, scores)),
+    }
+    for fraction in lift_fractions:
+        result[f"capture_top_{round(fraction * 100)}pct"] = capture_rate(y_true, scores, fraction)
+    return result
+
+
+def compute_slice_metrics(
+    frame: pd.DataFrame, y_true: np.ndarray, scores: np.ndarray, threshold: float, columns: Sequence[str]
+) -> list[dict]:
+    """Metrics per value of each slice column (rows, positives, ROC-AUC, accuracy, F1)."""
+    rows = []
+    for column in columns:
+        for value, index in frame.groupby(column, sort=True).indices.items():
+            sub_true, sub_scores = y_true[index], scores[index]
+            metrics = compute_binary_metrics(sub_true, sub_scores, threshold)
+            rows.append({
+                "slice": column,
+                "value": str(value),
+                "rows": len(index),
+                "positives": int(np.sum(sub_true)),
+                "roc_auc": metrics["roc_auc"],
+                "accuracy": metrics["accuracy"],
+                "f1": metrics["f1"],
+            })
+    return rows
+
+
+def write_binary_plots(
+    y_true: np.ndarray, curves: dict[str, np.ndarray], threshold: float, folder: Path
+) -> list[Path]:
+    """ROC, PR, calibration (one line per scorer) and the model's confusion matrix, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        fpr, tpr, _ = skm.roc_curve(y_true, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {skm.roc_auc_score(y_true, scores):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    ax.legend(loc="lower right")
+    paths.append(_save(fig, folder / "roc.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        precision, recall, _ = skm.precision_recall_curve(y_true, scores)
+        ax.plot(recall, precision, label=f"{name} (AP {skm.average_precision_score(y_true, scores):.3f})")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
+    ax.legend(loc="lower left")
+    paths.append(_save(fig, folder / "pr.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        observed, predicted = calibration_curve(y_true, scores, n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, "o-", label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration")
+    ax.legend(loc="upper left")
+    paths.append(_save(fig, folder / "calibration.png"))
+
+    model_scores = next(iter(curves.values()))
+    matrix = skm.confusion_matrix(y_true, (model_scores >= threshold).astype(int), labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual",
+           title=f"Confusion matrix (threshold {threshold:.2f})")
+    paths.append(_save(fig, folder / "confusion_matrix.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True)
+class ChampionScorer:
+    """The serving champion, able to score the same test rows as the challenger."""
+
+    version: str
+    score: Callable[[pd.DataFrame], np.ndarray]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Model vs baseline (vs champion) on one seeded test split."""
+
+    metrics: dict[str, float]
+    baseline_name: str
+    baseline_metrics: dict[str, float]
+    champion_version: str | None
+    champion_metrics: dict[str, float] | None
+    champion_error: str | None
+    slices: list[dict]
+    plots: list[Path]
+    threshold: float
+    test_rows: int
+    seconds: float = 0.0
+    scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def as_json(self) -> dict:
+        return {
+            "model": self.metrics,
+            "baseline": {"name": self.baseline_name, **self.baseline_metrics},
+            "champion": (
+                {"version": self.champion_version, **self.champion_metrics}
+                if self.champion_metrics else None
+            ),
+            "threshold": self.threshold,
+            "test_rows": self.test_rows,
+            "slices": self.slices,
+        }
+
+
+def evaluate_use_case(use_case, config, trained, plots_dir: Path, champion: ChampionScorer | None = None) -> Evaluation:
+    """Score model, same-run baseline and current champion on the seeded test split; plot them."""
+    from components.features import label_array
+    from components.predict import RowScorer
+
+    started = time.perf_counter()
+    splits = trained.splits
+    test = splits.test
+    y_test = label_array(test, config.label)
+    lifts = config.evaluate.lift_fractions
+    model_scores = RowScorer(trained.model).score(test)
+    metrics = compute_binary_metrics(y_test, model_scores, trained.threshold, lifts)
+
+    baseline = use_case.fit_baseline(splits.train, config)
+    baseline_threshold = choose_threshold(
+        label_array(splits.validation, config.label), baseline.score(splits.validation)
+    )
+    baseline_scores = baseline.score(test)
+    baseline_metrics = compute_binary_metrics(y_test, baseline_scores, baseline_threshold, lifts)
+    curves = {"model": model_scores, baseline.name: baseline_scores}
+
+    champion_metrics = champion_error = None
+    if champion is not None:
+        try:
+            champion_scores = np.asarray(champion.score(test), dtype="float64").reshape(-1)
+            champion_metrics = compute_binary_metrics(y_test, champion_scores, champion.threshold, lifts)
+            curves[f"champion v{champion.version}"] = champion_scores
+        except Exception as exc:  # a champion with another input schema must not stop the run
+            champion_error = f"champion v{champion.version} could not score the test split: {exc}"
+            logger.warning(champion_error)
+
+    slices = compute_slice_metrics(test, y_test, model_scores, trained.threshold, config.features.slices)
+    plots = write_binary_plots(y_test, curves, trained.threshold, plots_dir)
+    return Evaluation(
+        metrics=metrics,
+        baseline_name=baseline.name,
+        baseline_metrics=baseline_metrics,
+        champion_version=champion.version if champion else None,
+        champion_metrics=champion_metrics,
+        champion_error=champion_error,
+        slices=slices,
+        plots=plots,
+        threshold=trained.threshold,
+        test_rows=len(test),
+        seconds=time.perf_counter() - started,
+        scores=curves,
+    )
+
+
+def write_metrics_json(evaluation: Evaluation, path: Path) -> Path:
+    """The DVC metrics file (``reports/<use_case>/metrics.json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(evaluation.as_json()), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,40 @@
+"""Splits and the feature description shared by training, evaluation and serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Seeded train / validation / test frames (index reset, so row order is the only identity)."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+def split_frame(
+    frame: pd.DataFrame, label: str, test_fraction: float, validation_fraction: float, seed: int
+) -> Splits:
+    """Stratified, seeded split: the test split depends only on the data and the seed."""
+    rest, test = train_test_split(
+        frame, test_size=test_fraction, random_state=seed, stratify=frame[label]
+    )
+    train, validation = train_test_split(
+        rest, test_size=validation_fraction, random_state=seed, stratify=rest[label]
+    )
+    return Splits(*(part.reset_index(drop=True) for part in (train, validation, test)))
+
+
+def label_array(frame: pd.DataFrame, label: str) -> np.ndarray:
+    """The label as 0/1 floats."""
+    return frame[label].astype("float32").to_numpy()

@@ -1,0 +1,111 @@
+"""Fit a built Keras model with early stopping on the validation split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: object
+    epochs_run: int
+    best_epoch: int
+    fit_seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def make_dataset(model, frame: pd.DataFrame, labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None):
+    """A batched ``tf.data`` pipeline of the model's named inputs (and labels)."""
+    import tensorflow as tf
+
+    from components.predict import input_spec, rows_to_tensors
+
+    inputs = rows_to_tensors(input_spec(model), frame)
+    data = (inputs, tf.constant(labels.reshape(-1, 1), dtype="float32")) if labels is not None else inputs
+    dataset = tf.data.Dataset.from_tensor_slices(data)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(frame), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_model(
+    model,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    label: str,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    class_weight: dict[int, float] | None = None,
+) -> FitResult:
+    """Train until the validation loss stops improving; the best weights are restored."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    y_train = train[label].astype("float32").to_numpy()
+    y_validation = validation[label].astype("float32").to_numpy()
+    train_data = make_dataset(model, train, y_train, batch_size, shuffle_seed=seed)
+    validation_data = make_dataset(model, validation, y_validation, batch_size)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    started = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=max_epochs,
+        callbacks=[stopper],
+        class_weight=class_weight,
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    losses = history.history.get("val_loss", [])
+    best = int(np.argmin(losses)) + 1 if losses else 0
+    if losses and not np.all(np.isfinite(losses)):
+        raise FloatingPointError("validation loss became NaN/inf; lower the learning rate in params.yaml")
+    logger.info("fit %s: %d epochs (best %d) in %.1fs", model.name, len(losses), best, seconds)
+    return FitResult(
+        model=model,
+        epochs_run=len(losses),
+        best_epoch=best,
+        fit_seconds=seconds,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+    )
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted model with the splits it saw and the threshold chosen on validation."""
+
+    model: object
+    splits: object
+    fit: FitResult
+    threshold: float
+
+
+def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
+    """Split seeded, build the use case's model, fit it, choose its threshold on validation."""
+    from components.evaluate import choose_threshold
+    from components.features import label_array, split_frame
+    from components.predict import RowScorer
+
+    splits = split_frame(
+        frame, config.label, config.evaluate.test_fraction, config.train.validation_fraction, config.seed
+    )
+    model = use_case.build_model(splits.train, config.features, config.train, config.seed)
+    fit = fit_model(
+        model, splits.train, splits.validation, config.label,
+        batch_size=config.train.batch_size, max_epochs=config.train.max_epochs,
+        patience=config.train.early_stopping_patience, seed=config.seed,
+    )
+    validation_scores = RowScorer(model).score(splits.validation)
+    threshold = choose_threshold(label_array(splits.validation, config.label), validation_scores)
+    return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)

@@ -1,0 +1,114 @@
+"""Version data snapshots with DVC; the only module that calls DVC.
+
+The snapshot of a use case is the output of its ``snapshot@<use_case>`` stage in dvc.yaml, so the
+flow and ``dvc repro`` agree on one md5 in dvc.lock. DVC allows one command per repository at a
+time, so every call here takes a per-repository file lock first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from components.errors import VersioningError
+
+logger = logging.getLogger(__name__)
+
+REMOTE_NAME = "funnel"
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """A snapshot as DVC knows it."""
+
+    md5: str
+    path: str
+    stage: str
+    is_new: bool
+    remote: str
+
+
+@contextmanager
+def repo_lock(repo_root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the repository's DVC state (across processes)."""
+    lock_dir = repo_root / ".dvc" / "tmp"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / "funnel.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_dvc(repo_root: Path, *args: str) -> str:
+    """Run one DVC command in ``repo_root`` and return its output; raise VersioningError on failure."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    command = [sys.executable, "-m", "dvc", *args]
+    result = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise VersioningError(
+            f"`dvc {' '.join(args)}` failed in {repo_root} (exit {result.returncode}):\n"
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result.stdout
+
+
+def ensure_repo(repo_root: Path) -> None:
+    """Fail with a clear message when ``repo_root`` is not a DVC repository."""
+    if not (repo_root / ".dvc").is_dir():
+        raise VersioningError(
+            f"{repo_root} is not a DVC repository; run `dvc init` there (it needs git) and retry."
+        )
+
+
+def configure_remote(repo_root: Path, url: str) -> None:
+    """Make ``url`` the default remote, in the untracked ``.dvc/config.local``."""
+    if "://" not in url:
+        Path(url).mkdir(parents=True, exist_ok=True)
+    run_dvc(repo_root, "remote", "add", "--local", "--force", "--default", REMOTE_NAME, url)
+
+
+def read_locked_md5(repo_root: Path, stage: str, path: str) -> str | None:
+    """The md5 dvc.lock records for ``path`` as an output of ``stage`` (``name@key``)."""
+    lock_file = repo_root / "dvc.lock"
+    if not lock_file.is_file():
+        return None
+    lock = yaml.safe_load(lock_file.read_text()) or {}
+    entry = lock.get("stages", {}).get(stage, {})
+    for out in entry.get("outs", []):
+        if out.get("path") == path:
+            return out.get("md5")
+    return None
+
+
+def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_url: str) -> DataVersion:
+    """Record the snapshot written for ``stage`` in dvc.lock and push it to the remote."""
+    ensure_repo(repo_root)
+    relative = snapshot_path.resolve().relative_to(repo_root.resolve()).as_posix()
+    with repo_lock(repo_root):
+        before = read_locked_md5(repo_root, stage, relative)
+        configure_remote(repo_root, remote_url)
+        run_dvc(repo_root, "commit", "--force", stage)
+        md5 = read_locked_md5(repo_root, stage, relative)
+        if md5 is None:
+            raise VersioningError(f"dvc.lock has no md5 for {relative} after committing {stage}")
+        run_dvc(repo_root, "push", "--remote", REMOTE_NAME, stage)
+    logger.info("snapshot %s md5=%s (new=%s) pushed to %s", relative, md5, md5 != before, remote_url)
+    return DataVersion(md5=md5, path=relative, stage=stage, is_new=md5 != before, remote=remote_url)
+
+
+def commit_stage(repo_root: Path, stage: str) -> None:
+    """Record a stage's current outputs (metrics, plots) in dvc.lock."""
+    ensure_repo(repo_root)
+    with repo_lock(repo_root):
+        run_dvc(repo_root, "commit", "--force", stage)

@@ -1,0 +1,176 @@
+"""The ``funnel`` command line. Heavy engines (TF, MLflow, Prefect) are imported inside commands."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="funnel: retrain, validate, version, gate and promote the shop's conversion models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stage_app = typer.Typer(help="The dvc.yaml stages (run by `dvc repro`).", no_args_is_help=True)
+app.add_typer(stage_app, name="stage")
+
+SUMMARY_COLUMNS = ("use case", "status", "version", "data md5", "model", "baseline", "gate", "champion")
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _format_metrics(metrics: dict | None, names: tuple[str, ...]) -> str:
+    if not metrics:
+        return "-"
+    shown = [f"{n}={metrics[n]:.3f}" for n in names if n in metrics and not math.isnan(metrics[n])]
+    return " ".join(shown) or "-"
+
+
+def render_table(rows: list[list[str]], headers: tuple[str, ...]) -> str:
+    """A plain-text table that survives any terminal and CI log."""
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
+    return "\n".join(out)
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the registered use cases and whether their data is available."""
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from components.config import load_params, load_settings
+    from components.errors import DataUnavailableError
+    from components.ingest import resolve_source
+    from components.use_cases import REGISTRY
+
+    settings = load_settings()
+    params = load_params(settings.params_path)
+    rows = []
+    for name, use_case in REGISTRY.items():
+        try:
+            where = str(resolve_source(name, params.use_cases[name].data, settings))
+        except DataUnavailableError as exc:
+            where = f"unavailable: {exc}"
+        rows.append([name, use_case.title, where])
+    typer.echo(render_table(rows, ("use case", "what", "data")))
+
+
+@app.command()
+def retrain(
+    use_case: Annotated[str | None, typer.Argument(help="Use case to retrain (see `funnel list`).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Retrain every use case whose data is available.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override params.yaml: key.path=value")] = None,
+) -> None:
+    """Run the retraining flow: ingest, validate, version, train, evaluate, register, gate, promote."""
+    if bool(use_case) == all_:
+        raise typer.BadParameter("give one USE_CASE or --all")
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from components.config import load_params, load_settings
+    from components.errors import FunnelError
+    from components.registry import describe_use_case
+
+    try:
+        settings = load_settings()
+        params = load_params(settings.params_path)
+        if use_case and use_case not in params.use_cases:
+            from components.use_cases import get_use_case
+
+            get_use_case(use_case)
+    except FunnelError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+    from flows.retrain import retrain_all
+
+    results = retrain_all([use_case] if use_case else None, _parse_overrides(set_ or []))
+    rows, errors = [], []
+    for result in results:
+        info = describe_use_case(settings, result["use_case"], params.common.champion_alias)
+        baseline = _format_metrics(info.get("baseline"), ("roc_auc", "pr_auc", "accuracy"))
+        rows.append([
+            result["use_case"], result["status"],
+            info.get("version") or "-", (info.get("data_md5") or "-")[:12],
+            _format_metrics(info.get("metrics"), ("roc_auc", "pr_auc", "accuracy", "f1")),
+            f"{info.get('baseline_name') or ''} {baseline}".strip(),
+            info.get("gate") or "-", info.get("champion_version") or "-",
+        ])
+        if result.get("error"):
+            errors.append(f"[{result['use_case']}] {result['error']}")
+    typer.echo("\n" + render_table(rows, SUMMARY_COLUMNS))
+    for error in errors:
+        typer.echo("\n" + error, err=True)
+    typer.echo(
+        f"\nMLflow UI:  funnel ui   (tracking URI {settings.tracking_uri})"
+        "\nPrefect UI: .venv/bin/prefect server start, then open http://127.0.0.1:4200"
+    )
+    if any(r["status"] in ("invalid data", "error") for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port for the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Open the MLflow UI on funnel's tracking store (the Prefect UI: `prefect server start`)."""
+    from components.config import load_settings
+
+    settings = load_settings()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
+               "--host", host, "--port", str(port)]
+    if settings.artifact_location:
+        command += ["--default-artifact-root", settings.artifact_location]
+    typer.echo(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
+    os.execv(sys.executable, command)
+
+
+@stage_app.command("snapshot")
+def stage_snapshot(use_case: str) -> None:
+    """Ingest and validate USE_CASE, write its snapshot (dvc stage snapshot@USE_CASE)."""
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.stages import run_snapshot_stage
+
+    typer.echo(run_snapshot_stage(use_case))
+
+
+@stage_app.command("train")
+def stage_train(use_case: str) -> None:
+    """Train and evaluate USE_CASE on its snapshot, write metrics and plots (dvc stage train@USE_CASE)."""
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.stages import run_train_stage
+
+    typer.echo(run_train_stage(use_case))
+
+
+def main() -> None:
+    from components.errors import FunnelError
+
+    try:
+        app()
+    except FunnelError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""One generic Prefect flow: ingest -> validate -> version -> train -> evaluate -> register -> gate -> promote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from components import registry, versioning
+from components.config import Settings, load_params, load_settings, read_git_commit
+from components.errors import DataUnavailableError, DataValidationError, GateFailedError
+from components.evaluate import ChampionScorer, evaluate_use_case, write_metrics_json
+from components.ingest import read_source, resolve_source, write_snapshot
+from components.promotion import apply_promotion, decide_promotion
+from components.train import train_use_case
+from components.use_cases import get_use_case, list_use_cases
+from components.validate import check_report, validate_frame
+
+# Retries, timeouts and caching for every task, set in one place. Results stay in memory
+# (frames, Keras models), so nothing is cached or persisted between runs.
+IO_TASK = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 600}
+ML_TASK = {"cache_policy": NO_CACHE, "retries": 0, "timeout_seconds": 3600}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    settings: Settings
+    use_case: Any
+    config: Any
+    common: Any
+
+
+@task(**IO_TASK)
+def load_context(name: str, overrides: dict[str, Any] | None) -> RunContext:
+    settings = load_settings()
+    params = load_params(settings.params_path, overrides)
+    use_case = get_use_case(name)
+    return RunContext(settings, use_case, use_case.configure(params), params.common)
+
+
+@task(**IO_TASK)
+def ingest(ctx: RunContext):
+    frame, source = read_source(ctx.config.name, ctx.config.params.data, ctx.settings)
+    return frame, source
+
+
+@task(**IO_TASK | {"retries": 0})
+def validate(ctx: RunContext, frame):
+    docs = ctx.settings.path(ctx.common.data_docs_dir)
+    report = validate_frame(ctx.config.name, frame, ctx.config.params.validate, docs)
+    rows = [{"expectation": c["expectation"], "column": c["kwargs"].get("column", ""),
+             "success": c["success"], "observed": str(c["result"])[:200]} for c in report.checks]
+    create_table_artifact(
+        key=f"{ctx.config.name}-validation", table=rows,
+        description=f"GX suite for {ctx.config.name}: {report.statistics}; Data Docs: {report.docs_path}",
+    )
+    if not report.success:
+        failed = "\n".join(f"- {f}" for f in report.failures)
+        create_markdown_artifact(
+            key=f"{ctx.config.name}-validation-failed",
+            markdown=f"# {ctx.config.name}: data validation failed\n\n{failed}\n\nData Docs: `{report.docs_path}`",
+        )
+    return check_report(report)
+
+
+@task(**IO_TASK)
+def version(ctx: RunContext, frame, source: str):
+    snapshot = write_snapshot(ctx.config.name, frame, source, ctx.settings.path(ctx.common.snapshot_dir))
+    data_version = versioning.version_snapshot(
+        ctx.settings.repo_root, f"snapshot@{ctx.config.name}", snapshot.path, ctx.settings.dvc_remote
+    )
+    return snapshot, data_version
+
+
+@task(**ML_TASK)
+def train(ctx: RunContext, snapshot):
+    return train_use_case(ctx.use_case, ctx.config, snapshot.frame)
+
+
+@task(**ML_TASK)
+def evaluate(ctx: RunContext, trained):
+    champion = registry.load_scorer(ctx.settings, ctx.config.name, ctx.common.champion_alias)
+    scorer = None
+    if champion is not None:
+        champion_version, model, threshold = champion
+        scorer = ChampionScorer(champion_version, lambda rows: registry.score_frame(model, rows), threshold)
+    reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
+    evaluation = evaluate_use_case(ctx.use_case, ctx.config, trained, reports / "plots", scorer)
+    write_metrics_json(evaluation, reports / "metrics.json")
+    versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}")
+    return evaluation
+
+
+@task(**IO_TASK | {"retries": 0})
+def register(ctx: RunContext, snapshot, data_version, trained, evaluation, report):
+    context = {"git_commit": read_git_commit(ctx.settings.repo_root), "flow_run_id": str(flow_run.id or "")}
+    return registry.log_training_run(
+        ctx.settings, ctx.config, snapshot, data_version, trained, evaluation, report, context,
+        ctx.common.challenger_alias,
+    )
+
+
+@task(**IO_TASK | {"retries": 0})
+def gate(ctx: RunContext, registered, evaluation):
+    decision = decide_promotion(
+        ctx.config.name, registered.version, evaluation.metrics, ctx.config.params.gate,
+        evaluation.champion_version, evaluation.champion_metrics, evaluation.champion_error,
+    )
+    rows = [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in decision.checks]
+    create_table_artifact(
+        key=f"{ctx.config.name}-gate", table=rows,
+        description=f"{ctx.config.name} v{registered.version}: gate {decision.verdict}",
+    )
+    return decision
+
+
+@task(**IO_TASK | {"retries": 0})
+def promote(ctx: RunContext, decision) -> str:
+    return apply_promotion(decision, ctx.settings, ctx.common.champion_alias)
+
+
+@flow(name="retrain", flow_run_name="retrain-{use_case}")
+def retrain(use_case: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Take one use case from its data source to a gated, possibly promoted, model version."""
+    logger = get_run_logger()
+    ctx = load_context(use_case, overrides)
+    frame, source = ingest(ctx)
+    report = validate(ctx, frame)
+    snapshot, data_version = version(ctx, frame, source)
+    trained = train(ctx, snapshot)
+    evaluation = evaluate(ctx, trained)
+    registered = register(ctx, snapshot, data_version, trained, evaluation, report)
+    decision = gate(ctx, registered, evaluation)
+    logger.info("%s v%s: gate %s", use_case, registered.version, decision.verdict)
+    champion = promote(ctx, decision)
+    return {"use_case": use_case, "version": registered.version, "data_md5": data_version.md5,
+            "gate": decision.verdict, "champion_version": champion}
+
+
+def available_use_cases(names: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Split use cases into those whose data can be read and those skipped (with the reason)."""
+    settings = load_settings()
+    params = load_params(settings.params_path)
+    ready, skipped = [], {}
+    for name in names or list_use_cases():
+        try:
+            resolve_source(name, params.use_cases[name].data, settings)
+            ready.append(name)
+        except DataUnavailableError as exc:
+            skipped[name] = str(exc)
+    return ready, skipped
+
+
+@flow(name="retrain-all")
+def retrain_all(use_cases: list[str] | None = None, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Retrain every use case whose data is available; one failure does not stop the others."""
+    logger = get_run_logger()
+    ready, skipped = available_use_cases(use_cases)
+    results = [{"use_case": name, "status": "skipped", "error": why} for name, why in skipped.items()]
+    for name, why in skipped.items():
+        logger.warning("skipping %s: %s", name, why)
+    for name in ready:
+        state = retrain(name, overrides, return_state=True)
+        results.append(outcome(name, state))
+    return results
+
+
+def outcome(name: str, state) -> dict[str, Any]:
+    """A retrain run's summary, or why it stopped (gate, validation, error)."""
+    try:
+        return {**state.result(), "status": "promoted"}
+    except GateFailedError as exc:
+        return {"use_case": name, "status": "not promoted", "error": str(exc)}
+    except DataValidationError as exc:
+        return {"use_case": name, "status": "invalid data", "error": str(exc)}
+    except Exception as exc:
+        return {"use_case": name, "status": "error", "error": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,27 @@
+"""Process environment the engines need before they are imported (never done at import time)."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULTS = {
+    # no internet here: analytics calls would hang or fail
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "False",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_ENABLE_TELEMETRY": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    # component loggers show up in the Prefect UI next to the flow's own
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "components",
+    # a 2-core machine under load starts the temporary server slowly
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def configure_environment() -> None:
+    """Set funnel's defaults for variables the user has not set."""
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)

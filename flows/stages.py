@@ -1,0 +1,38 @@
+"""The two DVC stages (``dvc repro``): the same components the flow runs, without Prefect."""
+
+from __future__ import annotations
+
+import logging
+
+from components.config import load_params, load_settings
+from components.evaluate import evaluate_use_case, write_metrics_json
+from components.ingest import read_snapshot, read_source, write_snapshot
+from components.train import train_use_case
+from components.use_cases import get_use_case
+from components.validate import check_report, validate_frame
+
+logger = logging.getLogger(__name__)
+
+
+def run_snapshot_stage(name: str) -> str:
+    """Ingest and validate a use case's source, write ``data/snapshots/<name>/``."""
+    settings = load_settings()
+    params = load_params(settings.params_path)
+    config = get_use_case(name).configure(params)
+    frame, source = read_source(name, config.params.data, settings)
+    check_report(validate_frame(name, frame, config.params.validate, settings.path(params.common.data_docs_dir)))
+    snapshot = write_snapshot(name, frame, source, settings.path(params.common.snapshot_dir))
+    return str(snapshot.path)
+
+
+def run_train_stage(name: str) -> str:
+    """Train and evaluate on the snapshot; write ``reports/<name>/metrics.json`` and plots."""
+    settings = load_settings()
+    params = load_params(settings.params_path)
+    use_case = get_use_case(name)
+    config = use_case.configure(params)
+    snapshot = read_snapshot(name, settings.path(params.common.snapshot_dir))
+    trained = train_use_case(use_case, config, snapshot.frame)
+    reports = settings.path(params.common.reports_dir) / name
+    evaluation = evaluate_use_case(use_case, config, trained, reports / "plots")
+    return str(write_metrics_json(evaluation, reports / "metrics.json"))
