@@ -63,12 +63,27 @@ def save_model(keras_model, path, mlflow_model=None, signature=None, input_examp
     from mlflow.models import Model
 
     mlflow_model = mlflow_model or Model()
+    # mlflow.keras.save_model writes the input example before it creates ``path``
+    Path(path).mkdir(parents=True, exist_ok=True)
     mlflow.keras.save_model(
         keras_model, path, mlflow_model=mlflow_model, signature=signature,
-        input_example=input_example, metadata=metadata,
+        input_example=input_example, metadata=metadata, pip_requirements=pinned_requirements(),
     )
     mlflow_model.flavors["python_function"]["loader_module"] = __name__
     mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def pinned_requirements() -> list[str]:
+    """The serving environment, pinned to what trained the model (skips MLflow's slow inference)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("tensorflow-cpu", "keras", "mlflow", "pandas", "numpy", "funnel"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pins
 
 
 def _load_pyfunc(path: str):
@@ -171,6 +186,7 @@ def log_training_run(
 
         example = trained.splits.test.head(5)[[t.name for t in trained.model.inputs]]
         info = Model.log(
+            artifact_path=None,
             name=MODEL_NAME_IN_RUN,
             flavor=sys.modules[__name__],
             registered_model_name=use_case,

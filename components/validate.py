@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 TYPE_LISTS = {
     "int": ["int64", "int32", "Int64", "Int32"],
     "float": ["float64", "float32", "Float64", "int64", "int32", "Int64"],
-    "str": ["str", "string", "object"],
+    "str": ["StringDtype", "object", "str", "string"],
     "bool": ["bool", "boolean"],
 }
 
@@ -135,6 +135,16 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def as_gx_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text columns use the nullable ``string`` dtype.
+
+    GX 1.24 does not recognise pandas 3's default ``str`` dtype by any type name, so
+    ``expect_column_values_to_be_in_type_list`` would fail every text column.
+    """
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c].dtype) and frame[c].dtype != object]
+    return frame.astype({c: "string" for c in text}) if text else frame
+
+
 def validate_frame(
     use_case: str, frame: pd.DataFrame, params: ValidateParams, docs_dir: Path | None = None
 ) -> ValidationReport:
@@ -173,7 +183,7 @@ def validate_frame(
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(name=f"{use_case}_checkpoint", validation_definitions=[definition], actions=actions)
     )
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    outcome = checkpoint.run(batch_parameters={"dataframe": as_gx_types(frame)})
     results = [r for run in outcome.run_results.values() for r in run.results]
     checks = tuple(_summarize(r) for r in results)
     report = ValidationReport(use_case, bool(outcome.success), checks, docs_path)

@@ -1,0 +1,63 @@
+"""params.yaml loading: typed, frozen, unknown keys fail fast, dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from components.config import apply_overrides, load_params, load_settings
+from components.errors import ConfigError
+from components.use_cases import get_use_case
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_params_load_and_are_frozen():
+    params = load_params(ROOT / "params.yaml")
+    assert params.common.seed == 42
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.common.seed = 1  # type: ignore[misc]
+
+
+def test_unknown_key_fails_fast(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("  seed: 42", "  seed: 42\n  sede: 1")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sede'\]"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_unknown_key_in_a_use_case_section_fails_fast():
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.train": {"max_epochs": 3, "epochz": 1}})
+    with pytest.raises(ConfigError, match="epochz"):
+        get_use_case("intent").configure(params)
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"common\.seed: expected int"):
+        load_params(ROOT / "params.yaml", {"common.seed": "'abc'"})
+
+
+def test_overrides_parse_values_and_reject_unknown_paths():
+    raw = {"a": {"b": 1}}
+    assert apply_overrides(raw, {"a.b": "2"}) == {"a": {"b": 2}}
+    assert raw == {"a": {"b": 1}}  # input not mutated
+    with pytest.raises(ConfigError, match="'c' is not a key"):
+        apply_overrides(raw, {"a.c": "1"})
+
+
+def test_settings_default_to_the_embedded_stack(tmp_path):
+    settings = load_settings(env={}, repo_root=ROOT)
+    assert settings.tracking_uri == f"sqlite:///{ROOT / 'mlruns.db'}"
+    assert settings.artifact_location == (ROOT / "mlartifacts").as_uri()
+    remote = load_settings(env={"MLFLOW_TRACKING_URI": "http://mlflow:5000", "FUNNEL_DVC_REMOTE": "s3://b/dvc"}, repo_root=ROOT)
+    assert remote.tracking_uri == "http://mlflow:5000"
+    assert remote.artifact_location is None
+    assert remote.dvc_remote == "s3://b/dvc"
+
+
+def test_missing_repo_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no funnel repository"):
+        load_settings(env={})

@@ -1,0 +1,56 @@
+"""The gate and the promotion decision, as tables."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+
+from components.config import GateParams
+from components.promotion import decide_promotion
+
+GATE = GateParams(primary_metric="roc_auc", min_delta=0.005, floors=types.MappingProxyType({"roc_auc": 0.9, "pr_auc": 0.6}))
+
+
+@pytest.mark.parametrize(
+    ("metrics", "champion_version", "champion_metrics", "champion_error", "promote", "failed"),
+    [
+        # first version, floors hold -> champion
+        ({"roc_auc": 0.93, "pr_auc": 0.7}, None, None, None, True, []),
+        # first version below a floor -> not promoted
+        ({"roc_auc": 0.89, "pr_auc": 0.7}, None, None, None, False, ["floor.roc_auc"]),
+        ({"roc_auc": 0.93, "pr_auc": 0.5}, None, None, None, False, ["floor.pr_auc"]),
+        # beats the champion by more than min_delta
+        ({"roc_auc": 0.94, "pr_auc": 0.7}, "3", {"roc_auc": 0.93}, None, True, []),
+        # exactly champion + min_delta passes (>=)
+        ({"roc_auc": 0.935, "pr_auc": 0.7}, "3", {"roc_auc": 0.93}, None, True, []),
+        # better but not by min_delta
+        ({"roc_auc": 0.932, "pr_auc": 0.7}, "3", {"roc_auc": 0.93}, None, False, ["beats_champion"]),
+        # worse than the champion
+        ({"roc_auc": 0.91, "pr_auc": 0.7}, "3", {"roc_auc": 0.93}, None, False, ["beats_champion"]),
+        # worse and below a floor: both checks reported
+        ({"roc_auc": 0.5, "pr_auc": 0.2}, "3", {"roc_auc": 0.93}, None, False,
+         ["floor.roc_auc", "floor.pr_auc", "beats_champion"]),
+        # metric missing or NaN never passes
+        ({"pr_auc": 0.7}, None, None, None, False, ["floor.roc_auc"]),
+        ({"roc_auc": math.nan, "pr_auc": 0.7}, None, None, None, False, ["floor.roc_auc"]),
+        # the champion could not be scored on this test split: fail safe
+        ({"roc_auc": 0.95, "pr_auc": 0.7}, "3", None, "schema changed", False, ["beats_champion"]),
+    ],
+)
+def test_decide_promotion(metrics, champion_version, champion_metrics, champion_error, promote, failed):
+    # given metrics and the current champion, when the gate decides
+    decision = decide_promotion("intent", "4", metrics, GATE, champion_version, champion_metrics, champion_error)
+    # then it promotes exactly when every check passes, and names the failed ones
+    assert decision.promote is promote
+    assert [c.name for c in decision.checks if not c.passed] == failed
+    assert decision.verdict == ("passed" if promote else "failed")
+
+
+def test_decision_tags_carry_numbers():
+    decision = decide_promotion("intent", "2", {"roc_auc": 0.91, "pr_auc": 0.7}, GATE, "1", {"roc_auc": 0.93}, None)
+    tags = decision.as_tags()
+    assert tags["gate.verdict"] == "failed"
+    assert tags["gate.beats_champion"].startswith("FAIL: roc_auc 0.9100 < champion v1 0.9300")
+    assert tags["gate.floor.roc_auc"] == "pass: roc_auc 0.9100 >= 0.9000"
