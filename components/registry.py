@@ -234,7 +234,7 @@ def load_scorer(settings: Settings, use_case: str, alias: str):
         return None
     model = mlflow.pyfunc.load_model(f"models:/{use_case}@{alias}")
     threshold = float(version.tags.get(THRESHOLD_TAG, 0.5))
-    return version.version, model, threshold
+    return str(version.version), model, threshold
 
 
 def score_frame(model, frame: pd.DataFrame) -> np.ndarray:
@@ -269,11 +269,11 @@ def describe_use_case(settings: Settings, use_case: str, champion_alias: str) ->
     tags = latest.tags
     return {
         "use_case": use_case,
-        "version": latest.version,
+        "version": str(latest.version),
         "data_md5": tags.get("data_md5"),
         "metrics": {k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")},
         "baseline_name": tags.get("baseline.name"),
         "baseline": {k[9:]: float(v) for k, v in tags.items() if k.startswith("baseline.") and k != "baseline.name"},
         "gate": tags.get("gate.verdict", "not gated"),
-        "champion_version": champion.version if champion else None,
+        "champion_version": str(champion.version) if champion else None,
     }

@@ -64,6 +64,7 @@ def fit_model(
         epochs=max_epochs,
         callbacks=[stopper],
         class_weight=class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
         verbose=0,
     )
     seconds = time.perf_counter() - started

@@ -1,0 +1,43 @@
+# funnel: `make run` retrains every use case on the embedded stack; `make test` runs the suite.
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install dev run test repro benchmark lint ui clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev
+
+run: install
+	$(BIN)/funnel retrain --all
+
+test: dev
+	$(BIN)/python -m pytest
+
+repro: install
+	$(BIN)/dvc repro
+
+benchmark: install
+	$(BIN)/python benchmarks/retrain_benchmark.py
+
+lint: dev
+	$(BIN)/ruff check components flows tests benchmarks
+
+ui: install
+	$(BIN)/funnel ui
+
+clean:
+	rm -rf $(VENV) mlruns.db mlartifacts data/snapshots reports/data_docs .dvc-remote

@@ -1,0 +1,43 @@
+"""One name everywhere: registry keys == params.yaml use cases == dvc.yaml stage keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from components.config import load_params
+from components.use_cases import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_registry_params_and_dvc_stages_agree():
+    params = load_params(ROOT / "params.yaml")
+    listed = subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list", "--name-only"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    stages: dict[str, set[str]] = {}
+    for entry in listed:
+        stage, _, key = entry.partition("@")
+        stages.setdefault(stage, set()).add(key)
+    assert set(REGISTRY) == set(params.use_cases)
+    assert stages == {"snapshot": set(REGISTRY), "train": set(REGISTRY)}
+
+
+def test_every_use_case_configures_from_params():
+    params = load_params(ROOT / "params.yaml")
+    for name, use_case in REGISTRY.items():
+        config = use_case.configure(params)
+        assert config.name == name
+        assert config.label in config.params.validate.columns
+        assert config.params.gate.primary_metric in config.params.gate.floors
+
+
+def test_dvc_stages_read_their_params_sections():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert dvc["stages"]["snapshot"]["foreach"] == "${use_cases}"
+    assert "use_cases.${key}.train" in dvc["stages"]["train"]["do"]["params"]
