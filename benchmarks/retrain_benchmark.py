@@ -1,0 +1,114 @@
+"""Retrain every use case through the real flow and print one table.
+
+Each metric is shown next to the same-run baseline and the published result; wall time is split
+into ML work (fit + evaluate, which includes fitting the baseline and scoring the champion) and
+platform overhead (everything else: Prefect, GX, DVC, MLflow). ``--seeds`` adds the spread of
+model and baseline over split seeds, trained through the same components without the platform.
+
+Usage: .venv/bin/python benchmarks/retrain_benchmark.py [--use-cases intent,sentiment] [--seeds 1,2,3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import date
+
+from flows.runtime import configure_environment
+
+configure_environment()
+
+METRICS = {"intent": ("roc_auc", "pr_auc", "f1", "capture_top_10pct", "capture_top_20pct"),
+           "sentiment": ("accuracy", "f1", "roc_auc")}
+
+
+def platform_runs(names: list[str]) -> list[dict]:
+    from components.config import load_params, load_settings
+    from components.errors import GateFailedError
+    from components.registry import connect, describe_use_case
+    from flows.retrain import retrain
+
+    settings = load_settings()
+    params = load_params(settings.params_path)
+    rows = []
+    for name in names:
+        started = time.perf_counter()
+        try:
+            retrain(name)
+        except GateFailedError as exc:
+            print(f"note: {name}: {exc}")
+        wall = time.perf_counter() - started
+        info = describe_use_case(settings, name, params.common.champion_alias)
+        version = connect(settings).get_model_version(name, info["version"])
+        run = connect(settings).get_run(version.run_id)
+        ml = run.data.metrics["fit_seconds"] + run.data.metrics["evaluate_seconds"]
+        rows.append({**info, "wall": wall, "ml": ml, "overhead": wall - ml})
+    return rows
+
+
+def seed_spread(names: list[str], seeds: list[int]) -> dict:
+    from pathlib import Path
+
+    from components.config import load_params, load_settings
+    from components.evaluate import evaluate_use_case
+    from components.ingest import read_source
+    from components.train import train_use_case
+    from components.use_cases import get_use_case
+
+    settings = load_settings()
+    spread = {}
+    for name in names:
+        use_case = get_use_case(name)
+        for seed in seeds:
+            config = use_case.configure(load_params(settings.params_path, {"common.seed": seed}))
+            frame, _ = read_source(name, config.params.data, settings)
+            trained = train_use_case(use_case, config, frame)
+            evaluation = evaluate_use_case(use_case, config, trained, Path("/tmp/funnel-benchmark-plots") / name)
+            for metric in METRICS[name]:
+                spread.setdefault((name, metric), {"model": [], "baseline": []})
+                spread[(name, metric)]["model"].append(evaluation.metrics[metric])
+                spread[(name, metric)]["baseline"].append(evaluation.baseline_metrics[metric])
+    return spread
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--use-cases", default="intent,sentiment")
+    parser.add_argument("--seeds", default="", help="comma-separated split seeds for the spread table")
+    args = parser.parse_args()
+    names = [n for n in args.use_cases.split(",") if n]
+    from components.use_cases import get_use_case
+    from flows.cli import render_table
+
+    rows = platform_runs(names)
+    print(f"\nfunnel retrain benchmark, {date.today()}, {platform.node()} "
+          f"({platform.machine()}, {__import__('os').cpu_count()} cores), seed from params.yaml\n")
+    table = []
+    for row in rows:
+        published = get_use_case(row["use_case"]).published
+        for metric in METRICS[row["use_case"]]:
+            model, base = row["metrics"].get(metric), row["baseline"].get(metric)
+            table.append([
+                row["use_case"], metric, f"{model:.4f}", f"{base:.4f}", f"{model - base:+.4f}",
+                f"{published[metric]:.3f}" if metric in published else "-",
+            ])
+    print(render_table(table, ("use case", "metric", "model", "baseline", "model-baseline", "published")))
+    timing = [[r["use_case"], r["version"], r["gate"], f"{r['wall']:.1f}", f"{r['ml']:.1f}", f"{r['overhead']:.1f}"]
+              for r in rows]
+    print()
+    print(render_table(timing, ("use case", "version", "gate", "wall s", "ML s (fit+evaluate)", "platform overhead s")))
+    if args.seeds:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        spread = seed_spread(names, seeds)
+        lines = [[name, metric, f"{statistics.mean(v['model']):.4f} ± {statistics.pstdev(v['model']):.4f}",
+                  f"{statistics.mean(v['baseline']):.4f} ± {statistics.pstdev(v['baseline']):.4f}",
+                  f"{sum(m > b for m, b in zip(v['model'], v['baseline'], strict=True))}/{len(seeds)}"]
+                 for (name, metric), v in spread.items()]
+        print(f"\nspread over split seeds {seeds} (mean ± sd)\n")
+        print(render_table(lines, ("use case", "metric", "model", "baseline", "model wins")))
+
+
+if __name__ == "__main__":
+    main()
