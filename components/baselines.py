@@ -51,7 +51,7 @@ def fit_gradient_boosting(
 
 
 def fit_tfidf_logistic(train: pd.DataFrame, label: str, text: str, c: float, seed: int) -> Baseline:
-    """TF-IDF word 1-2 grams + character 2-5 grams, logistic regression."""
+    """TF-IDF word 1-2 grams + character 2-5 grams, logistic regression (binary or multinomial)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
@@ -61,5 +61,27 @@ def fit_tfidf_logistic(train: pd.DataFrame, label: str, text: str, c: float, see
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
     )
     pipeline = make_pipeline(features, LogisticRegression(C=c, max_iter=2000, random_state=seed))
-    pipeline.fit(train[text].astype(str), train[label].astype(int))
+    numeric = pd.api.types.is_numeric_dtype(train[label]) or pd.api.types.is_bool_dtype(train[label])
+    labels = train[label].astype(int) if numeric else train[label].astype(str)
+    pipeline.fit(train[text].astype(str), labels)
     return Baseline("tfidf_logistic_regression", pipeline, (text,))
+
+
+def fit_logistic_regression(
+    train: pd.DataFrame, label: str, numeric: tuple[str, ...], log_scaled: tuple[str, ...], c: float, seed: int
+) -> Baseline:
+    """Standardised (log1p where asked) numeric features, logistic regression."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    plain = [c for c in numeric if c not in log_scaled]
+    scaled = ColumnTransformer([
+        ("log", make_pipeline(FunctionTransformer(np.log1p), StandardScaler()), list(log_scaled)),
+        ("plain", StandardScaler(), plain),
+    ])
+    pipeline = make_pipeline(scaled, LogisticRegression(C=c, max_iter=5000, random_state=seed))
+    pipeline.fit(train[list(numeric)], train[label].astype(int))
+    return Baseline("logistic_regression", pipeline, tuple(numeric))
+

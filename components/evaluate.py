@@ -16,8 +16,42 @@ from sklearn import metrics as skm
 logger = logging.getLogger(__name__)
 
 
-def choose_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold that maximises F1 (chosen on validation, never on test)."""
+def natural_rate_weights(y_true: np.ndarray, positive_rate: float | None) -> np.ndarray | None:
+    """Weights that reweight negatives so the positive rate is ``positive_rate`` (None: unweighted).
+
+    An under-sampled test set over-states precision; weighting each negative by
+    ``(positives / negatives) * (1 - rate) / rate`` restores the rate seen in production.
+    """
+    if positive_rate is None:
+        return None
+    y_true = np.asarray(y_true).astype(int)
+    positives, negatives = int(y_true.sum()), int((1 - y_true).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    negative_weight = (positives / negatives) * (1 - positive_rate) / positive_rate
+    return np.where(y_true == 1, 1.0, negative_weight)
+
+
+def recall_at_precision(
+    y_true: np.ndarray, scores: np.ndarray, target: float, weights: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The best recall with precision >= ``target``, and the lowest threshold reaching it."""
+    precision, recall, thresholds = skm.precision_recall_curve(y_true, scores, sample_weight=weights)
+    ok = np.where(precision[:-1] >= target)[0]
+    if len(ok) == 0:
+        return 0.0, float("inf")
+    best = ok[np.argmax(recall[ok])]
+    return float(recall[best]), float(thresholds[best])
+
+
+def choose_threshold(
+    y_true: np.ndarray, scores: np.ndarray, precision_target: float | None = None,
+    weights: np.ndarray | None = None,
+) -> float:
+    """The threshold chosen on validation (never on test): max F1, or max recall at a precision."""
+    if precision_target is not None:
+        _, threshold = recall_at_precision(y_true, scores, precision_target, weights)
+        return threshold if np.isfinite(threshold) else float(np.max(scores))
     precision, recall, thresholds = skm.precision_recall_curve(y_true, scores)
     f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall + 1e-12), 0)
     if len(thresholds) == 0:
@@ -36,9 +70,14 @@ def capture_rate(y_true: np.ndarray, scores: np.ndarray, top_fraction: float) ->
 
 
 def compute_binary_metrics(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float, lift_fractions: Sequence[float] = ()
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, lift_fractions: Sequence[float] = (),
+    natural_positive_rate: float | None = None, precision_target: float | None = None,
 ) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, accuracy/F1/precision/recall at ``threshold``, log loss, Brier, captures."""
+    """ROC-AUC, PR-AUC, accuracy/F1/precision/recall at ``threshold``, log loss, Brier, captures.
+
+    With ``natural_positive_rate``, also PR-AUC and precision re-weighted to that rate; with
+    ``precision_target``, the recall reachable at that precision (re-weighted when a rate is given).
+    """
     y_true = np.asarray(y_true).astype(int)
     scores = np.clip(np.asarray(scores, dtype="float64"), 1e-7, 1 - 1e-7)
     predicted = (scores >= threshold).astype(int)
@@ -55,6 +94,15 @@ def compute_binary_metrics(
     }
     for fraction in lift_fractions:
         result[f"capture_top_{round(fraction * 100)}pct"] = capture_rate(y_true, scores, fraction)
+    weights = natural_rate_weights(y_true, natural_positive_rate) if both else None
+    if weights is not None:
+        result["pr_auc_natural"] = float(skm.average_precision_score(y_true, scores, sample_weight=weights))
+        result["precision_natural"] = float(
+            skm.precision_score(y_true, predicted, sample_weight=weights, zero_division=0)
+        )
+    if precision_target is not None and both:
+        name = f"recall_at_precision_{round(precision_target * 100)}"
+        result[name] = recall_at_precision(y_true, scores, precision_target, weights)[0]
     return result
 
 
@@ -180,6 +228,15 @@ class Evaluation:
 
 
 def evaluate_use_case(use_case, config, trained, plots_dir: Path, champion: ChampionScorer | None = None) -> Evaluation:
+    """Evaluate with the metrics of the use case's task (binary, multiclass, ranking)."""
+    if use_case.task == "multiclass":
+        from components.evaluate_multiclass import evaluate_multiclass_use_case
+
+        return evaluate_multiclass_use_case(use_case, config, trained, plots_dir, champion)
+    return evaluate_binary_use_case(use_case, config, trained, plots_dir, champion)
+
+
+def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champion: ChampionScorer | None = None) -> Evaluation:
     """Score model, same-run baseline and current champion on the seeded test split; plot them."""
     from components.features import label_array
     from components.predict import RowScorer
@@ -188,29 +245,36 @@ def evaluate_use_case(use_case, config, trained, plots_dir: Path, champion: Cham
     splits = trained.splits
     test = splits.test
     y_test = label_array(test, config.label)
-    lifts = config.evaluate.lift_fractions
+    options = binary_options(config)
+
+    def measure(scores: np.ndarray, threshold: float) -> dict[str, float]:
+        return compute_binary_metrics(y_test, scores, threshold, **options)
+
     model_scores = RowScorer(trained.model).score(test)
-    metrics = compute_binary_metrics(y_test, model_scores, trained.threshold, lifts)
+    metrics = measure(model_scores, trained.threshold)
 
     baseline = use_case.fit_baseline(splits.train, config)
+    y_validation = label_array(splits.validation, config.label)
     baseline_threshold = choose_threshold(
-        label_array(splits.validation, config.label), baseline.score(splits.validation)
+        y_validation, baseline.score(splits.validation), options["precision_target"],
+        natural_rate_weights(y_validation, options["natural_positive_rate"]),
     )
     baseline_scores = baseline.score(test)
-    baseline_metrics = compute_binary_metrics(y_test, baseline_scores, baseline_threshold, lifts)
+    baseline_metrics = measure(baseline_scores, baseline_threshold)
     curves = {"model": model_scores, baseline.name: baseline_scores}
 
     champion_metrics = champion_error = None
     if champion is not None:
         try:
             champion_scores = np.asarray(champion.score(test), dtype="float64").reshape(-1)
-            champion_metrics = compute_binary_metrics(y_test, champion_scores, champion.threshold, lifts)
+            champion_metrics = measure(champion_scores, champion.threshold)
             curves[f"champion v{champion.version}"] = champion_scores
         except Exception as exc:  # a champion with another input schema must not stop the run
             champion_error = f"champion v{champion.version} could not score the test split: {exc}"
             logger.warning(champion_error)
 
-    slices = compute_slice_metrics(test, y_test, model_scores, trained.threshold, config.features.slices)
+    sliced = add_bucket_columns(test, getattr(config.evaluate, "slice_buckets", None) or {})
+    slices = compute_slice_metrics(sliced, y_test, model_scores, trained.threshold, config.features.slices)
     plots = write_binary_plots(y_test, curves, trained.threshold, plots_dir)
     return Evaluation(
         metrics=metrics,
@@ -226,6 +290,27 @@ def evaluate_use_case(use_case, config, trained, plots_dir: Path, champion: Cham
         seconds=time.perf_counter() - started,
         scores=curves,
     )
+
+
+def binary_options(config) -> dict:
+    """The optional binary-metric settings of a use case's ``evaluate`` section."""
+    return {
+        "lift_fractions": config.evaluate.lift_fractions,
+        "natural_positive_rate": getattr(config.evaluate, "natural_positive_rate", None),
+        "precision_target": getattr(config.evaluate, "precision_target", None),
+    }
+
+
+def add_bucket_columns(frame: pd.DataFrame, buckets: dict) -> pd.DataFrame:
+    """A copy with ``<column>_bucket`` columns (``[0, 10)``, ``[10, 100)``, ...) for slicing."""
+    if not buckets:
+        return frame
+    extra = {}
+    for column, edges in buckets.items():
+        bins = [-np.inf, *edges, np.inf]
+        labels = [f"<{edges[0]:g}"] + [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False)] + [f">={edges[-1]:g}"]
+        extra[f"{column}_bucket"] = pd.cut(frame[column], bins=bins, labels=labels, right=False).astype(str)
+    return frame.assign(**extra)
 
 
 def write_metrics_json(evaluation: Evaluation, path: Path) -> Path:

@@ -121,9 +121,41 @@ def read_sentences(path: Path, data: DataParams) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def read_official_splits(path: Path, data: DataParams) -> pd.DataFrame:
+    """A folder holding ``train.csv`` and ``test.csv``; a ``split`` column keeps the official split."""
+    frames = []
+    for split in ("train", "test"):
+        file = path / f"{split}.csv"
+        if not file.is_file():
+            raise DataUnavailableError(f"{path}: {file.name} is missing (expected train.csv and test.csv)")
+        frames.append(pd.read_csv(file, sep=data.delimiter).assign(split=split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_creditcard(path: Path, data: DataParams) -> pd.DataFrame:
+    """The ULB credit-card samples: all-frauds file + random sample, shared and duplicate rows removed.
+
+    The two files print V1 with different precision, so rows are matched on (Time, V1 rounded to
+    6 decimals, Amount).
+    """
+    files = sorted(path.glob("creditcard_*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise DataUnavailableError(f"{path}: no creditcard_*.csv files found")
+    frames = []
+    for file in files:
+        frame = pd.read_csv(file, sep=data.delimiter)
+        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("Unnamed") or c == ""])
+        frames.append(frame.assign(sample=file.stem.removeprefix("creditcard_")))
+    pooled = pd.concat(frames, ignore_index=True)
+    key = pd.DataFrame({"Time": pooled["Time"], "V1": pooled["V1"].round(6), "Amount": pooled["Amount"]})
+    return pooled.loc[~key.duplicated()].reset_index(drop=True)
+
+
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "csv": read_csv,
     "sentences": read_sentences,
+    "official_splits": read_official_splits,
+    "creditcard": read_creditcard,
 }
 
 

@@ -42,18 +42,42 @@ class RowScorer:
             lambda inputs: model(inputs, training=False), input_signature=[signature]
         )
 
-    def score(self, rows: pd.DataFrame | dict, batch_size: int = 8192) -> np.ndarray:
-        """Probabilities for ``rows``, shape (n,)."""
+    def score_outputs(self, rows: pd.DataFrame | dict, batch_size: int = 8192) -> dict[str, np.ndarray]:
+        """Every model output for ``rows`` as NumPy arrays (a single output is named ``output``)."""
         if not isinstance(rows, pd.DataFrame):
-            return self._call(rows_to_tensors(self.spec, rows)).numpy().reshape(-1)
+            return _as_dict(self._call(rows_to_tensors(self.spec, rows)))
         parts = [
-            self._call(rows_to_tensors(self.spec, rows.iloc[start : start + batch_size]))
-            .numpy()
-            .reshape(-1)
+            _as_dict(self._call(rows_to_tensors(self.spec, rows.iloc[start : start + batch_size])))
             for start in range(0, len(rows), batch_size)
         ]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype="float32")
+        if not parts:
+            return {}
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def score(self, rows: pd.DataFrame | dict, batch_size: int = 8192) -> np.ndarray:
+        """Probabilities of a single-output model, shape (n,)."""
+        outputs = self.score_outputs(rows, batch_size)
+        return outputs["output"].reshape(-1) if outputs else np.zeros(0, dtype="float32")
 
     def predict(self, data, params=None):  # noqa: ARG002 - the pyfunc loader-module contract
-        """MLflow pyfunc entry point: raw rows in, probabilities out."""
-        return self.score(data)
+        """MLflow pyfunc entry point: raw rows in; probabilities, or a frame of named outputs, out."""
+        outputs = self.score_outputs(data)
+        if set(outputs) == {"output"}:
+            return outputs["output"].reshape(-1)
+        columns = {}
+        for name, values in outputs.items():
+            if values.dtype.kind in "SO":
+                values = values.astype(str)
+            columns[name] = values.reshape(-1) if values.ndim == 1 or values.shape[1] == 1 else list(values)
+        return pd.DataFrame(columns)
+
+
+def _as_dict(result) -> dict[str, np.ndarray]:
+    if isinstance(result, dict):
+        return {name: _numpy(value) for name, value in result.items()}
+    return {"output": _numpy(result)}
+
+
+def _numpy(tensor) -> np.ndarray:
+    values = tensor.numpy()
+    return np.char.decode(values.astype(bytes), "utf-8") if values.dtype.kind in "SO" else values

@@ -104,11 +104,18 @@ def build_signature(keras_model):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    numpy_types = {"string": np.dtype(str), "float32": np.dtype("float32"), "int64": np.dtype("int64")}
+    numpy_types = {"string": np.dtype(str), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
+                   "int32": np.dtype("int32")}
     inputs = Schema([
         TensorSpec(numpy_types[t.dtype], (-1, 1), t.name) for t in keras_model.inputs
     ])
-    outputs = Schema([TensorSpec(np.dtype("float32"), (-1,), "probability")])
+    if isinstance(keras_model.output, dict):
+        outputs = Schema([
+            TensorSpec(numpy_types.get(t.dtype, np.dtype("float32")), (-1, *t.shape[1:]), name)
+            for name, t in keras_model.output.items()
+        ])
+    else:
+        outputs = Schema([TensorSpec(np.dtype("float32"), (-1,), "probability")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -171,7 +178,7 @@ def log_training_run(
             "epochs_run": trained.fit.epochs_run,
             "best_epoch": trained.fit.best_epoch,
             "evaluate_seconds": evaluation.seconds,
-            "decision_threshold": trained.threshold,
+            **({"decision_threshold": trained.threshold} if np.isfinite(trained.threshold) else {}),
         }
         mlflow.log_metrics(metrics)
         for plot in evaluation.plots:
@@ -184,14 +191,14 @@ def log_training_run(
         )
         mlflow.log_input(dataset, context="training")
 
-        example = trained.splits.test.head(5)[[t.name for t in trained.model.inputs]]
+        example = trained.splits.test.head(5)[[t.name for t in trained.serving.inputs]]
         info = Model.log(
             artifact_path=None,
             name=MODEL_NAME_IN_RUN,
             flavor=sys.modules[__name__],
             registered_model_name=use_case,
-            keras_model=trained.model,
-            signature=build_signature(trained.model),
+            keras_model=trained.serving,
+            signature=build_signature(trained.serving),
             input_example=example.reset_index(drop=True),
             metadata={THRESHOLD_TAG: trained.threshold, "data_md5": data_version.md5},
         )

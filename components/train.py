@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,11 @@ def make_dataset(model, frame: pd.DataFrame, labels: np.ndarray | None, batch_si
     from components.predict import input_spec, rows_to_tensors
 
     inputs = rows_to_tensors(input_spec(model), frame)
-    data = (inputs, tf.constant(labels.reshape(-1, 1), dtype="float32")) if labels is not None else inputs
+    if labels is not None:
+        labels = labels.reshape(-1, 1) if labels.dtype.kind == "f" else labels
+        data = (inputs, tf.constant(labels))
+    else:
+        data = inputs
     dataset = tf.data.Dataset.from_tensor_slices(data)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(frame), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -39,7 +44,7 @@ def fit_model(
     model,
     train: pd.DataFrame,
     validation: pd.DataFrame,
-    label: str,
+    label: str | Callable[[pd.DataFrame], np.ndarray],
     batch_size: int,
     max_epochs: int,
     patience: int,
@@ -50,8 +55,8 @@ def fit_model(
     import keras
 
     keras.utils.set_random_seed(seed)
-    y_train = train[label].astype("float32").to_numpy()
-    y_validation = validation[label].astype("float32").to_numpy()
+    encode = label if callable(label) else (lambda frame: frame[label].astype("float32").to_numpy())
+    y_train, y_validation = encode(train), encode(validation)
     train_data = make_dataset(model, train, y_train, batch_size, shuffle_seed=seed)
     validation_data = make_dataset(model, validation, y_validation, batch_size)
     stopper = keras.callbacks.EarlyStopping(
@@ -84,29 +89,54 @@ def fit_model(
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A fitted model with the splits it saw and the threshold chosen on validation."""
+    """A fitted model with the splits it saw; ``serving`` is what gets registered and scored.
+
+    Binary models carry the decision threshold chosen on validation; multiclass models their
+    classes (the serving model maps argmax to the class name).
+    """
 
     model: object
     splits: object
     fit: FitResult
     threshold: float
+    serving: object = None
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.serving is None:
+            object.__setattr__(self, "serving", self.model)
 
 
 def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
-    """Split seeded, build the use case's model, fit it, choose its threshold on validation."""
-    from components.evaluate import choose_threshold
-    from components.features import label_array, split_frame
+    """Split, build the use case's model, fit it; binary: choose the threshold on validation."""
+    from components.evaluate import binary_options, choose_threshold, natural_rate_weights
+    from components.features import label_array
     from components.predict import RowScorer
 
-    splits = split_frame(
-        frame, config.label, config.evaluate.test_fraction, config.train.validation_fraction, config.seed
-    )
-    model = use_case.build_model(splits.train, config.features, config.train, config.seed)
+    splits = use_case.split(frame, config)
+    classes: tuple[str, ...] = ()
+    label: str | Callable[[pd.DataFrame], np.ndarray] = config.label
+    if use_case.task == "multiclass":
+        classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
+        index = {c: i for i, c in enumerate(classes)}
+        label = lambda part: part[config.label].astype(str).map(index).fillna(-1).astype("int64").to_numpy()  # noqa: E731
+        model = use_case.build_model(splits.train, config.features, config.train, config.seed, classes=classes)
+    else:
+        model = use_case.build_model(splits.train, config.features, config.train, config.seed)
     fit = fit_model(
-        model, splits.train, splits.validation, config.label,
+        model, splits.train, splits.validation, label,
         batch_size=config.train.batch_size, max_epochs=config.train.max_epochs,
         patience=config.train.early_stopping_patience, seed=config.seed,
+        class_weight=use_case.class_weight(splits.train, config) if use_case.class_weight else None,
     )
+    if use_case.task == "multiclass":
+        serving = use_case.make_serving(model, classes)
+        return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
     validation_scores = RowScorer(model).score(splits.validation)
-    threshold = choose_threshold(label_array(splits.validation, config.label), validation_scores)
+    y_validation = label_array(splits.validation, config.label)
+    options = binary_options(config)
+    threshold = choose_threshold(
+        y_validation, validation_scores, options["precision_target"],
+        natural_rate_weights(y_validation, options["natural_positive_rate"]),
+    )
     return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)

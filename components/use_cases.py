@@ -12,19 +12,30 @@ from typing import Any
 
 import pandas as pd
 
-from components.baselines import Baseline, fit_gradient_boosting, fit_tfidf_logistic
+from components.baselines import Baseline, fit_gradient_boosting, fit_logistic_regression, fit_tfidf_logistic
 from components.config import Params, UseCaseParams, parse_section
 from components.errors import UnknownUseCaseError
+from components.features import Splits, official_split, stratified_split
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
 from components.models.text import TextFeatures, TextTrain, build_text_classifier
+from components.models.text_intents import (
+    IntentTextFeatures,
+    IntentTextTrain,
+    build_intent_classifier,
+    with_class_names,
+)
 
 
 @dataclass(frozen=True)
 class TabularEvaluate:
     test_fraction: float
     lift_fractions: tuple[float, ...]
-    baseline_max_iter: int
-    baseline_learning_rate: float
+    baseline_max_iter: int = 300
+    baseline_learning_rate: float = 0.05
+    baseline_c: float = 1.0
+    natural_positive_rate: float | None = None
+    precision_target: float | None = None
+    slice_buckets: dict[str, tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,12 @@ class TextEvaluate:
     test_fraction: float
     lift_fractions: tuple[float, ...]
     baseline_c: float
+
+
+@dataclass(frozen=True)
+class IntentTextEvaluate:
+    baseline_c: float
+    length_buckets: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,10 @@ class UseCase:
     data_citation: str
     published: Mapping[str, float] = field(default_factory=dict)
     published_source: str = ""
+    task: str = "binary"
+    split: Callable[[pd.DataFrame, UseCaseConfig], Splits] = stratified_split
+    class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
+    make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
 
     def configure(self, params: Params) -> UseCaseConfig:
         """Type this use case's section of params.yaml (unknown keys fail fast)."""
@@ -93,6 +114,19 @@ def _sentiment_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
     )
 
 
+def _fraud_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
+    return fit_logistic_regression(
+        train, config.label, config.features.numeric, config.features.log_scaled,
+        config.evaluate.baseline_c, config.seed,
+    )
+
+
+def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
+    """Weight each class by ``rows / (2 * class rows)`` so both classes count equally."""
+    counts = train[config.label].astype(int).value_counts()
+    return {int(k): float(len(train) / (2 * v)) for k, v in counts.items()}
+
+
 REGISTRY: dict[str, UseCase] = {
     "intent": UseCase(
         name="intent",
@@ -119,6 +153,36 @@ REGISTRY: dict[str, UseCase] = {
         data_citation="Kotzias, Denil, de Freitas, Smyth, KDD 2015; UCI ML Repository #331",
         published={},
         published_source="no published per-sentence supervised result (see data README)",
+    ),
+    "support": UseCase(
+        name="support",
+        title="Customer-service intent routing (Banking77, 77 intents)",
+        task="multiclass",
+        features_type=IntentTextFeatures,
+        train_type=IntentTextTrain,
+        evaluate_type=IntentTextEvaluate,
+        build_model=build_intent_classifier,
+        make_serving=with_class_names,
+        split=official_split,
+        fit_baseline=_sentiment_baseline,
+        data_licence="CC BY 4.0",
+        data_citation="Casanueva et al., NLP4ConvAI @ ACL 2020, arXiv:2003.04807",
+        published={"accuracy": 0.934},
+        published_source="full-data results commonly quoted at 93.4-93.7% accuracy (not verified)",
+    ),
+    "fraud": UseCase(
+        name="fraud",
+        title="Transaction fraud detection (ULB credit-card samples)",
+        features_type=TabularFeatures,
+        train_type=TabularTrain,
+        evaluate_type=TabularEvaluate,
+        build_model=build_tabular_classifier,
+        class_weight=_balanced_class_weight,
+        fit_baseline=_fraud_baseline,
+        data_licence="DbCL v1.0",
+        data_citation="Dal Pozzolo, Caelen, Johnson, Bontempi, IEEE CIDM 2015",
+        published={},
+        published_source="no anchor applies to these subsamples (see data README)",
     ),
 }
 

@@ -21,7 +21,31 @@ SENTIMENT_DIR = ROOT / "data" / "sentiment"
 FAST = {
     "use_cases.intent.train.max_epochs": 8,
     "use_cases.sentiment.train.max_epochs": 4,
+    "use_cases.support.train.max_epochs": 4,
+    "use_cases.fraud.train.max_epochs": 10,
 }
+SUPPORT_DIR = ROOT / "data" / "support"
+FRAUD_DIR = ROOT / "data" / "fraud"
+
+
+def support_slice(train_per_class: int = 25, test_per_class: int = 8, seed: int = 7) -> dict[str, pd.DataFrame]:
+    """A per-intent sample of Banking77's official train and test files (every intent kept)."""
+    sizes = {"train": train_per_class, "test": test_per_class}
+    return {
+        split: pd.read_csv(SUPPORT_DIR / f"{split}.csv").groupby("category", group_keys=False)
+        .sample(n=n, random_state=seed, replace=False)
+        for split, n in sizes.items()
+    }
+
+
+def fraud_slice(normals: int = 1500, seed: int = 7) -> pd.DataFrame:
+    """Every fraud of the pooled real data plus a sample of normal transactions."""
+    from components.config import DataParams
+    from components.ingest import read_creditcard
+
+    pooled = read_creditcard(FRAUD_DIR, DataParams(source="", format="creditcard")).drop(columns=["sample"])
+    normal = pooled[pooled["Class"] == 0].sample(n=normals, random_state=seed)
+    return pd.concat([pooled[pooled["Class"] == 1], normal]).sort_index()
 
 
 def intent_slice(rows: int = 2500, seed: int = 7) -> pd.DataFrame:
@@ -40,6 +64,11 @@ def make_project(folder: Path, intent_rows: int = 2500) -> Path:
     (folder / "data" / "intent").mkdir(parents=True)
     intent_slice(intent_rows).to_csv(folder / "data" / "intent" / INTENT_CSV.name, index=False)
     shutil.copytree(SENTIMENT_DIR, folder / "data" / "sentiment")
+    (folder / "data" / "support").mkdir(parents=True)
+    for split, frame in support_slice().items():
+        frame.to_csv(folder / "data" / "support" / f"{split}.csv", index=False)
+    (folder / "data" / "fraud").mkdir(parents=True)
+    fraud_slice().to_csv(folder / "data" / "fraud" / "creditcard_slice.csv", index=False)
     run = {"cwd": folder, "check": True, "capture_output": True}
     subprocess.run(["git", "init", "-q"], **run)
     subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], **run)

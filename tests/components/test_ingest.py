@@ -92,3 +92,23 @@ def test_snapshot_bytes_are_identical_for_identical_data(settings, tmp_path):
     second = write_snapshot("intent", frame.copy(), source, tmp_path / "b").path.read_bytes()
     assert first == second
     assert read_snapshot("intent", tmp_path / "a").frame.equals(frame)
+
+
+def test_creditcard_files_are_pooled_without_shared_or_duplicate_rows(settings):
+    frame, _ = read_source("fraud", DataParams(source="data/fraud", format="creditcard"), settings)
+    # 1,722 + 5,696 rows, less 36 shared and 19 duplicate frauds
+    assert len(frame) == 7363
+    assert int(frame["Class"].sum()) == 473
+    assert not any(c.startswith("Unnamed") for c in frame.columns)
+
+
+def test_official_splits_are_kept(settings):
+    frame, _ = read_source("support", DataParams(source="data/support", format="official_splits"), settings)
+    assert frame["split"].value_counts().to_dict() == {"train": 10003, "test": 3080}
+    assert frame["category"].nunique() == 77
+
+
+def test_a_folder_without_test_csv_is_a_clear_error(settings, tmp_path):
+    (tmp_path / "train.csv").write_text("text,category\nhi,greeting\n")
+    with pytest.raises(DataUnavailableError, match=r"test\.csv is missing"):
+        read_source("support", DataParams(source=str(tmp_path), format="official_splits"), settings)

@@ -70,3 +70,23 @@ def test_builders_are_deterministic_for_a_seed(name):
     second = use_case.build_model(frame, config.features, config.train, config.seed)
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_intent_text_classifier_serves_class_names():
+    from components.models.text_intents import with_class_names
+    from tests.conftest import support_slice
+
+    use_case, config = configured("support", 3)
+    frames = support_slice(train_per_class=20, test_per_class=4)
+    train = frames["train"]
+    classes = tuple(sorted(train["category"].unique()))
+    model = use_case.build_model(train, config.features, config.train, config.seed, classes=classes)
+    index = {c: i for i, c in enumerate(classes)}
+    fit = fit_model(model, train, frames["test"], lambda f: f["category"].map(index).to_numpy("int64"),
+                    config.train.batch_size, 3, 3, config.seed)
+    assert all(np.isfinite(fit.history["loss"]))
+    outputs = RowScorer(with_class_names(model, classes)).score_outputs({"text": np.array(["", "my card has not arrived yet"])})
+    assert set(outputs) == {"label", "probability", "probabilities"}
+    assert outputs["probabilities"].shape == (2, 77)
+    assert set(outputs["label"].reshape(-1)) <= set(classes)
+    np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, rtol=1e-4)

@@ -11,7 +11,7 @@ import yaml
 
 from components.config import load_settings
 from components.errors import DataValidationError, GateFailedError
-from tests.conftest import FAST, intent_slice
+from tests.conftest import FAST, SUPPORT_DIR, intent_slice
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +144,34 @@ def test_sentiment_model_scores_raw_strings(project):
     assert scores[0] > scores[1]
     slices = json.loads((project / "reports" / "sentiment" / "metrics.json").read_text())["slices"]
     assert {s["value"] for s in slices} == {"amazon", "imdb", "yelp"}
+
+
+def test_support_routes_raw_text_to_an_intent(project):
+    import mlflow
+
+    from flows.retrain import retrain
+
+    result = retrain("support", FAST)
+    assert result["champion_version"] == "1"
+    model = mlflow.pyfunc.load_model("models:/support@champion")
+    answer = model.predict(pd.DataFrame({"text": ["I lost my card, what do I do?", ""]}))
+    assert list(answer.columns)[:2] == ["label", "probability"]
+    assert answer["label"].iloc[0] in json.loads((SUPPORT_DIR / "categories.json").read_text())
+    assert answer["probability"].between(0, 1).all()
+    metrics = json.loads((project / "reports" / "support" / "metrics.json").read_text())
+    assert {"accuracy", "macro_f1"} <= set(metrics["model"])
+    assert metrics["baseline"]["name"] == "tfidf_logistic_regression"
+    assert metrics["test_rows"] == 77 * 8  # the official test split, not a re-split
+
+
+def test_fraud_reports_at_the_natural_rate_and_stores_its_threshold(project):
+    from flows.retrain import retrain
+
+    result = retrain("fraud", FAST)
+    version = client().get_model_version("fraud", result["version"])
+    assert float(version.tags["decision_threshold"]) > 0
+    metrics = json.loads((project / "reports" / "fraud" / "metrics.json").read_text())
+    assert {"pr_auc_natural", "recall_at_precision_90", "pr_auc"} <= set(metrics["model"])
+    # re-weighting negatives to 0.172% can only lower precision-based numbers
+    assert metrics["model"]["pr_auc_natural"] <= metrics["model"]["pr_auc"]
+    assert {s["slice"] for s in metrics["slices"]} == {"Amount_bucket"}
