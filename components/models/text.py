@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -26,41 +27,115 @@ class TextTrain:
     max_epochs: int
     early_stopping_patience: int
     validation_fraction: float
+    # Naive Bayes log-count-ratio smoothing; <= 0 keeps plain idf weights (no NB scaling).
+    nb_alpha: float = 1.0
+    # Coefficients start at coefficient_init * sign(NB ratio): training starts from the NB
+    # classifier and moves towards logistic regression; early stopping picks the blend.
+    coefficient_init: float = 1.0
+    # The label column of the training frame (NB ratios are training-split statistics).
+    label_column: str = "label"
+
+
+def _ngram_statistics(layer, texts, labels: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-id document counts over all training texts and over the positive ones."""
+    size = layer.vocabulary_size()
+    total = np.zeros(size)
+    positive = np.zeros(size)
+    for start in range(0, len(labels), batch):
+        ids = np.asarray(layer(texts[start : start + batch]))
+        present = np.zeros((len(ids), size), dtype=bool)
+        present[np.arange(len(ids))[:, None], ids] = True
+        total += present.sum(0)
+        positive += present[labels[start : start + batch] == 1].sum(0)
+    return total, positive
+
+
+def ngram_weights(layer, texts, labels: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """idf x |naive Bayes log-count ratio| (and the ratio's sign) for every id of an adapted
+    ``int`` TextVectorization.
+
+    idf is TextVectorization's own ``log(1 + n / (1 + df))``; the ratio is Wang & Manning's
+    NB-SVM ``log((p/|p|) / (q/|q|))`` with ``alpha`` smoothing (``alpha <= 0``: idf only).
+    Padding (id 0) and the out-of-vocabulary bucket (id 1) get weight 0.
+    """
+    df, df_positive = _ngram_statistics(layer, texts, labels)
+    weights = np.log1p(len(labels) / (1.0 + df))
+    signs = np.zeros_like(weights)
+    if alpha > 0:
+        p = df_positive + alpha
+        q = df - df_positive + alpha
+        ratio = np.log((p / p.sum()) / (q / q.sum()))
+        weights *= np.abs(ratio)
+        signs = np.sign(ratio)
+    weights[:2] = 0.0
+    signs[:2] = 0.0
+    return weights.astype("float32"), signs.astype("float32")
 
 
 def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: TextTrain, seed: int):
-    """Word n-gram and character n-gram TF-IDF branches feeding a regularised sigmoid unit.
+    """NB-weighted TF-IDF bags of word 1..n-grams and character n-grams, one linear head each.
 
-    Bags of n-grams have no mask, so an empty or punctuation-only text is a zero vector
-    (a masked embedding with average pooling would give NaN there).
+    Each branch turns the text into n-gram ids (TextVectorization, ``int`` mode), looks up a
+    frozen per-n-gram weight (idf x |NB log-count ratio| from the training split, stored in a
+    non-trainable Embedding) and a trainable coefficient (an L2-regularised Embedding of width
+    1), and scores ``sum(weight * coefficient) / sqrt(sum(weight**2))``: a linear model on the
+    L2-normalised NB-TF-IDF vector, computed without materialising the vocabulary-wide vector.
+    A Dense unit mixes the word and character scores into a probability.
+    Padding ids have weight 0 and the norm is floored, so an empty or punctuation-only text
+    scores 0 (no NaN), unlike a masked embedding with average pooling.
     """
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
+    if params.label_column not in train:
+        raise KeyError(f"the label column {params.label_column!r} is not in the training frame")
     texts = tf.constant(train[features.text].astype(str).to_numpy(dtype=object).reshape(-1, 1))
+    labels = train[params.label_column].astype(int).to_numpy()
     text = keras.Input(shape=(1,), name=features.text, dtype="string")
-    words = keras.layers.TextVectorization(
-        max_tokens=params.max_tokens, ngrams=params.word_ngrams, output_mode="tf_idf", name="word_ngrams"
-    )
-    chars = keras.layers.TextVectorization(
-        max_tokens=params.char_max_tokens,
-        split="character",
-        ngrams=tuple(range(2, params.char_ngrams + 1)),
-        output_mode="tf_idf",
-        name="char_ngrams",
-    )
-    words.adapt(texts)
-    chars.adapt(texts)
-    merged = keras.layers.Concatenate(name="ngrams")([words(text), chars(text)])
-    merged = keras.layers.Dropout(params.dropout, seed=seed)(merged)
+    branches = {
+        "word": keras.layers.TextVectorization(
+            max_tokens=params.max_tokens, ngrams=params.word_ngrams, output_mode="int", name="word_ngrams",
+        ),
+        "char": keras.layers.TextVectorization(
+            max_tokens=params.char_max_tokens,
+            split="character",
+            ngrams=tuple(range(2, params.char_ngrams + 1)),
+            output_mode="int",
+            name="char_ngrams",
+        ),
+    }
+    scores, frozen = [], []
+    for name, vectorize in branches.items():
+        vectorize.adapt(texts)
+        size = vectorize.vocabulary_size()
+        ids = vectorize(text)
+        weight_table = keras.layers.Embedding(size, 1, trainable=False, name=f"{name}_nb_idf")
+        weight = weight_table(ids)  # (batch, ngrams, 1)
+        coefficient_table = keras.layers.Embedding(
+            size, 1, embeddings_initializer="zeros",
+            embeddings_regularizer=keras.regularizers.L2(params.l2) if params.l2 else None,
+            name=f"{name}_coefficients",
+        )
+        coefficient = coefficient_table(ids)
+        contribution = keras.layers.Multiply(name=f"{name}_contributions")([weight, coefficient])
+        contribution = keras.layers.Dropout(params.dropout, seed=seed, name=f"{name}_dropout")(contribution)
+        norm = keras.ops.sqrt(keras.ops.maximum(keras.ops.sum(keras.ops.square(weight), axis=1), 1e-12))
+        scores.append(keras.ops.sum(contribution, axis=1) / norm)  # (batch, 1)
+        weights, signs = ngram_weights(vectorize, texts, labels, params.nb_alpha)
+        frozen.append((weight_table, weights))
+        if params.coefficient_init:
+            frozen.append((coefficient_table, params.coefficient_init * signs))
+    merged = keras.layers.Concatenate(name="branch_scores")(scores)
+    # Unit-norm mixing weights: the branch coefficients carry the scale, so their L2 penalty
+    # cannot be dodged by growing the mixing weights instead.
     output = keras.layers.Dense(
-        1,
-        activation="sigmoid",
-        kernel_regularizer=keras.regularizers.L2(params.l2),
-        name="probability",
+        1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(len(scores) ** -0.5),
+        kernel_constraint=keras.constraints.UnitNorm(axis=0), name="probability",
     )(merged)
     model = keras.Model(inputs={features.text: text}, outputs=output, name="text_classifier")
+    for table, weights in frozen:
+        table.set_weights([weights.reshape(-1, 1)])
     model.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate),
         loss="binary_crossentropy",
