@@ -16,6 +16,7 @@ class TabularFeatures:
     categorical: tuple[str, ...]
     slices: tuple[str, ...]
     positive_indicators: tuple[str, ...] = ()
+    binned: tuple[str, ...] = ()
     numeric_bins: int = 0
 
 
@@ -83,7 +84,7 @@ def build_tabular_classifier(
         if column in features.positive_indicators:
             # an explicit "x > 0" flag: PageValues is zero for most non-buyers
             encoded.append(keras.ops.cast(keras.ops.greater(inputs[column], 0.0), "float32"))
-        if features.numeric_bins > 0:
+        if features.numeric_bins > 0 and column in features.binned:
             raw_values = train[column].astype("float64").to_numpy()
             if column in features.log_scaled:
                 raw_values = np.log1p(np.maximum(raw_values, 0.0))

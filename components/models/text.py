@@ -72,6 +72,27 @@ def ngram_weights(layer, texts, labels: np.ndarray, alpha: float) -> tuple[np.nd
     return weights.astype("float32"), signs.astype("float32")
 
 
+def drop_blank_ngrams(layer) -> None:
+    """Remove whitespace-only n-grams from an adapted ``int``-mode TextVectorization.
+
+    Stripping punctuation leaves runs of spaces whose character n-grams are saved as empty
+    vocabulary lines, and two of them make the saved model fail to load ("repeated term ''").
+    At scoring time such n-grams fall into the out-of-vocabulary bucket.
+    """
+    vocabulary = layer.get_vocabulary()
+    kept = [token for token in vocabulary[2:] if str(token).strip()]  # [0, 1]: padding, OOV
+    if len(kept) != len(vocabulary) - 2:
+        layer.set_vocabulary(kept)
+
+
+def adaptation_texts(texts: pd.Series):
+    """Texts to adapt vocabularies on, as a (rows, 1) string tensor with whitespace runs collapsed."""
+    import tensorflow as tf
+
+    cleaned = texts.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
+    return tf.constant(cleaned.to_numpy(dtype=object).reshape(-1, 1))
+
+
 def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: TextTrain, seed: int):
     """NB-weighted TF-IDF bags of word 1..n-grams and character n-grams, one linear head each.
 
@@ -90,7 +111,7 @@ def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: T
     keras.utils.set_random_seed(seed)
     if params.label_column not in train:
         raise KeyError(f"the label column {params.label_column!r} is not in the training frame")
-    texts = tf.constant(train[features.text].astype(str).to_numpy(dtype=object).reshape(-1, 1))
+    texts = adaptation_texts(train[features.text])
     labels = train[params.label_column].astype(int).to_numpy()
     text = keras.Input(shape=(1,), name=features.text, dtype="string")
     branches = {
@@ -108,6 +129,7 @@ def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: T
     scores, frozen = [], []
     for name, vectorize in branches.items():
         vectorize.adapt(texts)
+        drop_blank_ngrams(vectorize)
         size = vectorize.vocabulary_size()
         ids = vectorize(text)
         weight_table = keras.layers.Embedding(size, 1, trainable=False, name=f"{name}_nb_idf")

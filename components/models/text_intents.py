@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from components.models.text import adaptation_texts
+
 
 @dataclass(frozen=True)
 class IntentTextFeatures:
@@ -39,16 +41,15 @@ def build_intent_classifier(
     Bags of n-grams have no mask, so an empty text is a zero vector rather than NaN.
     """
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    texts = tf.constant(train[features.text].astype(str).to_numpy(dtype=object).reshape(-1, 1))
+    texts = adaptation_texts(train[features.text])
     text = keras.Input(shape=(1,), name=features.text, dtype="string")
     words = keras.layers.TextVectorization(
         max_tokens=params.max_tokens, ngrams=params.word_ngrams, output_mode="tf_idf", name="word_ngrams"
     )
     chars = keras.layers.TextVectorization(
-        max_tokens=params.char_max_tokens, split="character",
+        max_tokens=params.char_max_tokens, split="character", standardize="lower",
         ngrams=tuple(range(2, params.char_ngrams + 1)), output_mode="tf_idf", name="char_ngrams",
     )
     words.adapt(texts)
