@@ -5,7 +5,7 @@ into ML work (fit + evaluate, which includes fitting the baseline and scoring th
 platform overhead (everything else: Prefect, GX, DVC, MLflow). ``--seeds`` adds the spread of
 model and baseline over split seeds, trained through the same components without the platform.
 
-Usage: .venv/bin/python benchmarks/retrain_benchmark.py [--use-cases intent,sentiment] [--seeds 1,2,3]
+Usage: .venv/bin/python benchmarks/retrain_benchmark.py [--use-cases intent,sentiment,...] [--seeds 1,2,3]
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from flows.runtime import configure_environment
 configure_environment()
 
 METRICS = {"intent": ("roc_auc", "pr_auc", "f1", "capture_top_10pct", "capture_top_20pct"),
-           "sentiment": ("accuracy", "f1", "roc_auc")}
+           "sentiment": ("accuracy", "f1", "roc_auc"),
+           "support": ("accuracy", "macro_f1"),
+           "fraud": ("pr_auc_natural", "recall_at_precision_90", "roc_auc")}
 
 
 def platform_runs(names: list[str]) -> list[dict]:
@@ -75,7 +77,7 @@ def seed_spread(names: list[str], seeds: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--use-cases", default="intent,sentiment")
+    parser.add_argument("--use-cases", default=",".join(METRICS))
     parser.add_argument("--seeds", default="", help="comma-separated split seeds for the spread table")
     args = parser.parse_args()
     names = [n for n in args.use_cases.split(",") if n]

@@ -19,7 +19,6 @@ from components.features import Splits, official_split, stratified_split
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
 from components.models.text import TextFeatures, TextTrain, build_text_classifier
 from components.models.text_intents import (
-    IntentTextFeatures,
     IntentTextTrain,
     build_intent_classifier,
     with_class_names,
@@ -158,7 +157,7 @@ REGISTRY: dict[str, UseCase] = {
         name="support",
         title="Customer-service intent routing (Banking77, 77 intents)",
         task="multiclass",
-        features_type=IntentTextFeatures,
+        features_type=TextFeatures,
         train_type=IntentTextTrain,
         evaluate_type=IntentTextEvaluate,
         build_model=build_intent_classifier,

@@ -102,11 +102,13 @@ def retrain(
     rows, errors = [], []
     for result in results:
         info = describe_use_case(settings, result["use_case"], params.common.champion_alias)
-        baseline = _format_metrics(info.get("baseline"), ("roc_auc", "pr_auc", "accuracy"))
+        gate = params.use_cases[result["use_case"]].gate
+        shown = tuple(dict.fromkeys((gate.primary_metric, *gate.floors)))
+        baseline = _format_metrics(info.get("baseline"), shown)
         rows.append([
             result["use_case"], result["status"],
             info.get("version") or "-", (info.get("data_md5") or "-")[:12],
-            _format_metrics(info.get("metrics"), ("roc_auc", "pr_auc", "accuracy", "f1")),
+            _format_metrics(info.get("metrics"), shown),
             f"{info.get('baseline_name') or ''} {baseline}".strip(),
             info.get("gate") or "-", info.get("champion_version") or "-",
         ])

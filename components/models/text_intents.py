@@ -7,13 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from components.models.text import adaptation_texts
-
-
-@dataclass(frozen=True)
-class IntentTextFeatures:
-    text: str
-    slices: tuple[str, ...]
+from components.models.text import TextFeatures, adaptation_texts
 
 
 @dataclass(frozen=True)
@@ -33,7 +27,7 @@ class IntentTextTrain:
 
 
 def build_intent_classifier(
-    train: pd.DataFrame, features: IntentTextFeatures, params: IntentTextTrain, seed: int, classes: Sequence[str]
+    train: pd.DataFrame, features: TextFeatures, params: IntentTextTrain, seed: int, classes: Sequence[str]
 ):
     """Word and character n-gram TF-IDF bags, one hidden layer, softmax over ``classes``.
 
