@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +14,8 @@ class TabularFeatures:
     log_scaled: tuple[str, ...]
     categorical: tuple[str, ...]
     slices: tuple[str, ...]
+    # numeric columns that also get an explicit "value > 0" flag (e.g. PageValues)
     positive_indicators: tuple[str, ...] = ()
-    binned: tuple[str, ...] = ()
-    numeric_bins: int = 0
 
 
 @dataclass(frozen=True)
@@ -29,14 +27,9 @@ class TabularTrain:
     max_epochs: int
     early_stopping_patience: int
     validation_fraction: float
+    # 0: one-hot categoricals; > 0: a learned embedding of at most this size per categorical
     embedding_dim: int = 0
-    towers: int = 1
     l2: float = 0.0
-    batch_norm: bool = False
-    wide: bool = False
-    label_smoothing: float = 0.0
-    lr_schedule: str = "constant"
-    weight_decay: float = 0.0
     activation: str = "relu"
 
 
@@ -47,21 +40,6 @@ def input_kind(series: pd.Series) -> str:
     if pd.api.types.is_integer_dtype(series):
         return "int"
     return "string"
-
-
-def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Distinct quantile edges of ``values`` (at most ``bins + 1``; ties collapse)."""
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    return edges.astype("float32")
-
-
-def piecewise_linear(value, edges: np.ndarray):
-    """Piecewise-linear encoding: one [0, 1] ramp per quantile bin, built from plain keras.ops."""
-    import keras
-
-    low = edges[:-1].reshape(1, -1)
-    width = np.maximum(np.diff(edges), 1e-6).reshape(1, -1)
-    return keras.ops.clip((value - low) / width, 0.0, 1.0)
 
 
 def build_tabular_classifier(
@@ -82,15 +60,9 @@ def build_tabular_classifier(
             value = keras.ops.log1p(keras.ops.maximum(value, 0.0))
         numeric_parts.append(value)
         if column in features.positive_indicators:
-            # an explicit "x > 0" flag: PageValues is zero for most non-buyers
-            encoded.append(keras.ops.cast(keras.ops.greater(inputs[column], 0.0), "float32"))
-        if features.numeric_bins > 0 and column in features.binned:
-            raw_values = train[column].astype("float64").to_numpy()
-            if column in features.log_scaled:
-                raw_values = np.log1p(np.maximum(raw_values, 0.0))
-            edges = quantile_edges(raw_values, features.numeric_bins)
-            if len(edges) > 2:
-                encoded.append(piecewise_linear(value, edges))
+            # PageValues is zero for most non-buyers: make "> 0" a feature of its own
+            flag = keras.ops.cast(keras.ops.greater(inputs[column], 0.0), "float32")
+            encoded.append(flag)
     if numeric_parts:
         stacked = keras.layers.Concatenate(name="numeric")(numeric_parts)
         raw = train[list(features.numeric)].astype("float64").to_numpy()
@@ -122,58 +94,26 @@ def build_tabular_classifier(
         ids = lookup(inputs[column])
         if params.embedding_dim > 0:
             size = lookup.vocabulary_size()
-            dim = min(params.embedding_dim, size)
             vectors = keras.layers.Embedding(
-                size, dim, embeddings_regularizer=regularizer, name=f"{column}_embedding"
+                size, min(params.embedding_dim, size), embeddings_regularizer=regularizer,
+                name=f"{column}_embedding",
             )(ids)
-            encoded.append(keras.layers.Flatten(name=f"{column}_flat")(vectors))
+            encoded.append(keras.layers.Flatten(name=f"{column}_vector")(vectors))
         else:
             encoded.append(ids)
-    joined = keras.layers.Concatenate(name="features")(encoded)
-    logits = []
-    for t in range(params.towers):
-        hidden = joined
-        prefix = f"t{t}_" if params.towers > 1 else ""
-        for i, units in enumerate(params.hidden_units):
-            hidden = keras.layers.Dense(
-                units, kernel_regularizer=regularizer, use_bias=not params.batch_norm,
-                name=f"{prefix}dense_{i}",
-            )(hidden)
-            if params.batch_norm:
-                hidden = keras.layers.BatchNormalization(name=f"{prefix}bn_{i}")(hidden)
-            hidden = keras.layers.Activation(params.activation, name=f"{prefix}act_{i}")(hidden)
-            hidden = keras.layers.Dropout(
-                params.dropout, seed=seed + 100 * t + i, name=f"{prefix}dropout_{i}"
-            )(hidden)
-        if params.wide:
-            hidden = keras.layers.Concatenate(name=f"{prefix}wide_deep")([hidden, joined])
-        logits.append(
-            keras.layers.Dense(1, kernel_regularizer=regularizer, name=f"{prefix}logit")(hidden)
-        )
-    if len(logits) > 1:
-        # average the towers' probabilities: an ensemble inside one model
-        probs = [keras.layers.Activation("sigmoid", name=f"t{t}_probability")(x) for t, x in enumerate(logits)]
-        output = keras.layers.Average(name="probability")(probs)
-    else:
-        output = keras.layers.Activation("sigmoid", name="probability")(logits[0])
+    hidden = keras.layers.Concatenate(name="features")(encoded)
+    for i, units in enumerate(params.hidden_units):
+        hidden = keras.layers.Dense(
+            units, activation=params.activation, kernel_regularizer=regularizer, name=f"dense_{i}"
+        )(hidden)
+        hidden = keras.layers.Dropout(params.dropout, seed=seed + i)(hidden)
+    output = keras.layers.Dense(
+        1, activation="sigmoid", kernel_regularizer=regularizer, name="probability"
+    )(hidden)
     model = keras.Model(inputs=inputs, outputs=output, name="tabular_classifier")
-    learning_rate = params.learning_rate
-    if params.lr_schedule == "cosine":
-        steps = math.ceil(len(train) / params.batch_size) * params.max_epochs
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            params.learning_rate, decay_steps=steps, alpha=0.05
-        )
-    elif params.lr_schedule != "constant":
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {params.lr_schedule!r}")
-    if params.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=params.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate)
     model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(
-            label_smoothing=params.label_smoothing, name="binary_crossentropy"
-        ),
+        optimizer=keras.optimizers.Adam(params.learning_rate),
+        loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
     )
     return model
