@@ -106,7 +106,6 @@ def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: T
     scores 0 (no NaN), unlike a masked embedding with average pooling.
     """
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     if params.label_column not in train:

@@ -20,13 +20,15 @@ def test_identical_data_same_md5_changed_data_new_version(tmp_path):
     first = version_snapshot(root, "snapshot@intent", snapshot.path, str(remote))
     again = version_snapshot(root, "snapshot@intent", write_snapshot("intent", frame, "test", root / "data" / "snapshots").path, str(remote))
     # then the md5 is the same and only the first was new
-    assert first.is_new and not again.is_new
+    assert first.is_new
+    assert not again.is_new
     assert first.md5 == again.md5 == read_locked_md5(root, "snapshot@intent", "data/snapshots/intent/snapshot.parquet")
     assert (remote / "files" / "md5" / first.md5[:2] / first.md5[2:]).is_file()
     # when the data changes, a new md5 is recorded
     changed = write_snapshot("intent", frame.head(500), "test", root / "data" / "snapshots")
     third = version_snapshot(root, "snapshot@intent", changed.path, str(remote))
-    assert third.is_new and third.md5 != first.md5
+    assert third.is_new
+    assert third.md5 != first.md5
 
 
 def test_not_a_dvc_repo_is_a_clear_error(tmp_path):
