@@ -9,7 +9,7 @@ import subprocess
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -199,7 +199,6 @@ class Settings:
     data_mirror: Path | None
     dvc_remote: str
     params_path: Path
-    extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def path(self, relative: str) -> Path:
         return self.repo_root / relative
