@@ -244,9 +244,13 @@ def load_scorer(settings: Settings, use_case: str, alias: str):
     return str(version.version), model, threshold
 
 
-def score_frame(model, frame: pd.DataFrame) -> np.ndarray:
-    """Score raw rows through a pyfunc model (index reset: MLflow indexes column 0 by label)."""
-    return np.asarray(model.predict(frame.reset_index(drop=True))).reshape(-1)
+def score_frame(model, frame: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+    """Score raw rows through a pyfunc model (index reset: MLflow indexes column 0 by label).
+
+    Probabilities come back as a flat array; named outputs (class name, probability) as a frame.
+    """
+    output = model.predict(frame.reset_index(drop=True))
+    return output if isinstance(output, pd.DataFrame) else np.asarray(output).reshape(-1)
 
 
 def write_version_tags(settings: Settings, use_case: str, version: str, tags: dict[str, str]) -> None:
