@@ -167,7 +167,7 @@ def test_support_routes_raw_text_to_an_intent(project):
     try:
         retrain("support", FAST)
     except GateFailedError as exc:
-        assert "could not score" not in str(exc)
+        assert "could not score" not in str(exc)  # noqa: PT017 - either verdict is fine here
     again = json.loads((project / "reports" / "support" / "metrics.json").read_text())
     assert again["champion"]["version"] == "1"
     assert again["champion"]["accuracy"] == pytest.approx(metrics["model"]["accuracy"])
