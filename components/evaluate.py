@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +211,6 @@ class Evaluation:
     threshold: float
     test_rows: int
     seconds: float = 0.0
-    scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict:
         return {
@@ -255,10 +254,7 @@ def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champio
 
     baseline = use_case.fit_baseline(splits.train, config)
     y_validation = label_array(splits.validation, config.label)
-    baseline_threshold = choose_threshold(
-        y_validation, baseline.score(splits.validation), options["precision_target"],
-        natural_rate_weights(y_validation, options["natural_positive_rate"]),
-    )
+    baseline_threshold = choose_use_case_threshold(config, y_validation, baseline.score(splits.validation))
     baseline_scores = baseline.score(test)
     baseline_metrics = measure(baseline_scores, baseline_threshold)
     curves = {"model": model_scores, baseline.name: baseline_scores}
@@ -288,7 +284,6 @@ def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champio
         threshold=trained.threshold,
         test_rows=len(test),
         seconds=time.perf_counter() - started,
-        scores=curves,
     )
 
 
@@ -299,6 +294,13 @@ def binary_options(config) -> dict:
         "natural_positive_rate": getattr(config.evaluate, "natural_positive_rate", None),
         "precision_target": getattr(config.evaluate, "precision_target", None),
     }
+
+
+def choose_use_case_threshold(config, y_validation: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold rule of a binary use case (max F1, or max recall at its precision target)."""
+    options = binary_options(config)
+    weights = natural_rate_weights(y_validation, options["natural_positive_rate"])
+    return choose_threshold(y_validation, scores, options["precision_target"], weights)
 
 
 def add_bucket_columns(frame: pd.DataFrame, buckets: dict) -> pd.DataFrame:

@@ -109,7 +109,7 @@ class TrainedModel:
 
 def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
     """Split, build the use case's model, fit it; binary: choose the threshold on validation."""
-    from components.evaluate import binary_options, choose_threshold, natural_rate_weights
+    from components.evaluate import choose_use_case_threshold
     from components.features import label_array
     from components.predict import RowScorer
 
@@ -133,10 +133,5 @@ def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
         serving = use_case.make_serving(model, classes)
         return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
     validation_scores = RowScorer(model).score(splits.validation)
-    y_validation = label_array(splits.validation, config.label)
-    options = binary_options(config)
-    threshold = choose_threshold(
-        y_validation, validation_scores, options["precision_target"],
-        natural_rate_weights(y_validation, options["natural_positive_rate"]),
-    )
+    threshold = choose_use_case_threshold(config, label_array(splits.validation, config.label), validation_scores)
     return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)
