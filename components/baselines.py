@@ -85,3 +85,31 @@ def fit_logistic_regression(
     pipeline.fit(train[list(numeric)], train[label].astype(int))
     return Baseline("logistic_regression", pipeline, tuple(numeric))
 
+
+
+def fit_onehot_logistic(
+    train: pd.DataFrame, label: str, categorical: tuple[str, ...], numeric: tuple[str, ...], c: float, seed: int
+) -> Baseline:
+    """Logistic regression on one-hot fields (unseen categories ignored) and log-scaled counts."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    parts = [("fields", make_pipeline(
+        FunctionTransformer(lambda frame: frame.astype(str)),
+        OneHotEncoder(handle_unknown="ignore"),
+    ), list(categorical))]
+    if numeric:
+        parts.append(("counts", make_pipeline(
+            SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True),
+            FunctionTransformer(lambda x: np.log1p(np.maximum(x, 0.0))),
+            StandardScaler(),
+        ), list(numeric)))
+    pipeline = make_pipeline(
+        ColumnTransformer(parts), LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    )
+    columns = (*categorical, *numeric)
+    pipeline.fit(train[list(columns)], train[label].astype(int))
+    return Baseline("onehot_logistic_regression", pipeline, columns)

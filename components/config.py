@@ -96,13 +96,23 @@ class CommonParams:
 
 @dataclass(frozen=True)
 class DataParams:
-    """Where a use case's data comes from; ``source`` is a repo path, a local path or a URL."""
+    """Where a use case's data comes from.
+
+    ``source`` is a repo path or a local path (or, for a one-file download, a URL). Data that may
+    not be committed names the official ``url`` and a ``mirror_subdir`` of FUNNEL_DATA_MIRROR;
+    either is copied into ``source`` (git-ignored), so DVC always tracks a local folder.
+    """
 
     source: str
     format: str
+    url: str | None = None
     delimiter: str = ","
     sha256: str | None = None
     mirror_subdir: str | None = None
+    # header-less delimited / libFM files: every column name in file order (label included)
+    columns: tuple[str, ...] | None = None
+    # the files a folder, mirror or archive source must hold: file name -> sha256 (checked on read)
+    files: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,8 @@ class ColumnRule:
     allowed: tuple[Any, ...] | None = None
     min_length: int | None = None
     max_length: int | None = None
+    # overrides the use case's max_null_fraction for this column (e.g. sparse ad-log fields)
+    max_null_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,8 @@ class ValidateParams:
     max_null_fraction: float
     min_label_fraction: float
     columns: dict[str, ColumnRule]
+    # columns whose combination must be unique (e.g. one rating per user and item)
+    unique_together: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,10 @@ def evaluate_use_case(use_case, config, trained, plots_dir: Path, champion: Cham
         from components.evaluate_multiclass import evaluate_multiclass_use_case
 
         return evaluate_multiclass_use_case(use_case, config, trained, plots_dir, champion)
+    if use_case.task == "ranking":
+        from components.evaluate_ranking import evaluate_ranking_use_case
+
+        return evaluate_ranking_use_case(use_case, config, trained, plots_dir, champion)
     return evaluate_binary_use_case(use_case, config, trained, plots_dir, champion)
 
 

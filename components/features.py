@@ -55,3 +55,22 @@ def official_split(frame: pd.DataFrame, config, column: str = "split") -> Splits
         rest, test_size=config.train.validation_fraction, random_state=config.seed, stratify=rest[config.label]
     )
     return Splits(*(part.reset_index(drop=True) for part in (train, validation, test)))
+
+
+def holdout_per_user(frame: pd.DataFrame, user: str, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out ``fraction`` of each user's rows at random (seeded): (kept, held out)."""
+    order = np.random.default_rng(seed).permutation(len(frame))
+    shuffled = frame.iloc[order]
+    rank = shuffled.groupby(user).cumcount()
+    size = shuffled.groupby(user)[user].transform("size")
+    held = (rank >= np.round(size * (1 - fraction))).to_numpy()
+    return shuffled[~held].reset_index(drop=True), shuffled[held].reset_index(drop=True)
+
+
+def per_user_split(frame: pd.DataFrame, config) -> Splits:
+    """Recommenders: a seeded per-user random test split (75/25 in Microsoft Recommenders'
+    benchmark); validation is carved out of each user's training rows the same way."""
+    user = config.features.user
+    rest, test = holdout_per_user(frame, user, config.evaluate.test_fraction, config.seed)
+    train, validation = holdout_per_user(rest, user, config.train.validation_fraction, config.seed + 1)
+    return Splits(train, validation, test)

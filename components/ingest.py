@@ -7,6 +7,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,39 +69,177 @@ def fetch_url(url: str, destination: Path, sha256: str | None) -> Path:
     return destination
 
 
+def _holds_files(folder: Path, files: dict[str, str] | None) -> bool:
+    return folder.is_dir() and all((folder / name).is_file() for name in files or {})
+
+
+def _candidate_ok(path: Path, data: DataParams) -> bool:
+    return _holds_files(path, data.files) if data.files else path.exists()
+
+
 def resolve_source(use_case: str, data: DataParams, settings: Settings) -> Path:
-    """Find the local path of a use case's data: repo file, local path, mirror, then URL."""
+    """Find a use case's data: ``source`` in the repo, else the mirror, else the official URL.
+
+    With ``files`` in params.yaml, a folder only counts when it holds every listed file. Mirror
+    copies whose checksums match and downloads (checked while fetching) are copied into
+    ``source``, so the next run and ``dvc repro`` read it locally; a mirror copy that does not
+    match is returned as it is, so reading it fails with the checksum error.
+    """
+    if data.source.startswith(REMOTE_SCHEMES):  # one-file URL source, cached under data/downloads
+        name = data.source.rstrip("/").rsplit("/", 1)[-1]
+        local, url = settings.repo_root / "data" / "downloads" / use_case / name, data.source
+    else:
+        local = Path(data.source).expanduser()
+        local = local if local.is_absolute() else settings.repo_root / local
+        url = data.url
     tried: list[str] = []
-    if not data.source.startswith(REMOTE_SCHEMES):
-        candidate = Path(data.source).expanduser()
-        candidate = candidate if candidate.is_absolute() else settings.repo_root / candidate
-        if candidate.exists():
-            return candidate
-        tried.append(str(candidate))
+    if _candidate_ok(local, data):
+        return local
+    tried.append(str(local))
     if settings.data_mirror is not None and data.mirror_subdir:
         mirrored = settings.data_mirror / data.mirror_subdir
-        if mirrored.exists():
-            return mirrored
+        if _candidate_ok(mirrored, data):
+            if data.files and checksum_mismatches(mirrored, data.files):
+                return mirrored
+            return copy_into(mirrored, local, data)
         tried.append(str(mirrored))
-    if data.source.startswith(REMOTE_SCHEMES):
-        name = data.source.rstrip("/").rsplit("/", 1)[-1]
-        cached = settings.repo_root / "data" / "downloads" / use_case / name
-        if cached.exists() and (data.sha256 is None or sha256_file(cached) == data.sha256):
-            return cached
+    if url:
         try:
-            return fetch_url(data.source, cached, data.sha256)
+            return fetch_source(url, local, data)
         except DataUnavailableError as exc:
             tried.append(str(exc))
+    wanted = f" ({', '.join(data.files)})" if data.files else ""
     raise DataUnavailableError(
-        f"no data for {use_case!r}: tried {'; '.join(tried) or data.source}. "
-        "Put the file there, or set FUNNEL_DATA_MIRROR to a folder that holds "
-        f"{data.mirror_subdir or 'the data'}."
+        f"no data for {use_case!r}: tried {'; '.join(tried)}. "
+        f"Set FUNNEL_DATA_MIRROR to a folder that holds {data.mirror_subdir or 'the data'}{wanted}, "
+        "or put the data at the first path."
     )
 
 
+def copy_into(found: Path, local: Path, data: DataParams) -> Path:
+    """Copy a mirror's file (or its listed files) to the use case's local source path."""
+    if data.files:
+        local.mkdir(parents=True, exist_ok=True)
+        for name in data.files:
+            shutil.copyfile(found / name, local / name)
+    elif found.is_dir():
+        shutil.copytree(found, local, dirs_exist_ok=True)
+    else:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found, local)
+    logger.info("copied %s to %s", found, local)
+    return local
+
+
+def fetch_source(url: str, local: Path, data: DataParams) -> Path:
+    """Download ``url`` to ``local``: one file, a ``.zip`` holding ``files``, or a base URL of ``files``."""
+    if not data.files:
+        return fetch_url(url, local, data.sha256)
+    local.mkdir(parents=True, exist_ok=True)
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if name.endswith(".zip"):
+        with tempfile.TemporaryDirectory(dir=local) as scratch:
+            archive = fetch_url(url, Path(scratch) / name, data.sha256)
+            extract_members(archive, Path(scratch), data.files)
+            bad = checksum_mismatches(Path(scratch), data.files)
+            if bad:
+                raise DataUnavailableError(f"{url}: {'; '.join(bad)}")
+            for member in data.files:
+                (Path(scratch) / member).replace(local / member)
+        return local
+    for member, sha in data.files.items():
+        fetch_url(f"{url.rstrip('/')}/{member}", local / member, sha)
+    return local
+
+
+def extract_members(archive: Path, folder: Path, files: dict[str, str]) -> None:
+    """Extract the listed files from a zip archive into ``folder`` (matched by file name)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = {Path(info.filename).name: info for info in zipped.infolist() if not info.is_dir()}
+            missing = [name for name in files if name not in members]
+            if missing:
+                raise DataUnavailableError(f"{archive.name} does not contain {missing}")
+            for name in files:
+                with zipped.open(members[name]) as source, (folder / name).open("wb") as target:
+                    shutil.copyfileobj(source, target)
+    except zipfile.BadZipFile as exc:
+        raise DataUnavailableError(f"{archive}: not a valid zip archive ({exc})") from exc
+
+
+def checksum_mismatches(folder: Path, files: dict[str, str]) -> list[str]:
+    """One message per listed file whose sha256 differs from params.yaml."""
+    problems = []
+    for name, expected in files.items():
+        actual = sha256_file(folder / name)
+        if actual != expected:
+            problems.append(
+                f"{folder / name}: sha256 {actual} does not match the expected {expected} in params.yaml "
+                "(corrupt or changed copy; restore the original file or update the checksum)"
+            )
+    return problems
+
+
+def _source_files(path: Path, data: DataParams) -> list[Path]:
+    """The files to read: the listed ``files`` of a folder, or the path itself."""
+    if path.is_dir() and data.files:
+        return [path / name for name in data.files]
+    if path.is_dir():
+        raise DataUnavailableError(f"{path} is a folder; list the files to read under data.files in params.yaml")
+    return [path]
+
+
 def read_csv(path: Path, data: DataParams) -> pd.DataFrame:
-    """A delimited text file with a header row."""
-    return pd.read_csv(path, sep=data.delimiter)
+    """Delimited text: with a header row, or header-less with ``columns`` named in params.yaml.
+
+    Header-less files are Criteo-style ad logs too (label, integer and categorical columns);
+    empty fields become missing values.
+    """
+    frames = []
+    for file in _source_files(path, data):
+        if data.columns:
+            # index_col=False + warnings as errors: a line with too many fields is a parse error,
+            # never a silently shifted index or dropped field
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                try:
+                    frame = pd.read_csv(file, sep=data.delimiter, header=None, names=list(data.columns), index_col=False)
+                except pd.errors.ParserWarning as exc:
+                    raise ValueError(f"{file.name}: more fields than the {len(data.columns)} columns named") from exc
+        else:
+            frame = pd.read_csv(file, sep=data.delimiter)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_libfm(path: Path, data: DataParams) -> pd.DataFrame:
+    """libFM lines ``label idx:value ...`` with one one-hot index per field, fields in order.
+
+    ``columns`` names the label and then each field; a field's value is its feature index (as a
+    string category). Labels > 0 are positives (1), the rest negatives (0). Listed files are pooled
+    in the order given.
+    """
+    if not data.columns or len(data.columns) < 2:
+        raise DataValidationError("libfm", ["data.columns must name the label and each field for format libfm"])
+    label, *fields = data.columns
+    rows: list[list[str]] = []
+    for file in _source_files(path, data):
+        with file.open(encoding="ascii") as handle:
+            for number, line in enumerate(handle, start=1):
+                tokens = line.split()
+                if not tokens:
+                    continue
+                if len(tokens) != len(fields) + 1 or not all(":" in t for t in tokens[1:]):
+                    raise ValueError(
+                        f"{file.name} line {number}: expected a label and {len(fields)} idx:value pairs, "
+                        f"got {len(tokens)} tokens"
+                    )
+                rows.append([tokens[0], *(t.split(":", 1)[0] for t in tokens[1:])])
+    frame = pd.DataFrame(rows, columns=[label, *fields])
+    frame[label] = (pd.to_numeric(frame[label]) > 0).astype("int64")
+    return frame
 
 
 def read_sentences(path: Path, data: DataParams) -> pd.DataFrame:
@@ -153,6 +292,7 @@ def read_creditcard(path: Path, data: DataParams) -> pd.DataFrame:
 
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "csv": read_csv,
+    "libfm": read_libfm,
     "sentences": read_sentences,
     "official_splits": read_official_splits,
     "creditcard": read_creditcard,
@@ -167,6 +307,10 @@ def read_source(use_case: str, data: DataParams, settings: Settings) -> tuple[pd
         raise DataUnavailableError(
             f"{use_case}: unknown data format {data.format!r}; known formats: {sorted(READERS)}"
         )
+    if data.files and path.is_dir():
+        bad = checksum_mismatches(path, data.files)
+        if bad:
+            raise DataValidationError(use_case, bad)
     if path.is_file() and path.stat().st_size == 0:
         raise DataValidationError(use_case, [f"source file {path} is empty (0 bytes)"])
     try:

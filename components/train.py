@@ -113,6 +113,8 @@ def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
     from components.features import label_array
     from components.predict import RowScorer
 
+    if use_case.task == "ranking":
+        return train_ranking_use_case(use_case, config, frame)
     splits = use_case.split(frame, config)
     classes: tuple[str, ...] = ()
     label: str | Callable[[pd.DataFrame], np.ndarray] = config.label
@@ -135,3 +137,28 @@ def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
     validation_scores = RowScorer(model).score(splits.validation)
     threshold = choose_use_case_threshold(config, label_array(splits.validation, config.label), validation_scores)
     return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)
+
+
+def train_ranking_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
+    """Recommenders: early-stop on held-out validation items, then refit on all training rows
+    for the best epoch count; the serving model masks every item seen in training."""
+    import dataclasses
+
+    from components.models.recommender import Interactions, build_serving, fit_recommender, row_targets
+
+    splits = use_case.split(frame, config)
+    features, params = config.features, config.train
+    seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
+    seen = Interactions.from_frame(seen_frame, features)
+    train = Interactions.from_frame(splits.train, features, seen.users, seen.items)
+    validation = Interactions.from_frame(splits.validation, features, seen.users, seen.items)
+    probe = fit_recommender(use_case.build_model(seen_frame, features, params, config.seed), train, validation, params, config.seed)
+    final_params = dataclasses.replace(params, max_epochs=probe.best_epoch)
+    network = use_case.build_model(seen_frame, features, final_params, config.seed)
+    started = time.perf_counter()
+    network.fit(seen.matrix, row_targets(seen.matrix), batch_size=params.batch_size,
+                epochs=probe.best_epoch, shuffle=True, verbose=0)
+    fit = dataclasses.replace(probe, model=network, fit_seconds=probe.fit_seconds + time.perf_counter() - started)
+    serving = build_serving(network, seen, features, params.top_k)
+    return TrainedModel(model=network, splits=splits, fit=fit, threshold=float("nan"), serving=serving)
+

@@ -61,14 +61,14 @@ def build_expectations(params: ValidateParams) -> list[Any]:
     import great_expectations as gx
 
     e = gx.expectations
-    mostly = 1.0 - params.max_null_fraction
     expectations: list[Any] = [e.ExpectTableRowCountToBeBetween(min_value=params.min_rows)]
     for column, rule in params.columns.items():
         expectations.append(e.ExpectColumnToExist(column=column))
         expectations.append(
             e.ExpectColumnValuesToBeInTypeList(column=column, type_list=TYPE_LISTS[rule.type])
         )
-        expectations.append(e.ExpectColumnValuesToNotBeNull(column=column, mostly=mostly))
+        allowed_nulls = params.max_null_fraction if rule.max_null_fraction is None else rule.max_null_fraction
+        expectations.append(e.ExpectColumnValuesToNotBeNull(column=column, mostly=1.0 - allowed_nulls))
         if rule.min is not None or rule.max is not None:
             expectations.append(
                 e.ExpectColumnValuesToBeBetween(column=column, min_value=rule.min, max_value=rule.max)
@@ -81,6 +81,8 @@ def build_expectations(params: ValidateParams) -> list[Any]:
                     column=column, min_value=rule.min_length, max_value=rule.max_length
                 )
             )
+    if params.unique_together:
+        expectations.append(e.ExpectCompoundColumnsToBeUnique(column_list=list(params.unique_together)))
     classes = label_classes(params)
     if classes:
         expectations.append(

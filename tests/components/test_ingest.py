@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -47,13 +48,21 @@ def test_missing_source_says_where_it_looked(settings):
         resolve_source("intent", DataParams(source="data/nowhere.csv", format="csv", mirror_subdir="x"), settings)
 
 
-def test_mirror_is_used_when_the_source_is_absent(tmp_path):
+def test_mirror_is_copied_into_the_source_path_when_it_is_absent(tmp_path):
     mirror = tmp_path / "mirror"
     (mirror / "intent").mkdir(parents=True)
     (mirror / "intent" / "file.csv").write_text("a\n1\n")
-    settings = load_settings(env={"FUNNEL_DATA_MIRROR": str(mirror)}, repo_root=ROOT)
+    repo = tmp_path / "repo"
+    settings = load_settings(env={"FUNNEL_DATA_MIRROR": str(mirror)}, repo_root=repo_with_params(repo))
     data = DataParams(source="data/absent/file.csv", format="csv", mirror_subdir="intent/file.csv")
-    assert resolve_source("intent", data, settings) == mirror / "intent" / "file.csv"
+    assert resolve_source("intent", data, settings) == repo / "data" / "absent" / "file.csv"
+    assert (repo / "data" / "absent" / "file.csv").read_text() == "a\n1\n"
+
+
+def repo_with_params(repo: Path) -> Path:
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    return repo
 
 
 @pytest.fixture
@@ -112,3 +121,135 @@ def test_a_folder_without_test_csv_is_a_clear_error(settings, tmp_path):
     (tmp_path / "train.csv").write_text("text,category\nhi,greeting\n")
     with pytest.raises(DataUnavailableError, match=r"test\.csv is missing"):
         read_source("support", DataParams(source=str(tmp_path), format="official_splits"), settings)
+
+
+# --- data that may not be redistributed: mirror or official URL, sha256-checked ---------------
+
+SHARED = Path(os.environ.get("FUNNEL_DATA_MIRROR") or ROOT.parent / "shared" / "data")
+needs_mirror = pytest.mark.skipif(not (SHARED / "frappe").is_dir(), reason=f"no data mirror at {SHARED}")
+
+
+def mirror_params(name: str) -> DataParams:
+    from components.config import load_params
+
+    return load_params(ROOT / "params.yaml").use_cases[name].data
+
+
+@needs_mirror
+def test_frappe_is_read_from_the_mirror_checked_and_copied_out_of_git(tmp_path):
+    repo = repo_with_params(tmp_path / "repo")
+    settings = load_settings(env={"FUNNEL_DATA_MIRROR": str(SHARED)}, repo_root=repo)
+    frame, source = read_source("ctr", mirror_params("ctr"), settings)
+    # validation (57,722) and test (28,860) pooled; labels 1/-1 become 1/0; 10 fields as categories
+    assert len(frame) == 86582
+    assert frame["label"].value_counts().to_dict() == {0: 57983, 1: 28599}
+    assert list(frame.columns)[1:] == ["user", "item", "daytime", "weekday", "isweekend", "homework",
+                                       "cost", "weather", "country", "city"]
+    assert frame.loc[0, "user"] == "266"
+    assert frame.loc[0, "city"] == "5149"
+    assert source == str(repo / "data" / "ctr")
+    # the copy lives in a git-ignored folder: frappe must never be committed
+    assert "/data/ctr/" in (ROOT / ".gitignore").read_text()
+
+
+@needs_mirror
+def test_movielens_is_read_from_the_mirror(tmp_path):
+    repo = repo_with_params(tmp_path / "repo")
+    settings = load_settings(env={"FUNNEL_DATA_MIRROR": str(SHARED)}, repo_root=repo)
+    frame, _ = read_source("recommend", mirror_params("recommend"), settings)
+    assert frame.shape == (100000, 4)
+    assert frame["user_id"].nunique() == 943
+    assert frame["item_id"].nunique() == 1682
+    assert "/data/recommend/" in (ROOT / ".gitignore").read_text()
+
+
+@needs_mirror
+def test_a_corrupted_mirror_file_is_a_validation_error_naming_the_file(tmp_path):
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(SHARED / "frappe", mirror / "frappe")
+    with (mirror / "frappe" / "frappe.test.libfm").open("a") as handle:
+        handle.write("1 1:1 2:1\n")  # a truncated line appended: the checksum no longer matches
+    repo = repo_with_params(tmp_path / "repo")
+    settings = load_settings(env={"FUNNEL_DATA_MIRROR": str(mirror)}, repo_root=repo)
+    with pytest.raises(DataValidationError, match=r"frappe\.test\.libfm: sha256 .* does not match"):
+        read_source("ctr", mirror_params("ctr"), settings)
+    assert not (repo / "data" / "ctr").exists()  # a bad copy is not cached
+
+
+def test_no_mirror_and_no_network_says_what_to_set(tmp_path):
+    repo = repo_with_params(tmp_path / "repo")
+    settings = load_settings(env={}, repo_root=repo)
+    data = DataParams(source="data/ctr", format="libfm", url="http://127.0.0.1:9/frappe",
+                      mirror_subdir="frappe", files={"a.libfm": "0" * 64})
+    with pytest.raises(DataUnavailableError, match="FUNNEL_DATA_MIRROR"):
+        resolve_source("ctr", data, settings)
+
+
+@needs_mirror
+def test_files_are_fetched_from_a_base_url_and_checked(http_folder, tmp_path):
+    import shutil
+
+    www, base = http_folder
+    shutil.copytree(SHARED / "frappe", www / "frappe")
+    repo = repo_with_params(tmp_path / "repo")
+    settings = load_settings(env={}, repo_root=repo)  # no mirror: the URL is the only way
+    data = mirror_params("ctr")
+    from dataclasses import replace
+
+    frame, source = read_source("ctr", replace(data, url=f"{base}/frappe"), settings)
+    assert len(frame) == 86582
+    assert source == str(repo / "data" / "ctr")
+    # a server handing out a changed file is refused and nothing is kept
+    shutil.rmtree(repo / "data" / "ctr")
+    (www / "frappe" / "frappe.test.libfm").write_text("1 1:1\n")
+    with pytest.raises(DataUnavailableError, match="does not match the expected"):
+        read_source("ctr", replace(data, url=f"{base}/frappe"), settings)
+    assert not (repo / "data" / "ctr" / "frappe.test.libfm").exists()
+
+
+@needs_mirror
+def test_movielens_zip_is_fetched_and_its_member_checked(http_folder, tmp_path):
+    import zipfile
+    from dataclasses import replace
+
+    www, base = http_folder
+    with zipfile.ZipFile(www / "ml-100k.zip", "w") as archive:
+        archive.write(SHARED / "movielens_100k" / "u.data", "ml-100k/u.data")
+        archive.write(SHARED / "movielens_100k" / "u.item", "ml-100k/u.item")
+    repo = repo_with_params(tmp_path / "repo")
+    settings = load_settings(env={}, repo_root=repo)
+    data = replace(mirror_params("recommend"), url=f"{base}/ml-100k.zip")
+    frame, _ = read_source("recommend", data, settings)
+    assert len(frame) == 100000
+    assert sorted(p.name for p in (repo / "data" / "recommend").iterdir()) == ["u.data"]
+    # an archive whose u.data differs is refused
+    (repo / "data" / "recommend" / "u.data").unlink()
+    with zipfile.ZipFile(www / "ml-100k.zip", "w") as archive:
+        archive.writestr("ml-100k/u.data", "1\t1\t5\t0\n")
+    with pytest.raises(DataUnavailableError, match="u.data: sha256"):
+        read_source("recommend", data, settings)
+
+
+def test_criteo_style_log_is_read_by_config_alone(settings, tmp_path):
+    log = tmp_path / "ads.tsv"
+    # label, two integer counts, three categorical fields; empty fields are missing values
+    log.write_text("1\t5\t\t68fd1e64\t80e26c9b\tfb936136\n0\t\t3\t68fd1e64\t\t7b4723c4\n")
+    data = DataParams(source=str(log), format="csv", delimiter="\t",
+                      columns=("clicked", "I1", "I2", "C1", "C2", "C3"))
+    frame, _ = read_source("ctr", data, settings)
+    assert frame["clicked"].tolist() == [1, 0]
+    assert frame["I1"].isna().tolist() == [False, True]
+    assert frame["C2"].isna().tolist() == [False, True]
+    log.write_text("1\t5\t2\ta\tb\tc\textra\n")
+    with pytest.raises(DataValidationError, match="could not be parsed"):
+        read_source("ctr", data, settings)
+
+
+def test_libfm_lines_with_the_wrong_number_of_fields_are_rejected(settings, tmp_path):
+    bad = tmp_path / "bad.libfm"
+    bad.write_text("1 3:1 4:1\n-1 3:1\n")
+    data = DataParams(source=str(bad), format="libfm", columns=("label", "a", "b"))
+    with pytest.raises(DataValidationError, match="line 2: expected a label and 2"):
+        read_source("ctr", data, settings)
