@@ -111,6 +111,8 @@ class DataParams:
     mirror_subdir: str | None = None
     # header-less delimited / libFM files: every column name in file order (label included)
     columns: tuple[str, ...] | None = None
+    # pandas dtypes per column for delimited files (e.g. ``string`` for hashed Criteo categories)
+    dtypes: dict[str, str] | None = None
     # the files a folder, mirror or archive source must hold: file name -> sha256 (checked on read)
     files: dict[str, str] | None = None
 

@@ -205,11 +205,12 @@ def read_csv(path: Path, data: DataParams) -> pd.DataFrame:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 try:
-                    frame = pd.read_csv(file, sep=data.delimiter, header=None, names=list(data.columns), index_col=False)
+                    frame = pd.read_csv(file, sep=data.delimiter, header=None, names=list(data.columns),
+                                        index_col=False, dtype=dict(data.dtypes or {}))
                 except pd.errors.ParserWarning as exc:
                     raise ValueError(f"{file.name}: more fields than the {len(data.columns)} columns named") from exc
         else:
-            frame = pd.read_csv(file, sep=data.delimiter)
+            frame = pd.read_csv(file, sep=data.delimiter, dtype=dict(data.dtypes or {}))
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

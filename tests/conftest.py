@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,39 @@ FAST = {
     "use_cases.support.gate.floors": {"accuracy": 0.5, "macro_f1": 0.5},
     "use_cases.fraud.gate.floors": {"pr_auc_natural": 0.3, "roc_auc": 0.7},
     "use_cases.fraud.train.max_epochs": 10,
+    "use_cases.ctr.train.max_epochs": 4,
+    "use_cases.ctr.gate.floors": {"roc_auc": 0.7, "pr_auc": 0.5},
+    "use_cases.recommend.train.max_epochs": 40,
+    "use_cases.recommend.gate.floors": {"ndcg_at_10": 0.1, "precision_at_10": 0.05},
 }
 SUPPORT_DIR = ROOT / "data" / "support"
+# frappe and MovieLens may not be committed: tests read them from the data mirror (.ci/run sets it)
+MIRROR = Path(os.environ.get("FUNNEL_DATA_MIRROR") or ROOT.parent / "shared" / "data")
+needs_mirror = pytest.mark.skipif(
+    not (MIRROR / "frappe").is_dir() or not (MIRROR / "movielens_100k").is_dir(),
+    reason=f"frappe/MovieLens need the data mirror (FUNNEL_DATA_MIRROR); none at {MIRROR}",
+)
+
+
+def frappe_slice(rows: int = 6000, seed: int = 7) -> pd.DataFrame:
+    """A random sample of the pooled real frappe rows, read from the mirror."""
+    from components.config import DataParams
+    from components.ingest import read_libfm
+
+    columns = ("label", "user", "item", "daytime", "weekday", "isweekend", "homework", "cost",
+               "weather", "country", "city")
+    data = DataParams(source="", format="libfm", columns=columns,
+                      files={"frappe.validation.libfm": "", "frappe.test.libfm": ""})
+    return read_libfm(MIRROR / "frappe", data).sample(n=rows, random_state=seed).sort_index()
+
+
+def movielens_slice(users: int = 150, seed: int = 7) -> pd.DataFrame:
+    """Every rating of a random sample of real MovieLens 100K users, read from the mirror."""
+    frame = pd.read_csv(MIRROR / "movielens_100k" / "u.data", sep="\t", header=None,
+                        names=["user_id", "item_id", "rating", "timestamp"])
+    chosen = pd.Series(frame["user_id"].unique()).sample(n=users, random_state=seed)
+    return frame[frame["user_id"].isin(chosen)].reset_index(drop=True)
+
 FRAUD_DIR = ROOT / "data" / "fraud"
 
 

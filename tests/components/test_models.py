@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -12,7 +13,7 @@ from components.ingest import read_sentences
 from components.predict import RowScorer
 from components.train import fit_model
 from components.use_cases import get_use_case
-from tests.conftest import ROOT, SENTIMENT_DIR, intent_slice
+from tests.conftest import ROOT, SENTIMENT_DIR, frappe_slice, intent_slice, movielens_slice, needs_mirror
 
 
 def configured(name: str, epochs: int):
@@ -90,3 +91,64 @@ def test_intent_text_classifier_serves_class_names():
     assert outputs["probabilities"].shape == (2, 77)
     assert set(outputs["label"].reshape(-1)) <= set(classes)
     np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, rtol=1e-4)
+
+
+@needs_mirror
+def test_ctr_builder_embeds_each_field_learns_and_scores_unseen_ids(tmp_path):
+    import keras
+
+    model, fit, splits, scores, config = fit_and_score("ctr", frappe_slice(6000), epochs=3)
+    assert {t.name: t.dtype for t in model.inputs} == dict.fromkeys(config.features.categorical, "string")
+    assert roc_auc_score(splits.test["label"], scores) > 0.8  # a trivial scorer gets 0.5
+    rows = splits.test.head(3).copy()
+    rows["item"] = "999999"  # an app never seen in training
+    before = RowScorer(model).score(rows)
+    assert np.all(np.isfinite(before))
+    model.save(tmp_path / "ctr.keras")
+    np.testing.assert_allclose(RowScorer(keras.saving.load_model(tmp_path / "ctr.keras")).score(rows), before, rtol=1e-5)
+
+
+def test_ctr_builder_takes_criteo_style_counts_with_missing_values():
+    from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "clicked": rng.integers(0, 2, 400),
+        "I1": np.where(rng.random(400) < 0.3, np.nan, rng.integers(0, 50, 400)),
+        "C1": rng.choice(["68fd1e64", "80e26c9b", "fb936136"], 400),
+    })
+    features = CtrFeatures(categorical=("C1",), numeric=("I1",), slices=())
+    params = CtrTrain(embedding_dim=4, cross_layers=1, hidden_units=(8,), dropout=0.0, embedding_l2=0.0,
+                      learning_rate=0.01, batch_size=64, max_epochs=2, early_stopping_patience=1,
+                      validation_fraction=0.2, min_category_count=2)
+    model = build_ctr_model(frame, features, params, seed=1)
+    fit = fit_model(model, frame.iloc[:300], frame.iloc[300:], "clicked", 64, 2, 1, 1)
+    assert all(np.isfinite(fit.history["loss"]))
+    assert np.all(np.isfinite(RowScorer(model).score(frame.head(20))))  # NaN counts included
+
+
+@needs_mirror
+def test_recommender_serves_top_k_unseen_items_and_popular_items_to_cold_users(tmp_path):
+    import keras
+
+    from components.evaluate_ranking import fit_most_popular
+    from components.train import train_ranking_use_case
+
+    use_case, config = configured("recommend", 5)
+    trained = train_ranking_use_case(use_case, config, movielens_slice(120))
+    seen = pd.concat([trained.splits.train, trained.splits.validation])
+    users = np.sort(seen["user_id"].unique())[:20]
+    scorer = RowScorer(trained.serving)
+    out = scorer.score_outputs({"user_id": np.append(users, 999999)})
+    k = config.train.top_k
+    assert out["items"].shape == (21, k)
+    assert out["scores"].shape == (21, k)
+    assert np.all(np.diff(out["scores"], axis=1) <= 1e-7)  # best first
+    for user, items in zip(users, out["items"][:-1], strict=True):
+        assert not set(items) & set(seen.loc[seen["user_id"] == user, "item_id"])
+    # an unknown user gets the catalogue's most popular items
+    popular = fit_most_popular(seen, "user_id", "item_id").ranked_items[:k]
+    assert set(out["items"][-1]) == set(popular)
+    trained.serving.save(tmp_path / "rec.keras")
+    again = RowScorer(keras.saving.load_model(tmp_path / "rec.keras")).score_outputs({"user_id": users})
+    np.testing.assert_array_equal(again["items"], out["items"][:-1])
