@@ -28,6 +28,7 @@ test: dev
 	$(BIN)/python -m pytest
 
 repro: install
+	-$(BIN)/funnel fetch
 	$(BIN)/dvc repro
 
 benchmark: install

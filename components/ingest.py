@@ -77,14 +77,19 @@ def _candidate_ok(path: Path, data: DataParams) -> bool:
     return _holds_files(path, data.files) if data.files else path.exists()
 
 
-def resolve_source(use_case: str, data: DataParams, settings: Settings) -> Path:
-    """Find a use case's data: ``source`` in the repo, else the mirror, else the official URL.
+@dataclass(frozen=True)
+class SourcePlan:
+    """Where a use case's data will come from: ``local``, ``mirror`` or ``url`` (``found``),
+    and the local path it is read from (mirror copies and downloads land there)."""
 
-    With ``files`` in params.yaml, a folder only counts when it holds every listed file. Mirror
-    copies whose checksums match and downloads (checked while fetching) are copied into
-    ``source``, so the next run and ``dvc repro`` read it locally; a mirror copy that does not
-    match is returned as it is, so reading it fails with the checksum error.
-    """
+    kind: str
+    found: str
+    local: Path
+
+
+def plan_source(use_case: str, data: DataParams, settings: Settings) -> SourcePlan:
+    """Decide, without copying or downloading, where the data comes from: ``source`` in the repo,
+    else the mirror, else the official URL; DataUnavailableError says what was tried."""
     if data.source.startswith(REMOTE_SCHEMES):  # one-file URL source, cached under data/downloads
         name = data.source.rstrip("/").rsplit("/", 1)[-1]
         local, url = settings.repo_root / "data" / "downloads" / use_case / name, data.source
@@ -92,28 +97,47 @@ def resolve_source(use_case: str, data: DataParams, settings: Settings) -> Path:
         local = Path(data.source).expanduser()
         local = local if local.is_absolute() else settings.repo_root / local
         url = data.url
-    tried: list[str] = []
     if _candidate_ok(local, data):
-        return local
-    tried.append(str(local))
+        return SourcePlan("local", str(local), local)
+    tried = [str(local)]
     if settings.data_mirror is not None and data.mirror_subdir:
         mirrored = settings.data_mirror / data.mirror_subdir
         if _candidate_ok(mirrored, data):
-            if data.files and checksum_mismatches(mirrored, data.files):
-                return mirrored
-            return copy_into(mirrored, local, data)
+            return SourcePlan("mirror", str(mirrored), local)
         tried.append(str(mirrored))
     if url:
-        try:
-            return fetch_source(url, local, data)
-        except DataUnavailableError as exc:
-            tried.append(str(exc))
+        return SourcePlan("url", url, local)
     wanted = f" ({', '.join(data.files)})" if data.files else ""
     raise DataUnavailableError(
         f"no data for {use_case!r}: tried {'; '.join(tried)}. "
         f"Set FUNNEL_DATA_MIRROR to a folder that holds {data.mirror_subdir or 'the data'}{wanted}, "
         "or put the data at the first path."
     )
+
+
+def resolve_source(use_case: str, data: DataParams, settings: Settings) -> Path:
+    """The local path of a use case's data, copying it from the mirror or downloading it first.
+
+    With ``files`` in params.yaml, a folder only counts when it holds every listed file. Mirror
+    copies whose checksums match and downloads (checked while fetching) land in ``source``, so
+    the next run and ``dvc repro`` read them locally; a mirror copy that does not match is
+    returned as it is, so reading it fails with the checksum error.
+    """
+    plan = plan_source(use_case, data, settings)
+    if plan.kind == "local":
+        return plan.local
+    if plan.kind == "mirror":
+        mirrored = Path(plan.found)
+        if data.files and checksum_mismatches(mirrored, data.files):
+            return mirrored
+        return copy_into(mirrored, plan.local, data)
+    try:
+        return fetch_source(plan.found, plan.local, data)
+    except DataUnavailableError as exc:
+        raise DataUnavailableError(
+            f"no data for {use_case!r}: {exc}. Set FUNNEL_DATA_MIRROR to a folder that holds "
+            f"{data.mirror_subdir or 'the data'}, or put the data at {plan.local}."
+        ) from exc
 
 
 def copy_into(found: Path, local: Path, data: DataParams) -> Path:

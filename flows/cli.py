@@ -54,19 +54,45 @@ def list_command() -> None:
     configure_environment()
     from components.config import load_params, load_settings
     from components.errors import DataUnavailableError
-    from components.ingest import resolve_source
+    from components.ingest import plan_source
     from components.use_cases import REGISTRY
 
     settings = load_settings()
     params = load_params(settings.params_path)
     rows = []
+    notes = {"local": "", "mirror": " (copied on first use)", "url": " (fetched on first use)"}
     for name, use_case in REGISTRY.items():
         try:
-            where = str(resolve_source(name, params.use_cases[name].data, settings))
+            plan = plan_source(name, params.use_cases[name].data, settings)
+            where = f"{plan.kind}: {plan.found}{notes[plan.kind]}"
         except DataUnavailableError as exc:
             where = f"unavailable: {exc}"
         rows.append([name, use_case.title, where])
     typer.echo(render_table(rows, ("use case", "what", "data")))
+
+
+@app.command()
+def fetch(
+    use_cases: Annotated[list[str] | None, typer.Argument(help="Use cases to fetch (default: all).")] = None,
+) -> None:
+    """Copy data that may not be committed from FUNNEL_DATA_MIRROR, or download it (sha256-checked),
+    into its git-ignored folder under data/ (run before `dvc repro` on a fresh clone)."""
+    from components.config import load_params, load_settings
+    from components.errors import DataUnavailableError
+    from components.ingest import resolve_source
+    from components.use_cases import list_use_cases
+
+    settings = load_settings()
+    params = load_params(settings.params_path)
+    missing = 0
+    for name in use_cases or list_use_cases():
+        try:
+            typer.echo(f"{name}: {resolve_source(name, params.use_cases[name].data, settings)}")
+        except DataUnavailableError as exc:
+            missing += 1
+            typer.secho(f"{name}: {exc}", fg="yellow", err=True)
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command()
