@@ -23,7 +23,9 @@ configure_environment()
 METRICS = {"intent": ("roc_auc", "pr_auc", "f1", "capture_top_10pct", "capture_top_20pct"),
            "sentiment": ("accuracy", "f1", "roc_auc"),
            "support": ("accuracy", "macro_f1"),
-           "fraud": ("pr_auc_natural", "recall_at_precision_90", "roc_auc")}
+           "fraud": ("pr_auc_natural", "recall_at_precision_90", "roc_auc"),
+           "ctr": ("roc_auc", "log_loss", "pr_auc"),
+           "recommend": ("ndcg_at_10", "map_at_10", "precision_at_10", "recall_at_10", "coverage")}
 
 
 def platform_runs(names: list[str]) -> list[dict]:

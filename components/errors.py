@@ -58,3 +58,11 @@ class GateFailedError(FunnelError):
 
 class VersioningError(FunnelError):
     """A DVC command failed."""
+
+
+class PromotionConflictError(FunnelError):
+    """An alias move lost a race or was based on a champion that has since changed."""
+
+
+class LedgerError(FunnelError):
+    """A rollback or lineage request the promotion ledger cannot satisfy."""

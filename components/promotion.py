@@ -110,15 +110,26 @@ def decide_promotion(
     )
 
 
-def apply_promotion(decision: PromotionDecision, settings, champion_alias: str) -> str:
+def apply_promotion(
+    decision: PromotionDecision, settings, champion_alias: str, *, action: str = "promote",
+    actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "",
+) -> str:
     """Write the gate's tags; move ``@champion`` when it passed, else raise GateFailedError.
 
-    Returns the version that serves as champion afterwards.
+    The move is recorded in the promotion ledger and refused (PromotionConflictError) when the
+    champion is no longer the one the challenger was compared with. Returns the champion version.
     """
     from components import registry
+    from components.ledger import move_alias
 
     registry.write_version_tags(settings, decision.use_case, decision.version, decision.as_tags())
     if not decision.promote:
         raise GateFailedError(decision.use_case, decision.version, decision.failed_checks)
-    registry.set_alias(settings, decision.use_case, champion_alias, decision.version)
+    summary = "; ".join(f"{c.name}: {c.detail}" for c in decision.checks)
+    move_alias(
+        settings, decision.use_case, champion_alias, decision.version,
+        expected_from=decision.champion_version, require_expected=True, action=action,
+        actor=actor, reason=reason or f"gate passed: {summary}", gate=f"{decision.verdict}: {summary}",
+        flow_run_id=flow_run_id,
+    )
     return decision.version

@@ -211,6 +211,8 @@ def log_training_run(
         "prefect_flow_run_id": tags["prefect_flow_run_id"],
         THRESHOLD_TAG: f"{trained.threshold:.6f}",
         "baseline.name": evaluation.baseline_name,
+        "champion_at_registration": evaluation.champion_version or "none",
+        "data_remote": data_version.remote,
         **{f"metric.{k}": f"{v:.6f}" for k, v in evaluation.metrics.items() if np.isfinite(v)},
         **{f"baseline.{k}": f"{v:.6f}" for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)},
     }
@@ -288,3 +290,38 @@ def describe_use_case(settings: Settings, use_case: str, champion_alias: str) ->
         "gate": tags.get("gate.verdict", "not gated"),
         "champion_version": str(champion.version) if champion else None,
     }
+
+
+def model_tags(settings: Settings, use_case: str) -> dict[str, str]:
+    """The registered model's own tags (where the promotion ledger lives); {} when not registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(connect(settings).get_registered_model(use_case).tags)
+    except MlflowException:
+        return {}
+
+
+def set_model_tag(settings: Settings, use_case: str, key: str, value: str) -> None:
+    connect(settings).set_registered_model_tag(use_case, key, value)
+
+
+def get_version(settings: Settings, use_case: str, version: str):
+    """A model version, or None when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return connect(settings).get_model_version(use_case, str(version))
+    except MlflowException:
+        return None
+
+
+def versions_with_tag(settings: Settings, key: str, value: str) -> list:
+    """Every model version (any use case) whose tag ``key`` equals ``value``."""
+    escaped = value.replace("'", "")
+    found = connect(settings).search_model_versions(f"tags.{key} = '{escaped}'")
+    return sorted(found, key=lambda v: (v.name, int(v.version)))
+
+
+def get_run(settings: Settings, run_id: str):
+    return connect(settings).get_run(run_id)

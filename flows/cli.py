@@ -168,6 +168,72 @@ def ui(
     os.execv(sys.executable, command)
 
 
+def _settings_and_params():
+    from components.config import load_params, load_settings
+
+    settings = load_settings()
+    return settings, load_params(settings.params_path)
+
+
+@app.command()
+def history(use_case: Annotated[str, typer.Argument(help="Use case (see `funnel list`).")]) -> None:
+    """Every alias move of USE_CASE (promotions, approvals, rollbacks), oldest first."""
+    from components.ledger import read_ledger
+
+    settings, _ = _settings_and_params()
+    entries = read_ledger(settings, use_case)
+    if not entries:
+        typer.echo(f"{use_case}: no alias moves recorded yet")
+        return
+    rows = [[str(e.sequence), e.at, e.action, f"@{e.alias}", f"v{e.from_version}" if e.from_version else "-",
+             f"v{e.to_version}", e.actor, e.flow_run_id[:8] or "-", e.reason[:90]] for e in entries]
+    typer.echo(render_table(rows, ("#", "when (UTC)", "action", "alias", "from", "to", "who", "flow run", "why")))
+
+
+@app.command()
+def rollback(
+    use_case: Annotated[str, typer.Argument(help="Use case whose @champion moves back.")],
+    to: Annotated[str | None, typer.Option("--to", help="Version to serve (default: the previous champion).")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "rollback",
+) -> None:
+    """Move @champion back in one step (to the previous champion, or --to VERSION); recorded in the ledger."""
+    from components import registry
+    from components.ledger import move_alias, read_ledger, rollback_target
+
+    settings, params = _settings_and_params()
+    alias = params.common.champion_alias
+    current = registry.get_alias_version(settings, use_case, alias)
+    current_version = str(current.version) if current is not None else None
+    target = to or rollback_target(read_ledger(settings, use_case), alias, current_version)
+    entry = move_alias(settings, use_case, alias, target, expected_from=current_version, require_expected=True,
+                       action="rollback", reason=reason)
+    typer.echo(f"{use_case}: @{alias} v{entry.from_version} -> v{entry.to_version} (ledger #{entry.sequence})")
+
+
+@app.command()
+def lineage(
+    use_case: Annotated[str | None, typer.Argument(help="Use case (omit with --data).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Model version (default: @champion).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="A snapshot md5: list the versions trained on it.")] = None,
+) -> None:
+    """Lineage both ways: a model version's data, code, flow run, GX result and previous champion;
+    or, with --data MD5, every model version trained on that snapshot."""
+    from components.ledger import describe_lineage, versions_trained_on
+
+    settings, params = _settings_and_params()
+    if data:
+        rows = versions_trained_on(settings, data)
+        if not rows:
+            typer.echo(f"no model version was trained on data md5 {data}")
+            raise typer.Exit(1)
+        typer.echo(render_table([list(r.values()) for r in rows], tuple(rows[0])))
+        return
+    if not use_case:
+        raise typer.BadParameter("give USE_CASE (and optionally --version) or --data MD5")
+    facts = describe_lineage(settings, use_case, version, params.common.champion_alias)
+    typer.echo(render_table([[k, v] for k, v in facts.items()], ("", "")))
+
+
 @stage_app.command("snapshot")
 def stage_snapshot(use_case: str) -> None:
     """Ingest and validate USE_CASE, write its snapshot (dvc stage snapshot@USE_CASE)."""

@@ -120,7 +120,7 @@ def gate(ctx: RunContext, registered, evaluation):
 
 @task(**IO_TASK | {"retries": 0})
 def promote(ctx: RunContext, decision) -> str:
-    return apply_promotion(decision, ctx.settings, ctx.common.champion_alias)
+    return apply_promotion(decision, ctx.settings, ctx.common.champion_alias, flow_run_id=str(flow_run.id or ""))
 
 
 @flow(name="retrain", flow_run_name="retrain-{use_case}")
