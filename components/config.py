@@ -145,6 +145,14 @@ class GateParams:
     primary_metric: str
     min_delta: float
     floors: dict[str, float]
+    # auto: the gate decides; review: a passing challenger waits for a reviewer's approval
+    promotion_mode: str = "auto"
+    review_timeout_s: int = 86400
+    review_poll_s: int = 10
+
+    def __post_init__(self) -> None:
+        if self.promotion_mode not in ("auto", "review"):
+            raise ConfigError(f"gate.promotion_mode must be 'auto' or 'review', got {self.promotion_mode!r}")
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,7 @@ class PromotionConflictError(FunnelError):
 
 class LedgerError(FunnelError):
     """A rollback or lineage request the promotion ledger cannot satisfy."""
+
+
+class ReviewError(FunnelError):
+    """A reviewer rejected the challenger, or no review came in time; @champion is unchanged."""

@@ -234,6 +234,54 @@ def lineage(
     typer.echo(render_table([[k, v] for k, v in facts.items()], ("", "")))
 
 
+review_app = typer.Typer(help="Approve or reject a challenger waiting for review.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> None:
+    from uuid import UUID
+
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from prefect.flow_runs import resume_flow_run
+
+    from components import registry
+    from components.errors import ReviewError
+    from components.ledger import current_actor
+
+    settings, _ = _settings_and_params()
+    found = registry.get_version(settings, use_case, version)
+    if found is None:
+        raise ReviewError(f"{use_case} has no version {version}; see `funnel history {use_case}`")
+    status = found.tags.get("review.status")
+    if status != "pending":
+        raise ReviewError(f"{use_case} v{version} is not waiting for a review (review status: {status or 'none'})")
+    run_id = found.tags.get("prefect_flow_run_id")
+    if not run_id:
+        raise ReviewError(f"{use_case} v{version} has no Prefect flow run to resume")
+    resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason, "reviewer": current_actor()})
+    typer.echo(f"{use_case} v{version}: {'approved' if approve else 'rejected'} ({reason}); flow run {run_id} resumes")
+
+
+@review_app.command("approve")
+def review_approve(
+    use_case: str, version: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger and on the version).")],
+) -> None:
+    """Approve USE_CASE VERSION: its paused flow run resumes and promotes it to @champion."""
+    _answer_review(use_case, version, True, reason)
+
+
+@review_app.command("reject")
+def review_reject(
+    use_case: str, version: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on the version).")],
+) -> None:
+    """Reject USE_CASE VERSION: its paused flow run ends and @champion stays where it is."""
+    _answer_review(use_case, version, False, reason)
+
+
 @stage_app.command("snapshot")
 def stage_snapshot(use_case: str) -> None:
     """Ingest and validate USE_CASE, write its snapshot (dvc stage snapshot@USE_CASE)."""

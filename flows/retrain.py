@@ -8,11 +8,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
 from prefect.runtime import flow_run
 
 from components import registry, versioning
 from components.config import Settings, load_params, load_settings, read_git_commit
-from components.errors import DataUnavailableError, DataValidationError, GateFailedError
+from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
 from components.evaluate import ChampionScorer, evaluate_use_case, write_metrics_json
 from components.ingest import read_source, resolve_source, write_snapshot
 from components.promotion import apply_promotion, decide_promotion
@@ -118,9 +121,54 @@ def gate(ctx: RunContext, registered, evaluation):
     return decision
 
 
+class ReviewInput(RunInput):
+    """What a release reviewer answers in the Prefect UI or with `funnel review approve|reject`."""
+
+    approve: bool
+    reason: str
+    reviewer: str = "prefect-ui"
+
+
+def wait_for_review(ctx: RunContext, registered, decision) -> ReviewInput:
+    """Pause the flow run until a reviewer approves or rejects; a timeout or a rejection raises
+    ReviewError and leaves @champion where it is."""
+    gate, name, version = ctx.config.params.gate, ctx.config.name, registered.version
+    registry.write_version_tags(ctx.settings, name, version, {"review.status": "pending"})
+    checks = "\n".join(f"- {c.name}: {c.detail}" for c in decision.checks)
+    description = (
+        f"## Release review: {name} v{version}\n\nThe gate passed:\n{checks}\n\n"
+        f"Approve to make v{version} the @champion, or reject; give a reason either way. "
+        f"CLI: `funnel review approve|reject {name} {version} --reason ...`"
+    )
+    get_run_logger().info("%s v%s waits for a review (timeout %ss)", name, version, gate.review_timeout_s)
+    try:
+        review = pause_flow_run(
+            wait_for_input=ReviewInput.with_initial_data(description=description, approve=False, reason=""),
+            timeout=gate.review_timeout_s, poll_interval=gate.review_poll_s,
+        )
+    except FlowPauseTimeout:
+        registry.write_version_tags(ctx.settings, name, version, {"review.status": "timed out"})
+        raise ReviewError(
+            f"{name} v{version}: no review within {gate.review_timeout_s} s; @champion is unchanged. "
+            "Re-run the flow to ask again."
+        ) from None
+    verdict = "approved" if review.approve else "rejected"
+    registry.write_version_tags(ctx.settings, name, version, {
+        "review.status": verdict, "review.reviewer": review.reviewer, "review.reason": review.reason[:500],
+    })
+    if not review.approve:
+        raise ReviewError(f"{name} v{version} was rejected by {review.reviewer}: {review.reason}; @champion is unchanged")
+    return review
+
+
 @task(**IO_TASK | {"retries": 0})
-def promote(ctx: RunContext, decision) -> str:
-    return apply_promotion(decision, ctx.settings, ctx.common.champion_alias, flow_run_id=str(flow_run.id or ""))
+def promote(ctx: RunContext, decision, review: ReviewInput | None = None) -> str:
+    if review is None:
+        return apply_promotion(decision, ctx.settings, ctx.common.champion_alias, flow_run_id=str(flow_run.id or ""))
+    return apply_promotion(
+        decision, ctx.settings, ctx.common.champion_alias, action="approve", actor=review.reviewer,
+        reason=review.reason, flow_run_id=str(flow_run.id or ""),
+    )
 
 
 @flow(name="retrain", flow_run_name="retrain-{use_case}")
@@ -136,7 +184,10 @@ def retrain(use_case: str, overrides: dict[str, Any] | None = None) -> dict[str,
     registered = register(ctx, snapshot, data_version, trained, evaluation, report)
     decision = gate(ctx, registered, evaluation)
     logger.info("%s v%s: gate %s", use_case, registered.version, decision.verdict)
-    champion = promote(ctx, decision)
+    review = None
+    if decision.promote and ctx.config.params.gate.promotion_mode == "review":
+        review = wait_for_review(ctx, registered, decision)
+    champion = promote(ctx, decision, review)
     return {"use_case": use_case, "version": registered.version, "data_md5": data_version.md5,
             "gate": decision.verdict, "champion_version": champion}
 
@@ -173,7 +224,7 @@ def outcome(name: str, state) -> dict[str, Any]:
     """A retrain run's summary, or why it stopped (gate, validation, error)."""
     try:
         return {**state.result(), "status": "promoted"}
-    except GateFailedError as exc:
+    except (GateFailedError, ReviewError) as exc:
         return {"use_case": name, "status": "not promoted", "error": str(exc)}
     except DataValidationError as exc:
         return {"use_case": name, "status": "invalid data", "error": str(exc)}
