@@ -92,6 +92,8 @@ class CommonParams:
     dvc_remote_dir: str
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
+    # resamples of the test split for the confidence intervals in model cards and reviews
+    bootstrap_rounds: int = 200
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ class GateParams:
     primary_metric: str
     min_delta: float
     floors: dict[str, float]
+    # per-slice floors (metric -> value), checked on every slice with at least min_slice_rows rows
+    slice_floors: dict[str, float] = dataclasses.field(default_factory=dict)
+    min_slice_rows: int = 50
     # auto: the gate decides; review: a passing challenger waits for a reviewer's approval
     promotion_mode: str = "auto"
     review_timeout_s: int = 86400

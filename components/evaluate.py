@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +178,33 @@ def write_binary_plots(
     return paths
 
 
+def gains_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative gains: share of rows contacted (best scores first) vs share of positives found."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    found = np.cumsum(np.asarray(y_true)[order]) / max(float(np.sum(y_true)), 1.0)
+    contacted = np.arange(1, len(order) + 1) / len(order)
+    return np.concatenate([[0.0], contacted]), np.concatenate([[0.0], found])
+
+
+def write_gains_plot(y_true: np.ndarray, curves: dict[str, np.ndarray], folder: Path) -> Path:
+    """Lift/gains chart in business terms: positives captured by contacting the top x% by score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        contacted, found = gains_curve(y_true, scores)
+        at_20 = capture_rate(y_true, np.asarray(scores), 0.2)
+        ax.plot(contacted, found, label=f"{name} (top 20% -> {at_20:.0%})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="random")
+    ax.set(xlabel="share contacted (highest scores first)", ylabel="share of all positives captured",
+           title="Cumulative gains")
+    ax.legend(loc="lower right")
+    return _save(fig, folder / "gains.png")
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -211,6 +238,8 @@ class Evaluation:
     threshold: float
     test_rows: int
     seconds: float = 0.0
+    # 95% bootstrap confidence intervals of the gate's metrics: name -> (low, high)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {
@@ -223,6 +252,7 @@ class Evaluation:
             "threshold": self.threshold,
             "test_rows": self.test_rows,
             "slices": self.slices,
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
         }
 
 
@@ -276,6 +306,11 @@ def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champio
     sliced = add_bucket_columns(test, getattr(config.evaluate, "slice_buckets", None) or {})
     slices = compute_slice_metrics(sliced, y_test, model_scores, trained.threshold, config.features.slices)
     plots = write_binary_plots(y_test, curves, trained.threshold, plots_dir)
+    plots.append(write_gains_plot(y_test, curves, plots_dir))
+    intervals = bootstrap_intervals(
+        len(test), lambda index: compute_binary_metrics(y_test[index], model_scores[index], trained.threshold, **options),
+        gate_metric_names(config), config.bootstrap_rounds, config.seed,
+    )
     return Evaluation(
         metrics=metrics,
         baseline_name=baseline.name,
@@ -288,7 +323,37 @@ def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champio
         threshold=trained.threshold,
         test_rows=len(test),
         seconds=time.perf_counter() - started,
+        intervals=intervals,
     )
+
+
+def bootstrap_intervals(
+    rows: int, measure: Callable[[np.ndarray], dict[str, float]], names: Sequence[str], rounds: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of the ``names`` metrics over ``rounds`` resamples (with
+    replacement) of the test rows; ``measure(index)`` computes the metrics on one resample."""
+    if rows == 0 or rounds <= 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        try:
+            values = measure(rng.integers(0, rows, rows))
+        except ValueError:  # e.g. a resample with one class only
+            continue
+        for name in names:
+            value = values.get(name)
+            if value is not None and np.isfinite(value):
+                samples[name].append(float(value))
+    return {
+        name: (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+        for name, values in samples.items() if len(values) >= rounds // 2
+    }
+
+
+def gate_metric_names(config) -> list[str]:
+    gate = config.params.gate
+    return list(dict.fromkeys((gate.primary_metric, *gate.floors)))
 
 
 def binary_options(config) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from components.evaluate import ChampionScorer, Evaluation, _save
+from components.evaluate import ChampionScorer, Evaluation, _save, bootstrap_intervals, gate_metric_names
 
 
 def compute_multiclass_metrics(
@@ -107,9 +107,14 @@ def evaluate_multiclass_use_case(use_case, config, trained, plots_dir: Path, cha
     frame = test.assign(length=length_bucket(test[config.features.text], config.evaluate.length_buckets))
     slices = compute_multiclass_slices(frame, y_test, outputs["label"], config.features.slices)
     plots = write_multiclass_plots(y_test, outputs["label"], classes, plots_dir)
+    predicted = np.asarray(outputs["label"]).reshape(-1)
+    intervals = bootstrap_intervals(
+        len(test), lambda index: compute_multiclass_metrics(y_test[index], predicted[index]),
+        gate_metric_names(config), config.bootstrap_rounds, config.seed,
+    )
     return Evaluation(
         metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
         champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
         champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
-        test_rows=len(test), seconds=time.perf_counter() - started,
+        test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.evaluate import ChampionScorer, Evaluation, _save
+from components.evaluate import ChampionScorer, Evaluation, _save, bootstrap_intervals, gate_metric_names
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +141,15 @@ def evaluate_ranking_use_case(
             f"recall_at_{k}": sub[f"recall_at_{k}"], f"baseline_ndcg_at_{k}": base[f"ndcg_at_{k}"],
         })
     plots = write_ranking_plots(lists, relevant, k, catalogue, slices, plots_dir)
+    intervals = bootstrap_intervals(
+        len(users), lambda index: ranking_metrics(model_items[index], [relevant[i] for i in index], k, catalogue),
+        gate_metric_names(config), config.bootstrap_rounds, config.seed,
+    )
     return Evaluation(
         metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
         champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
         champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
-        test_rows=len(test), seconds=time.perf_counter() - started,
+        test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
     )
 
 

@@ -60,6 +60,25 @@ def check_floors(metrics: Mapping[str, float], floors: Mapping[str, float]) -> l
     return checks
 
 
+def check_slices(slices: list[dict], floors: Mapping[str, float], min_rows: int) -> list[Check]:
+    """Each slice with at least ``min_rows`` rows must reach the per-slice floors; smaller slices
+    and slices where a metric is undefined (e.g. one class only) are reported, not gated."""
+    checks = []
+    for row in slices:
+        if row.get("rows", 0) < min_rows:
+            continue
+        for metric, floor in floors.items():
+            value = row.get(metric)
+            if not _finite(value):
+                continue
+            passed = value >= floor
+            checks.append(Check(
+                f"slice.{row['slice']}={row['value']}.{metric}", passed,
+                f"{metric} {value:.4f} {'>=' if passed else '<'} {floor:.4f} on {row['rows']} rows",
+            ))
+    return checks
+
+
 def check_champion(
     metrics: Mapping[str, float],
     gate: GateParams,
@@ -95,10 +114,13 @@ def decide_promotion(
     champion_version: str | None,
     champion_metrics: Mapping[str, float] | None,
     champion_error: str | None = None,
+    slices: list[dict] | None = None,
 ) -> PromotionDecision:
-    """Promote only when every floor holds and the champion is beaten on the same test split."""
+    """Promote only when every floor (overall and per slice) holds and the champion is beaten on
+    the same test split."""
     checks = (
         *check_floors(metrics, gate.floors),
+        *check_slices(slices or [], gate.slice_floors, gate.min_slice_rows),
         check_champion(metrics, gate, champion_version, champion_metrics, champion_error),
     )
     return PromotionDecision(

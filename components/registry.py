@@ -325,3 +325,19 @@ def versions_with_tag(settings: Settings, key: str, value: str) -> list:
 
 def get_run(settings: Settings, run_id: str):
     return connect(settings).get_run(run_id)
+
+
+def run_params(settings: Settings, run_id: str) -> dict[str, str]:
+    return dict(connect(settings).get_run(run_id).data.params)
+
+
+def log_review_files(settings: Settings, run_id: str, paths: list[Path]) -> None:
+    """Attach the release review and model card to the challenger's run."""
+    client = connect(settings)
+    for path in paths:
+        client.log_artifact(run_id, str(path), "review")
+
+
+def describe_version(settings: Settings, use_case: str, version: str, description: str) -> None:
+    """Show ``description`` (the model card) on the version's page in the MLflow UI."""
+    connect(settings).update_model_version(use_case, str(version), description=description[:20000])

@@ -76,6 +76,7 @@ class UseCaseConfig:
     features: Any
     train: Any
     evaluate: Any
+    bootstrap_rounds: int = 200
 
     @property
     def label(self) -> str:
@@ -101,6 +102,10 @@ class UseCase:
     split: Callable[[pd.DataFrame, UseCaseConfig], Splits] = stratified_split
     class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
     make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
+    # for model cards and release reviews
+    intended_use: str = ""
+    limitations: str = ""
+    business_terms: Mapping[str, str] = field(default_factory=dict)
 
     def configure(self, params: Params) -> UseCaseConfig:
         """Type this use case's section of params.yaml (unknown keys fail fast)."""
@@ -109,6 +114,7 @@ class UseCase:
         return UseCaseConfig(
             name=self.name,
             seed=params.common.seed,
+            bootstrap_rounds=params.common.bootstrap_rounds,
             params=section,
             features=parse_section(self.features_type, section.features, f"{where}.features"),
             train=parse_section(self.train_type, section.train, f"{where}.train"),
@@ -158,6 +164,9 @@ def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[i
 REGISTRY: dict[str, UseCase] = {
     "intent": UseCase(
         name="intent",
+        intended_use=("Rank live shop sessions by their chance of ending in a purchase, so that offers, chat invitations or retargeting budgets go to the sessions most likely to convert. Input: one session's behaviour counters (pages, durations, bounce/exit rates, page value, month, visitor type, ...). Not for decisions about individual people's credit, prices or access."),
+        limitations=("Trained on one year (2016 era) of one retailer's sessions; seasonality (Nov, May) dominates and new months or marketing channels shift the scores. PageValues is known only once a session reached a valued page. Small slices (visitor type Other, February) have too few sessions to judge."),
+        business_terms={'rows': 'sessions', 'positives': 'purchases'},
         title="Purchase intent from session behaviour (UCI Online Shoppers)",
         features_type=TabularFeatures,
         train_type=TabularTrain,
@@ -171,6 +180,9 @@ REGISTRY: dict[str, UseCase] = {
     ),
     "sentiment": UseCase(
         name="sentiment",
+        intended_use=('Flag positive vs negative product and service reviews (short English sentences) for dashboards and for routing unhappy customers to service.'),
+        limitations=('3,000 short sentences from Amazon, Yelp and IMDb: sarcasm, negation over long spans and other languages are not covered; imdb sentences are the hardest slice.'),
+        business_terms={'rows': 'reviews', 'positives': 'positive reviews'},
         title="Review sentiment (UCI Sentiment Labelled Sentences: amazon, yelp, imdb)",
         features_type=TextFeatures,
         train_type=TextTrain,
@@ -184,6 +196,9 @@ REGISTRY: dict[str, UseCase] = {
     ),
     "support": UseCase(
         name="support",
+        intended_use=("Route a customer's free-text banking support message to one of 77 intents (the team or answer that handles it), with a probability to fall back to a human below a chosen confidence."),
+        limitations=('Banking77 is English, single-intent, short and clean; real messages mix intents, typos and languages. Several intents are near-duplicates (e.g. pending vs failed transfers), where most errors sit.'),
+        business_terms={'rows': 'support messages', 'positives': 'intent'},
         title="Customer-service intent routing (Banking77, 77 intents)",
         task="multiclass",
         features_type=TextFeatures,
@@ -200,6 +215,9 @@ REGISTRY: dict[str, UseCase] = {
     ),
     "fraud": UseCase(
         name="fraud",
+        intended_use=("Score card transactions for fraud review; the stored threshold targets 90% precision at the natural fraud rate (0.172%), so flagged transactions are worth an analyst's time."),
+        limitations=('Trained on an under-sampled subset (7,363 rows, 473 frauds) of two days of European card transactions from 2013 with PCA-anonymised features; metrics are re-weighted to the natural rate, but the few frauds make every number noisy. Not a credit decision.'),
+        business_terms={'rows': 'transactions', 'positives': 'frauds'},
         title="Transaction fraud detection (ULB credit-card samples)",
         features_type=TabularFeatures,
         train_type=TabularTrain,
@@ -214,6 +232,9 @@ REGISTRY: dict[str, UseCase] = {
     ),
     "ctr": UseCase(
         name="ctr",
+        intended_use=('Predict whether an impression (an app/item shown to a user in a context: time, weekday, weather, place) is clicked/used, to rank and price placements. Also trains on a Criteo-style ad log by configuration.'),
+        limitations=('frappe is small (86,582 rows from validation+test only, re-split 7:2:1) with 2 sampled negatives per positive, so probabilities are calibrated to a 33% positive rate, not a real click rate. Unseen users or items fall back to an out-of-vocabulary embedding.'),
+        business_terms={'rows': 'impressions', 'positives': 'clicks'},
         title="Ad click-through prediction (frappe app-usage logs, 10 one-hot fields)",
         features_type=CtrFeatures,
         train_type=CtrTrain,
@@ -230,6 +251,9 @@ REGISTRY: dict[str, UseCase] = {
     ),
     "recommend": UseCase(
         name="recommend",
+        intended_use=('Recommend the top-10 items a customer has not interacted with yet (implicit feedback), for home-page and e-mail slots; unknown customers get the most popular items.'),
+        limitations=('MovieLens 100K: 943 users and 1,682 movies from 1997-98; every rating counts as a positive interaction, so it learns "what will they watch", not "what will they like". New items cannot be recommended until retrained; training histories are stored inside the model.'),
+        business_terms={'rows': 'items', 'positives': 'interact with'},
         title="Product recommendation, top-10 unseen items per user (MovieLens 100K, implicit)",
         task="ranking",
         features_type=RecommendFeatures,

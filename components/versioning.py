@@ -112,3 +112,14 @@ def commit_stage(repo_root: Path, stage: str) -> None:
     ensure_repo(repo_root)
     with repo_lock(repo_root):
         run_dvc(repo_root, "commit", "--force", stage)
+
+
+def cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None) -> Path | None:
+    """The file DVC stored for ``md5``: the repo's cache, else a local-folder remote; None if neither."""
+    if not md5 or len(md5) < 3:
+        return None
+    relative = Path("files") / "md5" / md5[:2] / md5[2:]
+    candidates = [repo_root / ".dvc" / "cache" / relative]
+    if remote_url and "://" not in remote_url:
+        candidates.append(Path(remote_url) / relative)
+    return next((path for path in candidates if path.is_file()), None)

@@ -19,6 +19,7 @@ from components.errors import DataUnavailableError, DataValidationError, GateFai
 from components.evaluate import ChampionScorer, evaluate_use_case, write_metrics_json
 from components.ingest import read_source, resolve_source, write_snapshot
 from components.promotion import apply_promotion, decide_promotion
+from components.review import collect_facts, write_review
 from components.train import train_use_case
 from components.use_cases import get_use_case, list_use_cases
 from components.validate import check_report, validate_frame
@@ -112,6 +113,7 @@ def gate(ctx: RunContext, registered, evaluation):
     decision = decide_promotion(
         ctx.config.name, registered.version, evaluation.metrics, ctx.config.params.gate,
         evaluation.champion_version, evaluation.champion_metrics, evaluation.champion_error,
+        evaluation.slices,
     )
     rows = [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in decision.checks]
     create_table_artifact(
@@ -119,6 +121,23 @@ def gate(ctx: RunContext, registered, evaluation):
         description=f"{ctx.config.name} v{registered.version}: gate {decision.verdict}",
     )
     return decision
+
+
+@task(**IO_TASK | {"retries": 0})
+def review_report(ctx: RunContext, registered, evaluation, decision, snapshot, data_version, report):
+    """Release review (HTML + Markdown) and model card: reports/<uc>/, the MLflow run, Prefect."""
+    context = {"git_commit": read_git_commit(ctx.settings.repo_root), "flow_run_id": str(flow_run.id or "")}
+    facts = collect_facts(ctx.settings, ctx.use_case, ctx.config, registered, evaluation, decision,
+                          snapshot, data_version, report, context)
+    paths = write_review(facts, ctx.settings.path(ctx.common.reports_dir) / ctx.config.name)
+    registry.log_review_files(ctx.settings, registered.run_id, list(paths.values()))
+    card = paths["model_card"].read_text(encoding="utf-8")
+    registry.describe_version(ctx.settings, ctx.config.name, registered.version, card)
+    create_markdown_artifact(
+        key=f"{ctx.config.name}-review", markdown=paths["markdown"].read_text(encoding="utf-8"),
+        description=f"{ctx.config.name} v{registered.version} release review; HTML: {paths['html']}",
+    )
+    return paths
 
 
 class ReviewInput(RunInput):
@@ -184,6 +203,7 @@ def retrain(use_case: str, overrides: dict[str, Any] | None = None) -> dict[str,
     registered = register(ctx, snapshot, data_version, trained, evaluation, report)
     decision = gate(ctx, registered, evaluation)
     logger.info("%s v%s: gate %s", use_case, registered.version, decision.verdict)
+    review_report(ctx, registered, evaluation, decision, snapshot, data_version, report)
     review = None
     if decision.promote and ctx.config.params.gate.promotion_mode == "review":
         review = wait_for_review(ctx, registered, decision)

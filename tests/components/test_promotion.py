@@ -54,3 +54,19 @@ def test_decision_tags_carry_numbers():
     assert tags["gate.verdict"] == "failed"
     assert tags["gate.beats_champion"].startswith("FAIL: roc_auc 0.9100 < champion v1 0.9300")
     assert tags["gate.floor.roc_auc"] == "pass: roc_auc 0.9100 >= 0.9000"
+
+
+def test_slice_floors_gate_large_slices_only():
+    gate = GateParams(primary_metric="roc_auc", min_delta=0.0, floors={"roc_auc": 0.5},
+                      slice_floors={"roc_auc": 0.8}, min_slice_rows=50)
+    slices = [
+        {"slice": "VisitorType", "value": "New_Visitor", "rows": 300, "roc_auc": 0.85},
+        {"slice": "VisitorType", "value": "Returning_Visitor", "rows": 2000, "roc_auc": 0.75},
+        {"slice": "VisitorType", "value": "Other", "rows": 12, "roc_auc": 0.2},  # too small to gate
+        {"slice": "Month", "value": "Feb", "rows": 60, "roc_auc": math.nan},  # one class: undefined
+    ]
+    decision = decide_promotion("intent", "2", {"roc_auc": 0.9}, gate, None, None, None, slices)
+    names = {c.name: c.passed for c in decision.checks}
+    assert names == {"floor.roc_auc": True, "slice.VisitorType=New_Visitor.roc_auc": True,
+                     "slice.VisitorType=Returning_Visitor.roc_auc": False, "beats_champion": True}
+    assert not decision.promote

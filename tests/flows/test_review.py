@@ -53,7 +53,7 @@ def _wait_until_paused(version: str, thread: threading.Thread, timeout_s: float 
     raise AssertionError(f"v{version} never paused for review")
 
 
-def test_review_approve_then_reject_then_timeout(project):
+def test_review_approve_then_reject_then_timeout(project, tmp_path):
     from components.ledger import read_ledger
     from components.registry import get_alias_version, get_version
 
@@ -69,6 +69,12 @@ def test_review_approve_then_reject_then_timeout(project):
     entry = read_ledger(settings, "intent")[-1]
     assert (entry.action, entry.to_version, entry.reason) == ("approve", "1", "numbers look right")
     assert get_version(settings, "intent", "1").tags["review.status"] == "approved"
+    # the release review and the model card exist for v1 (reports/, the MLflow run, the version page)
+    _assert_review_page(project / "reports" / "intent" / "review-v1.html", None)
+    card = get_version(settings, "intent", "1").description
+    for heading in ("Intended use", "Data", "Metrics", "Slices", "Known limitations", "Lineage"):
+        assert f"## {heading}" in card
+    assert "95% CI" in card
 
     # a challenger that passes the gate but is rejected leaves the champion alone
     better = {**REVIEW, "use_cases.intent.gate.min_delta": -1.0}  # passes the gate whatever its numbers
@@ -81,6 +87,20 @@ def test_review_approve_then_reject_then_timeout(project):
     assert "holiday freeze" in str(outcome["error"])
     assert str(get_alias_version(settings, "intent", "champion").version) == "1"
     assert get_version(settings, "intent", "2").tags["review.status"] == "rejected"
+    _assert_review_page(project / "reports" / "intent" / "review-v2.html", "1")
+    _assert_renders_in_chromium(project / "reports" / "intent" / "review-v2.html", tmp_path)
+    # and the browser check does catch an empty section
+    import re
+
+    page = (project / "reports" / "intent" / "review-v2.html").read_text(encoding="utf-8")
+    hollow = tmp_path / "hollow.html"
+    hollow.write_text(re.sub(r'(<section id="gate"><h2>[^<]*</h2>).*?(</section>)', r"\1\2", page, flags=re.S))
+    with pytest.raises(AssertionError, match="section gate renders empty"):
+        _assert_renders_in_chromium(hollow, tmp_path)
+    from components.registry import connect
+
+    logged = {a.path for a in connect(settings).list_artifacts(get_version(settings, "intent", "2").run_id, "review")}
+    assert logged == {"review/review-v2.html", "review/review-v2.md", "review/model-card-v2.md"}
     # answering again is refused: the review is over
     again = CliRunner().invoke(app, ["review", "approve", "intent", "2", "--reason", "oops"])
     assert again.exit_code != 0
@@ -93,3 +113,71 @@ def test_review_approve_then_reject_then_timeout(project):
     assert str(get_alias_version(settings, "intent", "champion").version) == "1"
     assert get_version(settings, "intent", "3").tags["review.status"] == "timed out"
     assert [e.to_version for e in read_ledger(settings, "intent")] == ["1"]
+
+
+def _assert_review_page(path, champion_version: str | None) -> None:
+    """Every section of the release review has content and the plots are embedded."""
+    from bs4 import BeautifulSoup
+
+    from components.review import SECTIONS
+
+    soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+    for key in SECTIONS:
+        section = soup.find("section", id=key)
+        assert section is not None, f"section {key} missing"
+        text = section.get_text(" ", strip=True)
+        assert len(text) > len(section.find("h2").get_text()) + 5, f"section {key} is empty"
+    images = soup.select("#plots img, #business img")
+    assert len(images) >= 4
+    assert all(img["src"].startswith("data:image/png;base64,") for img in images)
+    assert soup.select_one("#business img")["alt"] == "gains"
+    metrics = soup.select_one("#metrics").get_text(" ")
+    assert "roc_auc" in metrics
+    if champion_version:
+        assert f"champion v{champion_version}" in soup.select_one("#summary").get_text(" ")
+        assert "PSI" in soup.select_one("#data").get_text(" ")
+        assert soup.select("#data table")[1].find_all("tr")[1:]  # a PSI row per feature
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const facts = {};
+  document.querySelectorAll('section').forEach(s => {
+    const heading = s.querySelector('h2') ? s.querySelector('h2').innerText.length : 0;
+    facts[s.id] = {text: s.innerText.trim().length - heading, visible: s.getBoundingClientRect().height};
+  });
+  const images = [...document.images].map(i => i.complete && i.naturalWidth > 0);
+  document.body.setAttribute('data-probe', JSON.stringify({sections: facts, images}));
+});
+</script>"""
+
+
+def _assert_renders_in_chromium(path, tmp_path) -> None:
+    """Open the report in headless Chromium; every section must show text and every plot decode."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    from bs4 import BeautifulSoup
+
+    from components.review import SECTIONS
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            raise AssertionError("CI must install Debian's chromium (.ci/run does) for the browser test")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    probed = tmp_path / "probed.html"
+    probed.write_text(path.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+         "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    probe = json.loads(BeautifulSoup(dom, "html.parser").body["data-probe"])
+    for key in SECTIONS:
+        assert probe["sections"][key]["text"] > 5, f"section {key} renders empty in Chromium"
+        assert probe["sections"][key]["visible"] > 0
+    assert probe["images"]
+    assert all(probe["images"]), "a plot did not decode in Chromium"
