@@ -91,6 +91,7 @@ def _load_pyfunc(path: str):
     from mlflow.keras.load import _load_keras_model
     from mlflow.models import Model
 
+    import components.models.layers  # noqa: F401 - registers funnel's custom layers for loading
     from components.predict import RowScorer
 
     model_dir = Path(path)

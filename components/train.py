@@ -50,8 +50,12 @@ def fit_model(
     patience: int,
     seed: int,
     class_weight: dict[int, float] | None = None,
+    monitor: str = "val_loss",
+    reduce_lr_factor: float = 0.0,
 ) -> FitResult:
-    """Train until the validation loss stops improving; the best weights are restored."""
+    """Train until ``monitor`` (validation loss, or a validation metric such as ``val_auc``) stops
+    improving; the best weights are restored. With ``reduce_lr_factor``, the learning rate is
+    multiplied by it after every epoch without improvement."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -59,22 +63,24 @@ def fit_model(
     y_train, y_validation = encode(train), encode(validation)
     train_data = make_dataset(model, train, y_train, batch_size, shuffle_seed=seed)
     validation_data = make_dataset(model, validation, y_validation, batch_size)
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
-    )
+    mode = "min" if monitor.endswith("loss") else "max"
+    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)]
+    if reduce_lr_factor > 0:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=0))
     started = time.perf_counter()
     history = model.fit(
         train_data,
         validation_data=validation_data,
         epochs=max_epochs,
-        callbacks=[stopper],
+        callbacks=callbacks,
         class_weight=class_weight,
         shuffle=False,  # the tf.data pipeline shuffles, seeded
         verbose=0,
     )
     seconds = time.perf_counter() - started
     losses = history.history.get("val_loss", [])
-    best = int(np.argmin(losses)) + 1 if losses else 0
+    watched = history.history.get(monitor, losses)
+    best = (int(np.argmin(watched) if mode == "min" else np.argmax(watched)) + 1) if watched else 0
     if losses and not np.all(np.isfinite(losses)):
         raise FloatingPointError("validation loss became NaN/inf; lower the learning rate in params.yaml")
     logger.info("fit %s: %d epochs (best %d) in %.1fs", model.name, len(losses), best, seconds)
@@ -130,6 +136,8 @@ def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
         batch_size=config.train.batch_size, max_epochs=config.train.max_epochs,
         patience=config.train.early_stopping_patience, seed=config.seed,
         class_weight=use_case.class_weight(splits.train, config) if use_case.class_weight else None,
+        monitor=getattr(config.train, "early_stopping_monitor", "val_loss"),
+        reduce_lr_factor=getattr(config.train, "reduce_lr_factor", 0.0),
     )
     if use_case.task == "multiclass":
         serving = use_case.make_serving(model, classes)
@@ -144,7 +152,7 @@ def train_ranking_use_case(use_case, config, frame: pd.DataFrame) -> TrainedMode
     for the best epoch count; the serving model masks every item seen in training."""
     import dataclasses
 
-    from components.models.recommender import Interactions, build_serving, fit_recommender, row_targets
+    from components.models.recommender import Interactions, build_serving, fit_recommender
 
     splits = use_case.split(frame, config)
     features, params = config.features, config.train
@@ -156,7 +164,7 @@ def train_ranking_use_case(use_case, config, frame: pd.DataFrame) -> TrainedMode
     final_params = dataclasses.replace(params, max_epochs=probe.best_epoch)
     network = use_case.build_model(seen_frame, features, final_params, config.seed)
     started = time.perf_counter()
-    network.fit(seen.matrix, row_targets(seen.matrix), batch_size=params.batch_size,
+    network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size,
                 epochs=probe.best_epoch, shuffle=True, verbose=0)
     fit = dataclasses.replace(probe, model=network, fit_seconds=probe.fit_seconds + time.perf_counter() - started)
     serving = build_serving(network, seen, features, params.top_k)

@@ -8,6 +8,8 @@ inside the model, so the registered model scores raw log rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,9 @@ class CtrFeatures:
     slices: tuple[str, ...]
     # integer count fields of Criteo-style logs (missing allowed): log1p-scaled, with a missing flag
     numeric: tuple[str, ...] = ()
+    # label-free co-occurrence counts from the training rows: each entry is a list of categorical
+    # fields ("all_pairs" expands to every pair of them)
+    count_crosses: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class CtrTrain:
     # categories seen fewer times than this in training share the out-of-vocabulary slot
     min_category_count: int = 1
     batch_norm: bool = True
+    # size of the hashed table shared by all co-occurrence counts
+    count_bins: int = 2097152
+    early_stopping_monitor: str = "val_auc"
+    # learning rate x this factor after each epoch without improvement (0: off)
+    reduce_lr_factor: float = 0.1
 
 
 def vocabulary(values: pd.Series, min_count: int) -> list[str]:
@@ -48,6 +58,22 @@ def log_counts(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """``log1p(max(x, 0))`` of count fields with missing values as 0 (as the model does inside)."""
     raw = frame[list(columns)].astype("float64").to_numpy()
     return np.log1p(np.maximum(np.nan_to_num(raw, nan=0.0), 0.0))
+
+
+def expand_crosses(features: CtrFeatures) -> list[tuple[str, ...]]:
+    """The field combinations to count: ``all_pairs`` expands to every pair of categorical fields."""
+    crosses: list[tuple[str, ...]] = []
+    for entry in features.count_crosses:
+        if entry == "all_pairs":
+            crosses += list(combinations(features.categorical, 2))
+        else:
+            crosses.append(tuple(entry) if isinstance(entry, list | tuple) else (entry,))
+    unknown = {f for cross in crosses for f in cross} - set(features.categorical)
+    if unknown:
+        from components.errors import ConfigError
+
+        raise ConfigError(f"features.count_crosses names fields that are not categorical: {sorted(unknown)}")
+    return list(dict.fromkeys(crosses))
 
 
 def build_ctr_model(train: pd.DataFrame, features: CtrFeatures, params: CtrTrain, seed: int):
@@ -76,6 +102,18 @@ def build_ctr_model(train: pd.DataFrame, features: CtrFeatures, params: CtrTrain
         normalizer = keras.layers.Normalization(name="scale")
         normalizer.adapt(log_counts(train, features.numeric).astype("float32"))
         vectors += [normalizer(logged), keras.ops.cast(missing, "float32")]
+    crosses = expand_crosses(features)
+    if crosses:
+        from components.models.layers import CooccurrenceCounts
+
+        fields = list(features.categorical)
+        counter = CooccurrenceCounts([[fields.index(f) for f in cross] for cross in crosses], params.count_bins, name="cooccurrence")
+        counter.build(None)
+        train_fields = [train[f].astype(str).to_numpy().reshape(-1, 1) for f in fields]
+        counter.adapt(train_fields)
+        scale = keras.layers.Normalization(name="cooccurrence_scale")
+        scale.adapt(np.asarray(counter(train_fields, training=True)))  # the leave-one-out counts training sees
+        vectors.append(scale(counter([inputs[f] for f in fields])))
     x0 = keras.layers.Concatenate(name="fields")(vectors) if len(vectors) > 1 else vectors[0]
 
     crossed = x0

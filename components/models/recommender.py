@@ -35,9 +35,11 @@ class RecommendTrain:
     max_epochs: int
     early_stopping_patience: int
     validation_fraction: float
-    # items the registered model returns per user
+    # items the registered model returns per user (also the k of the validation nDCG)
     top_k: int
     activation: str = "tanh"
+    # early stopping measures validation nDCG@top_k every this many epochs
+    eval_every_epochs: int = 5
 
 
 @dataclass(frozen=True)
@@ -73,25 +75,36 @@ def build_recommender(train: pd.DataFrame, features: RecommendFeatures, params: 
         x = keras.layers.Dropout(params.input_dropout, seed=seed, name="input_dropout")(x)
     for index, units in enumerate(params.hidden_units):
         x = keras.layers.Dense(units, activation=params.activation, kernel_regularizer=regularizer, name=f"user_{index}")(x)
-    user_vector = keras.layers.Dense(params.embedding_dim, kernel_regularizer=regularizer, name="user_vector")(x)
+    user_vector = keras.layers.Dense(
+        params.embedding_dim, activation=params.activation, kernel_regularizer=regularizer, name="user_vector"
+    )(x)
     # the item tower: one embedding (kernel column) and bias per item
     logits = keras.layers.Dense(items, kernel_regularizer=regularizer, name="item_tower")(user_vector)
     model = keras.Model(history, logits, name="two_tower_recommender")
-    model.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-    )
+    from components.models.layers import multinomial_nll
+
+    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=multinomial_nll)
     return model
 
 
-def row_targets(matrix: np.ndarray) -> np.ndarray:
-    """Rows normalised to sum to one (the multinomial target); empty rows stay zero."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+def validation_ndcg(network, train: Interactions, validation: Interactions, k: int) -> float:
+    """nDCG@k of held-out validation items, training items masked (the serving rule)."""
+    from components.evaluate_ranking import ranking_metrics
+
+    users = np.flatnonzero(validation.matrix.sum(axis=1) > 0)
+    logits = np.array(network(train.matrix[users], training=False))
+    logits[train.matrix[users] > 0] = -np.inf
+    top = np.argsort(-logits, axis=1)[:, :k]
+    relevant = [set(np.flatnonzero(row)) for row in validation.matrix[users]]
+    return ranking_metrics(top, relevant, k, train.matrix.shape[1])[f"ndcg_at_{k}"]
 
 
 def fit_recommender(network, train: Interactions, validation: Interactions, params: RecommendTrain, seed: int):
-    """Fit on training histories; early stopping on the likelihood of held-out validation items."""
+    """Fit on training histories (target = the bag: -sum of log softmax over the user's items,
+    as in Mult-DAE); every ``eval_every_epochs`` epochs, measure nDCG@top_k on held-out validation
+    items and stop after ``early_stopping_patience`` measurements without improvement, keeping the
+    best weights. The held-out likelihood is a poor stopping signal here: it bottoms out within a
+    few epochs while the ranking keeps improving for dozens."""
     import time
 
     import keras
@@ -99,21 +112,27 @@ def fit_recommender(network, train: Interactions, validation: Interactions, para
     from components.train import FitResult
 
     keras.utils.set_random_seed(seed)
-    has_validation = validation.matrix.sum(axis=1) > 0
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience, restore_best_weights=True)
     started = time.perf_counter()
-    history = network.fit(
-        train.matrix, row_targets(train.matrix),
-        validation_data=(train.matrix[has_validation], row_targets(validation.matrix[has_validation])),
-        batch_size=params.batch_size, epochs=params.max_epochs, callbacks=[stopper], shuffle=True, verbose=0,
-    )
-    losses = history.history["val_loss"]
-    if not np.all(np.isfinite(losses)):
-        raise FloatingPointError("validation loss became NaN/inf; lower the learning rate in params.yaml")
+    best, best_epoch, best_weights, waited, epoch = -1.0, 0, network.get_weights(), 0, 0
+    history: dict[str, list[float]] = {"loss": [], "val_ndcg": []}
+    while epoch < params.max_epochs and waited < params.early_stopping_patience:
+        step = min(params.eval_every_epochs, params.max_epochs - epoch)
+        result = network.fit(train.matrix, train.matrix, batch_size=params.batch_size, epochs=step, shuffle=True, verbose=0)
+        epoch += step
+        losses = result.history["loss"]
+        if not np.all(np.isfinite(losses)):
+            raise FloatingPointError("training loss became NaN/inf; lower the learning rate in params.yaml")
+        score = validation_ndcg(network, train, validation, params.top_k)
+        history["loss"] += [float(v) for v in losses]
+        history["val_ndcg"].append(score)
+        if score > best:
+            best, best_epoch, best_weights, waited = score, epoch, network.get_weights(), 0
+        else:
+            waited += 1
+    network.set_weights(best_weights)
     return FitResult(
-        model=network, epochs_run=len(losses), best_epoch=int(np.argmin(losses)) + 1,
-        fit_seconds=time.perf_counter() - started,
-        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        model=network, epochs_run=epoch, best_epoch=best_epoch,
+        fit_seconds=time.perf_counter() - started, history=history,
     )
 
 
