@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -60,6 +61,12 @@ def check_floors(metrics: Mapping[str, float], floors: Mapping[str, float]) -> l
     return checks
 
 
+def slice_check_name(column: str, value: str, metric: str) -> str:
+    """A check name that is also a valid MLflow tag key (``slice.Month:Nov.roc_auc``)."""
+    clean = re.sub(r"[^0-9A-Za-z_\-. /]", "_", str(value))
+    return f"slice.{column}:{clean}.{metric}"
+
+
 def check_slices(slices: list[dict], floors: Mapping[str, float], min_rows: int) -> list[Check]:
     """Each slice with at least ``min_rows`` rows must reach the per-slice floors; smaller slices
     and slices where a metric is undefined (e.g. one class only) are reported, not gated."""
@@ -73,7 +80,7 @@ def check_slices(slices: list[dict], floors: Mapping[str, float], min_rows: int)
                 continue
             passed = value >= floor
             checks.append(Check(
-                f"slice.{row['slice']}={row['value']}.{metric}", passed,
+                slice_check_name(row["slice"], row["value"], metric), passed,
                 f"{metric} {value:.4f} {'>=' if passed else '<'} {floor:.4f} on {row['rows']} rows",
             ))
     return checks

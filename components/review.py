@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.promotion import slice_check_name
+
 SECTIONS = ("summary", "metrics", "gate", "slices", "business", "plots", "data", "config", "lineage")
 SECTION_TITLES = {
     "summary": "Summary", "metrics": "Challenger vs champion vs baseline", "gate": "Gate checks",
@@ -93,7 +95,7 @@ def slice_rows(facts: ReviewFacts) -> tuple[tuple[str, ...], list[list[str]]]:
     for s in slices:
         verdicts = []
         for metric, floor in gate.slice_floors.items():
-            check = checks.get(f"slice.{s['slice']}={s['value']}.{metric}")
+            check = checks.get(slice_check_name(s["slice"], s["value"], metric))
             if check is not None:
                 verdicts.append(f"{'pass' if check.passed else 'FAIL'} {metric} ≥ {floor:g}")
             elif metric in s:

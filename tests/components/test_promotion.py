@@ -67,6 +67,15 @@ def test_slice_floors_gate_large_slices_only():
     ]
     decision = decide_promotion("intent", "2", {"roc_auc": 0.9}, gate, None, None, None, slices)
     names = {c.name: c.passed for c in decision.checks}
-    assert names == {"floor.roc_auc": True, "slice.VisitorType=New_Visitor.roc_auc": True,
-                     "slice.VisitorType=Returning_Visitor.roc_auc": False, "beats_champion": True}
+    assert names == {"floor.roc_auc": True, "slice.VisitorType:New_Visitor.roc_auc": True,
+                     "slice.VisitorType:Returning_Visitor.roc_auc": False, "beats_champion": True}
     assert not decision.promote
+
+
+def test_slice_check_names_are_valid_mlflow_tag_keys():
+    from mlflow.utils.validation import _validate_tag_name
+
+    from components.promotion import slice_check_name
+
+    for value in ("[10, 100)", "<10", ">=500", "7-12 words", "Nov"):
+        _validate_tag_name(f"gate.{slice_check_name('Amount_bucket', value, 'roc_auc')}")
