@@ -94,6 +94,7 @@ class CommonParams:
     challenger_alias: str = "challenger"
     # resamples of the test split for the confidence intervals in model cards and reviews
     bootstrap_rounds: int = 200
+    batch_chunk_rows: int = 10000
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,10 @@ class RowScorer:
         outputs = self.score_outputs(rows, batch_size)
         return outputs["output"].reshape(-1) if outputs else np.zeros(0, dtype="float32")
 
+    def get_raw_model(self):
+        """The Keras model (``mlflow.pyfunc.PyFuncModel.get_raw_model()`` returns it)."""
+        return self.model
+
     def predict(self, data, params=None):  # noqa: ARG002 - the pyfunc loader-module contract
         """MLflow pyfunc entry point: raw rows in; probabilities, or a frame of named outputs, out."""
         outputs = self.score_outputs(data)

@@ -242,9 +242,23 @@ def load_scorer(settings: Settings, use_case: str, alias: str):
     version = get_alias_version(settings, use_case, alias)
     if version is None:
         return None
-    model = mlflow.pyfunc.load_model(f"models:/{use_case}@{alias}")
+    # by version number: the alias may move while we load
+    model = mlflow.pyfunc.load_model(f"models:/{use_case}/{version.version}")
     threshold = float(version.tags.get(THRESHOLD_TAG, 0.5))
     return str(version.version), model, threshold
+
+
+def load_row_scorer(settings: Settings, use_case: str, alias: str):
+    """(version, RowScorer) of ``<use_case>@<alias>``: the compiled scorer behind the pyfunc model."""
+    from components.errors import FunnelError
+
+    loaded = load_scorer(settings, use_case, alias)
+    if loaded is None:
+        raise FunnelError(f"{use_case} has no @{alias} to score with; run `funnel retrain {use_case}` first")
+    from components.predict import RowScorer
+
+    version, model, _ = loaded
+    return version, RowScorer(model.get_raw_model())
 
 
 def score_frame(model, frame: pd.DataFrame) -> np.ndarray | pd.DataFrame:

@@ -234,6 +234,22 @@ def lineage(
     typer.echo(render_table([[k, v] for k, v in facts.items()], ("", "")))
 
 
+@app.command()
+def score(
+    use_case: Annotated[str, typer.Argument(help="Use case whose @champion scores the file.")],
+    input_path: Annotated[str, typer.Argument(help="CSV or Parquet file of raw rows.")],
+    output: Annotated[str | None, typer.Option("--output", help="Where to write scores (default: <input>.scored.csv).")] = None,
+) -> None:
+    """Batch-score a file with @champion: scores + model version + input md5; bad rows to *.rejects.csv."""
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.batch import batch_score
+
+    summary = batch_score(use_case, input_path, output)
+    typer.echo(render_table([[k, str(v)] for k, v in summary.items()], ("", "")))
+
+
 review_app = typer.Typer(help="Approve or reject a challenger waiting for review.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 
