@@ -162,6 +162,16 @@ class GateParams:
 
 
 @dataclass(frozen=True)
+class MonitorParams:
+    """Drift monitoring: when the newest data has shifted enough to retrain, and how often at most."""
+
+    feature_psi_threshold: float = 0.25
+    label_psi_threshold: float = 0.1
+    score_psi_threshold: float = 0.25
+    min_hours_between_retrains: float = 24.0
+
+
+@dataclass(frozen=True)
 class UseCaseParams:
     """One use case's section; ``features``, ``train`` and ``evaluate`` are typed by its use case."""
 
@@ -171,6 +181,7 @@ class UseCaseParams:
     train: Any
     evaluate: Any
     gate: GateParams
+    monitor: MonitorParams = MonitorParams()
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,21 @@ def score(
     typer.echo(render_table([[k, str(v)] for k, v in summary.items()], ("", "")))
 
 
+@app.command("drift")
+def drift_command(
+    use_case: Annotated[str, typer.Argument(help="Use case to check.")],
+    no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Report only; never retrain.")] = False,
+) -> None:
+    """Compare the newest data with @champion's training snapshot; retrain on drift (once per window)."""
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.monitor import drift
+
+    summary = drift(use_case, not no_retrain)
+    typer.echo(render_table([[k, "; ".join(v) if isinstance(v, list) else str(v)] for k, v in summary.items()], ("", "")))
+
+
 review_app = typer.Typer(help="Approve or reject a challenger waiting for review.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 

@@ -1,0 +1,75 @@
+"""Drift monitoring flow: newest data vs the champion's training snapshot; retrain when it drifted."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+
+from components import registry, versioning
+from components.config import load_params, load_settings
+from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
+from components.ingest import read_source
+from components.monitor import LAST_RETRAIN_TAG, detect_drift, retrain_allowed, utc_now
+from components.use_cases import get_use_case
+
+
+def champion_scores(scorer):
+    """A function scoring raw rows with the champion: the probability, or the top class's."""
+    def score(frame: pd.DataFrame):
+        outputs = scorer.score_outputs({name: frame[name].to_numpy() for name in scorer.spec})
+        chosen = outputs.get("output", outputs.get("probability"))
+        return None if chosen is None else chosen.reshape(-1)
+    return score
+
+
+@flow(name="drift", flow_run_name="drift-{use_case}")
+def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None = None) -> dict:
+    """Compare the newest data with the champion's training snapshot (PSI per feature, label rate,
+    champion score distribution); publish a table; on drift, retrain at most once per window."""
+    logger = get_run_logger()
+    settings = load_settings()
+    params = load_params(settings.params_path, overrides)
+    config = get_use_case(use_case).configure(params)
+    alias = params.common.champion_alias
+    champion = registry.get_alias_version(settings, use_case, alias)
+    if champion is None:
+        raise FunnelError(f"{use_case} has no @{alias} yet: nothing to compare against; run `funnel retrain {use_case}`")
+    md5 = champion.tags.get("data_md5", "")
+    cached = versioning.cached_snapshot(settings.repo_root, md5, settings.dvc_remote)
+    if cached is None:
+        raise FunnelError(f"the champion's training snapshot {md5} is neither in the DVC cache nor the remote; `dvc pull` it")
+    reference = pd.read_parquet(cached)
+    current, _ = read_source(use_case, config.params.data, settings)
+    columns = [c for c in config.params.validate.columns if c != config.label]
+    score = None
+    if get_use_case(use_case).task != "ranking":
+        _, scorer = registry.load_row_scorer(settings, use_case, alias)
+        score = champion_scores(scorer)
+    report = detect_drift(reference, current, columns, config.label, config.params.monitor, score)
+    create_table_artifact(
+        key=f"{use_case}-drift", table=report.table(),
+        description=f"{use_case}: newest data vs champion v{champion.version}'s snapshot {md5[:8]}; "
+                    + ("DRIFT: " + "; ".join(report.reasons) if report.drifted else "no drift"),
+    )
+    summary = {"use_case": use_case, "champion_version": str(champion.version), "drifted": report.drifted,
+               "reasons": report.reasons, "retrain": "not needed"}
+    if not report.drifted or not retrain_on_drift:
+        logger.info("%s: %s", use_case, "drift: " + "; ".join(report.reasons) if report.drifted else "no drift")
+        return summary
+    last = registry.model_tags(settings, use_case).get(LAST_RETRAIN_TAG)
+    allowed, why = retrain_allowed(last, utc_now(), config.params.monitor.min_hours_between_retrains)
+    if not allowed:
+        logger.warning("%s drifted but %s: not retraining", use_case, why)
+        return {**summary, "retrain": f"skipped: {why}"}
+    registry.set_model_tag(settings, use_case, LAST_RETRAIN_TAG, utc_now().isoformat(timespec="seconds"))
+    from flows.retrain import retrain
+
+    logger.info("%s drifted (%s): retraining; the gate still decides", use_case, "; ".join(report.reasons))
+    try:
+        result = retrain(use_case, overrides)
+        return {**summary, "retrain": f"v{result['version']} promoted"}
+    except (GateFailedError, ReviewError) as exc:
+        return {**summary, "retrain": f"ran, not promoted: {str(exc).splitlines()[0]}"}
+    except DataValidationError as exc:
+        return {**summary, "retrain": f"refused, the new data failed validation: {str(exc).splitlines()[1].strip()}"}
