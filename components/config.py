@@ -98,6 +98,31 @@ class CommonParams:
 
 
 @dataclass(frozen=True)
+class ReplayParams:
+    """Release a data set in time order, as a live feed would: at date ``as_of`` a run sees the
+    first ``1 + (as_of - start_date) // period_days`` periods (at least one, at most all).
+
+    Periods are the values of ``column`` in ``order`` (e.g. months), or, without ``order``,
+    ``periods`` equal-sized slices of a numeric timestamp column."""
+
+    enabled: bool
+    column: str
+    start_date: str
+    period_days: int
+    order: tuple[Any, ...] | None = None
+    periods: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleParams:
+    """When the retraining deployment of a use case runs (a cron line in ``timezone``)."""
+
+    cron: str
+    timezone: str = "UTC"
+    active: bool = True
+
+
+@dataclass(frozen=True)
 class DataParams:
     """Where a use case's data comes from.
 
@@ -116,6 +141,7 @@ class DataParams:
     columns: tuple[str, ...] | None = None
     # pandas dtypes per column for delimited files (e.g. ``string`` for hashed Criteo categories)
     dtypes: dict[str, str] | None = None
+    replay: ReplayParams | None = None
     # the files a folder, mirror or archive source must hold: file name -> sha256 (checked on read)
     files: dict[str, str] | None = None
 
@@ -182,6 +208,7 @@ class UseCaseParams:
     evaluate: Any
     gate: GateParams
     monitor: MonitorParams = MonitorParams()
+    schedule: ScheduleParams = ScheduleParams(cron="0 3 * * 1")
 
 
 @dataclass(frozen=True)

@@ -369,3 +369,31 @@ def read_snapshot(use_case: str, snapshot_dir: Path) -> Snapshot:
             f"no snapshot for {use_case!r} at {path}; run `funnel stage snapshot {use_case}` first."
         )
     return Snapshot(use_case=use_case, path=path, frame=pd.read_parquet(path), source=str(path))
+
+
+def replay_periods(frame: pd.DataFrame, replay) -> pd.Series:
+    """Each row's period number (0, 1, ...) in release order."""
+    values = frame[replay.column]
+    if replay.order:
+        rank = {v: i for i, v in enumerate(replay.order)}
+        unknown = sorted(set(values.astype(str)) - {str(v) for v in replay.order})
+        if unknown:
+            raise DataValidationError(replay.column, [f"replay: values {unknown[:5]} of {replay.column} are not in data.replay.order"])
+        return values.map(lambda v: rank.get(v, rank.get(str(v)))).astype(int)
+    if not replay.periods:
+        raise DataValidationError(replay.column, ["replay needs data.replay.order or data.replay.periods in params.yaml"])
+    ranks = pd.to_numeric(values).rank(method="first")
+    return ((ranks - 1) * replay.periods // len(frame)).astype(int)
+
+
+def apply_replay(frame: pd.DataFrame, replay, as_of) -> tuple[pd.DataFrame, int]:
+    """The rows released by date ``as_of`` (a ``datetime.date``), and how many periods that is."""
+    from datetime import date
+
+    if replay is None or not replay.enabled:
+        return frame, 0
+    periods = replay_periods(frame, replay)
+    elapsed = (as_of - date.fromisoformat(replay.start_date)).days
+    released = max(1, elapsed // replay.period_days + 1)
+    logger.info("replay %s: %d period(s) released by %s", replay.column, min(released, periods.max() + 1), as_of)
+    return frame.loc[periods < released].reset_index(drop=True), int(min(released, periods.max() + 1))

@@ -265,6 +265,54 @@ def drift_command(
     typer.echo(render_table([[k, "; ".join(v) if isinstance(v, list) else str(v)] for k, v in summary.items()], ("", "")))
 
 
+schedule_app = typer.Typer(help="Scheduled retraining (one Prefect deployment per use case).", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """The schedules params.yaml defines (cron, timezone, active)."""
+    _, params = _settings_and_params()
+    rows = [[n, s.schedule.cron, s.schedule.timezone, "yes" if s.schedule.active else "no"] for n, s in params.use_cases.items()]
+    typer.echo(render_table(rows, ("use case", "cron", "timezone", "active")))
+
+
+@schedule_app.command("serve")
+def schedule_serve(
+    use_cases: Annotated[list[str] | None, typer.Argument(help="Use cases to schedule (default: all active).")] = None,
+) -> None:
+    """Serve the retraining deployments on this machine until Ctrl-C (schedules are not paused on exit).
+    Point PREFECT_API_URL at a running `prefect server start` so the runs outlive this process."""
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.schedules import serve_schedules
+
+    _, params = _settings_and_params()
+    serve_schedules(params, use_cases or None)
+
+
+@app.command()
+def backfill(
+    use_case: Annotated[str, typer.Argument(help="Use case to backfill.")],
+    from_: Annotated[str, typer.Option("--from", help="First date (YYYY-MM-DD).")],
+    to: Annotated[str, typer.Option("--to", help="Last date (YYYY-MM-DD).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override params.yaml: key.path=value")] = None,
+) -> None:
+    """Run the retrain flow for every scheduled date between --from and --to, as of that date."""
+    from datetime import date
+
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.schedules import backfill as run_backfill
+
+    results = run_backfill(use_case, date.fromisoformat(from_), date.fromisoformat(to), _parse_overrides(set_ or []))
+    rows = [[r["date"], r["status"], str(r.get("version", "-")), str(r.get("rows", "-")), str(r.get("champion_version", "-")),
+             (r.get("error") or "")[:80]] for r in results]
+    typer.echo(render_table(rows, ("as of", "status", "version", "rows", "champion", "note")))
+
+
 review_app = typer.Typer(help="Approve or reject a challenger waiting for review.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -17,7 +18,7 @@ from components import registry, versioning
 from components.config import Settings, load_params, load_settings, read_git_commit
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
 from components.evaluate import ChampionScorer, evaluate_use_case, write_metrics_json
-from components.ingest import read_source, resolve_source, write_snapshot
+from components.ingest import apply_replay, read_source, resolve_source, write_snapshot
 from components.promotion import apply_promotion, decide_promotion
 from components.review import collect_facts, write_review
 from components.train import train_use_case
@@ -47,9 +48,21 @@ def load_context(name: str, overrides: dict[str, Any] | None) -> RunContext:
 
 
 @task(**IO_TASK)
-def ingest(ctx: RunContext):
+def ingest(ctx: RunContext, as_of: str | None = None):
+    """Read the source; a replay source releases the periods due by ``as_of`` (default: the
+    run's scheduled date, so each scheduled or backfilled run sees its own snapshot)."""
     frame, source = read_source(ctx.config.name, ctx.config.params.data, ctx.settings)
+    replay = ctx.config.params.data.replay
+    if replay is not None and replay.enabled:
+        day = date.fromisoformat(as_of) if as_of else run_date()
+        frame, released = apply_replay(frame, replay, day)
+        source = f"{source} (replay: {released} period(s) by {day})"
     return frame, source
+
+
+def run_date() -> date:
+    scheduled = flow_run.scheduled_start_time
+    return scheduled.date() if scheduled else date.today()
 
 
 @task(**IO_TASK | {"retries": 0})
@@ -191,11 +204,11 @@ def promote(ctx: RunContext, decision, review: ReviewInput | None = None) -> str
 
 
 @flow(name="retrain", flow_run_name="retrain-{use_case}")
-def retrain(use_case: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def retrain(use_case: str, overrides: dict[str, Any] | None = None, as_of: str | None = None) -> dict[str, Any]:
     """Take one use case from its data source to a gated, possibly promoted, model version."""
     logger = get_run_logger()
     ctx = load_context(use_case, overrides)
-    frame, source = ingest(ctx)
+    frame, source = ingest(ctx, as_of)
     report = validate(ctx, frame)
     snapshot, data_version = version(ctx, frame, source)
     trained = train(ctx, snapshot)
@@ -208,7 +221,7 @@ def retrain(use_case: str, overrides: dict[str, Any] | None = None) -> dict[str,
     if decision.promote and ctx.config.params.gate.promotion_mode == "review":
         review = wait_for_review(ctx, registered, decision)
     champion = promote(ctx, decision, review)
-    return {"use_case": use_case, "version": registered.version, "data_md5": data_version.md5,
+    return {"use_case": use_case, "version": registered.version, "data_md5": data_version.md5, "rows": snapshot.rows,
             "gate": decision.verdict, "champion_version": champion}
 
 
