@@ -256,6 +256,21 @@ class Evaluation:
         }
 
 
+def measure_champion(
+    champion: ChampionScorer | None, measure: Callable[[ChampionScorer], dict[str, float]], rows: str = "test split",
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on the same rows, or why it could not be scored (a champion with
+    another input schema must not stop the run; the gate then fails safe)."""
+    if champion is None:
+        return None, None
+    try:
+        return measure(champion), None
+    except Exception as exc:
+        error = f"champion v{champion.version} could not score the {rows}: {exc}"
+        logger.warning(error)
+        return None, error
+
+
 def evaluate_use_case(use_case, config, trained, plots_dir: Path, champion: ChampionScorer | None = None) -> Evaluation:
     """Evaluate with the metrics of the use case's task (binary, multiclass, ranking)."""
     if use_case.task == "multiclass":
@@ -293,15 +308,12 @@ def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champio
     baseline_metrics = measure(baseline_scores, baseline_threshold)
     curves = {"model": model_scores, baseline.name: baseline_scores}
 
-    champion_metrics = champion_error = None
-    if champion is not None:
-        try:
-            champion_scores = np.asarray(champion.score(test), dtype="float64").reshape(-1)
-            champion_metrics = measure(champion_scores, champion.threshold)
-            curves[f"champion v{champion.version}"] = champion_scores
-        except Exception as exc:  # a champion with another input schema must not stop the run
-            champion_error = f"champion v{champion.version} could not score the test split: {exc}"
-            logger.warning(champion_error)
+    def measure_scores(scorer: ChampionScorer) -> dict[str, float]:
+        scores = np.asarray(scorer.score(test), dtype="float64").reshape(-1)
+        curves[f"champion v{scorer.version}"] = scores
+        return measure(scores, scorer.threshold)
+
+    champion_metrics, champion_error = measure_champion(champion, measure_scores)
 
     sliced = add_bucket_columns(test, getattr(config.evaluate, "slice_buckets", None) or {})
     slices = compute_slice_metrics(sliced, y_test, model_scores, trained.threshold, config.features.slices)

@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from components.evaluate import ChampionScorer, Evaluation, _save, bootstrap_intervals, gate_metric_names
+from components.evaluate import (
+    ChampionScorer,
+    Evaluation,
+    _save,
+    bootstrap_intervals,
+    gate_metric_names,
+    measure_champion,
+)
 
 
 def compute_multiclass_metrics(
@@ -96,13 +103,9 @@ def evaluate_multiclass_use_case(use_case, config, trained, plots_dir: Path, cha
     baseline_predicted = np.asarray(baseline_classes)[np.argmax(baseline_probabilities, axis=1)]
     baseline_metrics = compute_multiclass_metrics(y_test, baseline_predicted, baseline_probabilities, baseline_classes)
 
-    champion_metrics = champion_error = None
-    if champion is not None:
-        try:
-            scored = champion.score(test)
-            champion_metrics = compute_multiclass_metrics(y_test, np.asarray(scored["label"]))
-        except Exception as exc:  # another input schema must not stop the run
-            champion_error = f"champion v{champion.version} could not score the test split: {exc}"
+    champion_metrics, champion_error = measure_champion(
+        champion, lambda scorer: compute_multiclass_metrics(y_test, np.asarray(scorer.score(test)["label"]))
+    )
 
     frame = test.assign(length=length_bucket(test[config.features.text], config.evaluate.length_buckets))
     slices = compute_multiclass_slices(frame, y_test, outputs["label"], config.features.slices)

@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.evaluate import ChampionScorer, Evaluation, _save, bootstrap_intervals, gate_metric_names
+from components.evaluate import (
+    ChampionScorer,
+    Evaluation,
+    _save,
+    bootstrap_intervals,
+    gate_metric_names,
+    measure_champion,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,16 +124,12 @@ def evaluate_ranking_use_case(
     baseline_metrics = ranking_metrics(baseline_items, relevant, k, catalogue)
     lists = {"model": model_items, baseline.name: baseline_items}
 
-    champion_metrics = champion_error = None
-    if champion is not None:
-        try:
-            scored = champion.score(queries)
-            champion_list = champion_items(scored, len(users), k)
-            champion_metrics = ranking_metrics(champion_list, relevant, k, catalogue)
-            lists[f"champion v{champion.version}"] = champion_list
-        except Exception as exc:  # a champion with another schema must not stop the run
-            champion_error = f"champion v{champion.version} could not score the test users: {exc}"
-            logger.warning(champion_error)
+    def measure_lists(scorer: ChampionScorer) -> dict[str, float]:
+        champion_list = champion_items(scorer.score(queries), len(users), k)
+        lists[f"champion v{scorer.version}"] = champion_list
+        return ranking_metrics(champion_list, relevant, k, catalogue)
+
+    champion_metrics, champion_error = measure_champion(champion, measure_lists, "test users")
 
     activity = activity_bucket(train.groupby(user).size().reindex(users, fill_value=0), config.evaluate.activity_buckets)
     slices = []
