@@ -100,6 +100,11 @@ def retrain(
     use_case: Annotated[str | None, typer.Argument(help="Use case to retrain (see `funnel list`).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retrain every use case whose data is available.")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override params.yaml: key.path=value")] = None,
+    parallel: Annotated[bool, typer.Option("--parallel", help="Fan the use cases out on a Dask cluster.")] = False,
+    dask_address: Annotated[str | None, typer.Option(
+        "--dask-address", envvar="FUNNEL_DASK_ADDRESS",
+        help="Dask scheduler (tcp://host:8786); default: a LocalCluster of worker processes.")] = None,
+    dask_workers: Annotated[int, typer.Option("--dask-workers", help="LocalCluster worker processes.")] = 2,
 ) -> None:
     """Run the retraining flow: ingest, validate, version, train, evaluate, register, gate, promote."""
     if bool(use_case) == all_:
@@ -122,9 +127,10 @@ def retrain(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
-    from flows.retrain import retrain_all
+    from flows.retrain import retrain_all, with_dask
 
-    results = retrain_all([use_case] if use_case else None, _parse_overrides(set_ or []))
+    runner = with_dask(dask_address, dask_workers) if parallel else retrain_all
+    results = runner([use_case] if use_case else None, _parse_overrides(set_ or []), parallel=parallel)
     rows, errors = [], []
     for result in results:
         info = describe_use_case(settings, result["use_case"], params.common.champion_alias)

@@ -240,17 +240,42 @@ def available_use_cases(names: list[str] | None = None) -> tuple[list[str], dict
 
 
 @flow(name="retrain-all")
-def retrain_all(use_cases: list[str] | None = None, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Retrain every use case whose data is available; one failure does not stop the others."""
+def retrain_all(
+    use_cases: list[str] | None = None, overrides: dict[str, Any] | None = None, parallel: bool = False,
+) -> list[dict[str, Any]]:
+    """Retrain every use case whose data is available; one failure does not stop the others.
+    With ``parallel``, each use case is a task on the flow's task runner (Dask: see
+    ``with_dask``), so use cases train side by side; DVC calls stay serialised per repository."""
     logger = get_run_logger()
     ready, skipped = available_use_cases(use_cases)
     results = [{"use_case": name, "status": "skipped", "error": why} for name, why in skipped.items()]
     for name, why in skipped.items():
         logger.warning("skipping %s: %s", name, why)
+    if parallel:
+        futures = [retrain_one.submit(name, overrides) for name in ready]
+        return results + [future.result() for future in futures]
     for name in ready:
         state = retrain(name, overrides, return_state=True)
         results.append(outcome(name, state))
     return results
+
+
+@task(cache_policy=NO_CACHE, retries=0)
+def retrain_one(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """One use case's retrain flow, run where the task runner puts it (a Dask worker process)."""
+    return outcome(name, retrain(name, overrides, return_state=True))
+
+
+def with_dask(address: str | None, workers: int):
+    """``retrain_all`` on a Dask cluster: the scheduler at ``address``, or a LocalCluster of
+    ``workers`` single-threaded worker processes."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        runner = DaskTaskRunner(address=address)
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
+    return retrain_all.with_options(task_runner=runner)
 
 
 def outcome(name: str, state) -> dict[str, Any]:
