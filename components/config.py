@@ -95,6 +95,8 @@ class CommonParams:
     # resamples of the test split for the confidence intervals in model cards and reviews
     bootstrap_rounds: int = 200
     batch_chunk_rows: int = 10000
+    # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
+    distribute_strategy: str = "default"
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,27 @@ class TrainedModel:
             object.__setattr__(self, "serving", self.model)
 
 
+def distribution_scope(strategy: str):
+    """The ``tf.distribute`` strategy params.yaml chooses (``common.distribute_strategy``):
+    ``default`` (none), ``mirrored`` (all local CPUs/GPUs) or ``multi_worker`` (TF_CONFIG cluster).
+    Models built inside the scope create their variables under it; ``fit`` then uses it."""
+    import contextlib
+
+    if strategy == "default":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    strategies = {
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    if strategy not in strategies:
+        from components.errors import ConfigError
+
+        raise ConfigError(f"common.distribute_strategy must be one of default, {', '.join(strategies)}; got {strategy!r}")
+    return strategies[strategy]().scope()
+
+
 def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
     """Split, build the use case's model, fit it; binary: choose the threshold on validation."""
     from components.evaluate import choose_use_case_threshold
@@ -124,13 +145,14 @@ def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
     splits = use_case.split(frame, config)
     classes: tuple[str, ...] = ()
     label: str | Callable[[pd.DataFrame], np.ndarray] = config.label
+    extra = {}
     if use_case.task == "multiclass":
         classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
         index = {c: i for i, c in enumerate(classes)}
         label = lambda part: part[config.label].astype(str).map(index).fillna(-1).astype("int64").to_numpy()  # noqa: E731
-        model = use_case.build_model(splits.train, config.features, config.train, config.seed, classes=classes)
-    else:
-        model = use_case.build_model(splits.train, config.features, config.train, config.seed)
+        extra = {"classes": classes}
+    with distribution_scope(config.distribute):
+        model = use_case.build_model(splits.train, config.features, config.train, config.seed, **extra)
     fit = fit_model(
         model, splits.train, splits.validation, label,
         batch_size=config.train.batch_size, max_epochs=config.train.max_epochs,

@@ -77,6 +77,7 @@ class UseCaseConfig:
     train: Any
     evaluate: Any
     bootstrap_rounds: int = 200
+    distribute: str = "default"
 
     @property
     def label(self) -> str:
@@ -115,6 +116,7 @@ class UseCase:
             name=self.name,
             seed=params.common.seed,
             bootstrap_rounds=params.common.bootstrap_rounds,
+            distribute=params.common.distribute_strategy,
             params=section,
             features=parse_section(self.features_type, section.features, f"{where}.features"),
             train=parse_section(self.train_type, section.train, f"{where}.train"),

@@ -152,3 +152,16 @@ def test_recommender_serves_top_k_unseen_items_and_popular_items_to_cold_users(t
     trained.serving.save(tmp_path / "rec.keras")
     again = RowScorer(keras.saving.load_model(tmp_path / "rec.keras")).score_outputs({"user_id": users})
     np.testing.assert_array_equal(again["items"], out["items"][:-1])
+
+
+def test_a_mirrored_strategy_from_params_trains_the_same_builder():
+    from components.train import train_use_case
+
+    params = load_params(ROOT / "params.yaml", {"common.distribute_strategy": "mirrored",
+                                                "use_cases.intent.train.max_epochs": 2})
+    use_case = get_use_case("intent")
+    config = use_case.configure(params)
+    assert config.distribute == "mirrored"
+    trained = train_use_case(use_case, config, intent_slice(1500))
+    assert "Mirrored" in type(trained.model.optimizer._distribution_strategy).__name__
+    assert np.all(np.isfinite(RowScorer(trained.model).score(trained.splits.test)))
