@@ -84,6 +84,16 @@ def _freeze(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class ServingParams:
+    """`funnel serve`: how often @champion is checked, request and micro-batch limits."""
+
+    poll_interval_s: float = 5.0
+    max_rows: int = 1000
+    max_batch_rows: int = 512
+    scoring_threads: int = 1
+
+
+@dataclass(frozen=True)
 class CommonParams:
     seed: int
     snapshot_dir: str
@@ -97,6 +107,7 @@ class CommonParams:
     batch_chunk_rows: int = 10000
     # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
     distribute_strategy: str = "default"
+    serving: ServingParams = ServingParams()
 
 
 @dataclass(frozen=True)

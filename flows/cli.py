@@ -271,6 +271,22 @@ def drift_command(
     typer.echo(render_table([[k, "; ".join(v) if isinstance(v, list) else str(v)] for k, v in summary.items()], ("", "")))
 
 
+@app.command()
+def serve(
+    use_cases: Annotated[list[str], typer.Argument(help="Use cases whose @champion to serve.")],
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+) -> None:
+    """HTTP JSON API for each use case's @champion: /predict/<use_case>, /health, /ready, /metrics,
+    /openapi.json; reloads when @champion moves (settings: common.serving in params.yaml)."""
+    from flows.serve import serve_command
+
+    _, params = _settings_and_params()
+    serving = params.common.serving
+    serve_command(use_cases, host=host, port=port, poll_interval_s=serving.poll_interval_s, max_rows=serving.max_rows,
+                  max_batch_rows=serving.max_batch_rows, scoring_threads=serving.scoring_threads)
+
+
 schedule_app = typer.Typer(help="Scheduled retraining (one Prefect deployment per use case).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 

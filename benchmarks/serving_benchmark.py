@@ -1,0 +1,307 @@
+"""Online serving: `mlflow models serve` vs `funnel serve` on the same intent champion, same load.
+
+One Python load generator (one thread, keep-alive connections, one-row JSON requests drawn from
+the real intent data) drives each server in turn for the same time; the table shows req/s, p50,
+p99 and errors, then batch scoring rows/s of funnel's compiled path vs ``mlflow.pyfunc`` predict.
+The intent champion comes from the repository's registry; without one, a throw-away copy of the
+repository trains it through the real flow first.
+
+Usage: .venv/bin/python benchmarks/serving_benchmark.py [--duration 10] [--connections 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.runtime import configure_environment
+
+configure_environment()
+
+ROOT = Path(__file__).resolve().parents[1]
+INTENT_CSV = ROOT / "data" / "intent" / "online_shoppers_intention.csv"
+# measured on this machine: 2-layer Keras MLP, 1 thread, 4 connections, one-row JSON
+MLFLOW_REFERENCE = {"req/s": 23.9, "p50 ms": 163.0, "p99 ms": 271.0}
+TARGET_SPEEDUP, TARGET_P99_MS = 40.0, 15.0
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return (self.requests - self.errors) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the champion -------------------------------------------------------------------------------
+
+def find_or_train_champion() -> tuple[Path, str]:
+    """(repo root, version) of an intent @champion: the repository's, or one trained in a copy."""
+    from components.config import load_params, load_settings
+    from components.registry import get_alias_version
+
+    settings = load_settings(repo_root=ROOT)
+    alias = load_params(settings.params_path).common.champion_alias
+    found = get_alias_version(settings, "intent", alias)
+    if found is not None:
+        return ROOT, str(found.version)
+    project = Path(tempfile.mkdtemp(prefix="funnel-serving-benchmark-")) / "repo"
+    print(f"no intent @{alias} in {settings.tracking_uri}: training one in {project}")
+    copy_project(project)
+    os.environ["FUNNEL_REPO_ROOT"] = str(project)
+    os.environ["FUNNEL_DVC_REMOTE"] = str(project.parent / "remote")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from flows.retrain import retrain
+
+    return project, str(retrain("intent")["champion_version"])
+
+
+def copy_project(folder: Path) -> None:
+    """The code, params and intent data in a fresh git + DVC repository."""
+    folder.mkdir(parents=True)
+    for name in ("params.yaml", "dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "components", folder / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data" / "intent", folder / "data" / "intent")
+    run = {"cwd": folder, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    subprocess.run(["git", "-c", "user.email=b@b", "-c", "user.name=b", "add", "-A"], **run)
+    subprocess.run(["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "init"], **run)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], **run)
+
+
+def intent_rows(fields, count: int | None = None):
+    """Real intent rows cast to the signature's types (a JSON number for float32, etc.)."""
+    import pandas as pd
+
+    frame = pd.read_csv(INTENT_CSV)
+    casts = {"float32": "float64", "int64": "int64", "int32": "int64", "string": "str"}
+    frame = frame[[f.name for f in fields]].astype({f.name: casts[f.dtype] for f in fields})
+    return frame if count is None else frame.sample(n=count, random_state=7)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+def start_server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[:4]} exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as answer:
+                if answer.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.5)
+    stop_server(process)
+    raise RuntimeError(f"{ready_url} did not answer within 240 s; see {log}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- load generator -----------------------------------------------------------------------------
+
+def http_request(port: int, path: str, body: bytes) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """The status of one HTTP/1.1 response (body read and dropped; keep-alive)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    if "content-length" in headers:
+        await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        while (size := int((await reader.readuntil(b"\r\n")).strip(), 16)) > 0:
+            await reader.readexactly(size + 2)
+        await reader.readuntil(b"\r\n")
+    return status
+
+
+async def drive(port: int, requests: list[bytes], connections: int, seconds: float, latencies: list[float]) -> tuple[int, int]:
+    deadline = time.perf_counter() + seconds
+    counts = [0, 0]
+
+    async def connection(offset: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        index = offset
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                writer.write(requests[index % len(requests)])
+                status = await asyncio.wait_for(read_response(reader), timeout=10)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                counts[1] += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            counts[0] += 1
+            counts[1] += status >= 400
+            index += connections
+        writer.close()
+
+    await asyncio.gather(*(connection(i) for i in range(connections)))
+    return counts[0], counts[1]
+
+
+def run_load(name: str, port: int, requests: list[bytes], connections: int, seconds: float, warmup_s: float) -> LoadResult:
+    asyncio.run(drive(port, requests, connections, warmup_s, []))
+    latencies: list[float] = []
+    started = time.perf_counter()
+    done, errors = asyncio.run(drive(port, requests, connections, seconds, latencies))
+    return LoadResult(name, done, errors, time.perf_counter() - started, latencies)
+
+
+# --- batch scoring ----------------------------------------------------------------------------
+
+def batch_scoring(version: str, repeats: int = 3) -> list[list[str]]:
+    """rows/s of mlflow.pyfunc predict vs funnel's compiled path on the whole intent file."""
+    import mlflow
+    import numpy as np
+
+    from components.config import load_settings
+    from components.registry import connect
+    from components.serving import CompiledScorer, pack_frame, read_fields
+
+    connect(load_settings())
+    model = mlflow.pyfunc.load_model(f"models:/intent/{version}")
+    fields = read_fields(model.metadata.signature, model._model_impl.spec)
+    frame = intent_rows(fields)
+    scorer = CompiledScorer(model._model_impl.model, fields)
+
+    def best(score) -> tuple[float, np.ndarray]:
+        times, out = [], None
+        for _ in range(repeats):
+            started = time.perf_counter()
+            out = score()
+            times.append(time.perf_counter() - started)
+        return len(frame) / min(times), np.asarray(out).reshape(-1)
+
+    mlflow_rate, expected = best(lambda: model.predict(frame))
+    funnel_rate, got = best(lambda: scorer.score_packed(pack_frame(fields, frame))["output"])
+    gap = float(np.max(np.abs(expected - got)))
+    return [["mlflow.pyfunc predict", f"{len(frame)}", f"{mlflow_rate:,.0f}", "1.0x", ""],
+            ["funnel compiled path", f"{len(frame)}", f"{funnel_rate:,.0f}", f"{funnel_rate / mlflow_rate:.1f}x",
+             f"max |diff| {gap:.1e}"]]
+
+
+# --- main -------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+
+    import orjson
+
+    from components.registry import connect
+    from components.serving import read_fields
+    from flows.cli import render_table
+
+    root, version = find_or_train_champion()
+    env = {**os.environ, "FUNNEL_REPO_ROOT": str(root)}
+    from components.config import load_settings
+
+    settings = load_settings(repo_root=root)
+    connect(settings)
+    import mlflow
+
+    signature = mlflow.models.get_model_info(f"models:/intent/{version}").signature
+    fields = read_fields(signature, {s.name: _dtype(s.type) for s in signature.inputs.inputs})
+    records = orjson.loads(intent_rows(fields, 500).to_json(orient="records"))
+    logs = Path(tempfile.mkdtemp(prefix="funnel-serving-logs-"))
+    print(f"intent v{version} from {settings.tracking_uri}; {args.connections} connections, one thread, "
+          f"{args.duration:g} s per server after {args.warmup:g} s warm-up; server logs in {logs}")
+
+    results = []
+    port = free_port()
+    # mlflow runs `uvicorn` by name: the venv's bin goes first on PATH
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": settings.tracking_uri,
+                  "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    process = start_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/intent/{version}",
+                            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                           mlflow_env, f"http://127.0.0.1:{port}/ping", logs / "mlflow.log")
+    try:
+        bodies = [http_request(port, "/invocations", orjson.dumps({"dataframe_records": [r]})) for r in records]
+        results.append(run_load("mlflow models serve", port, bodies, args.connections, args.duration, args.warmup))
+    finally:
+        stop_server(process)
+
+    port = free_port()
+    funnel = str(Path(sys.executable).parent / "funnel")
+    process = start_server([funnel, "serve", "intent", "--host", "127.0.0.1", "--port", str(port)], env, f"http://127.0.0.1:{port}/ready", logs / "funnel.log")
+    try:
+        bodies = [http_request(port, "/predict/intent", orjson.dumps({"rows": [r]})) for r in records]
+        results.append(run_load("funnel serve", port, bodies, args.connections, args.duration, args.warmup))
+    finally:
+        stop_server(process)
+
+    base = results[0].rate
+    rows = [[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
+             f"{r.errors}/{r.requests}", f"{r.rate / base:.1f}x"] for r in results]
+    print("\nOnline, one-row JSON requests")
+    print(render_table(rows, ("server", "req/s", "p50 ms", "p99 ms", "errors/requests", "throughput vs mlflow")))
+    funnel = results[1]
+    met = funnel.rate >= TARGET_SPEEDUP * MLFLOW_REFERENCE["req/s"] and funnel.percentile(0.99) <= TARGET_P99_MS
+    print(f"\ntarget: >= {TARGET_SPEEDUP:g}x the reference {MLFLOW_REFERENCE['req/s']} req/s "
+          f"(= {TARGET_SPEEDUP * MLFLOW_REFERENCE['req/s']:.0f} req/s) and p99 <= {TARGET_P99_MS:g} ms: "
+          f"{'met' if met else 'NOT met'} ({funnel.rate / MLFLOW_REFERENCE['req/s']:.1f}x the reference, "
+          f"{funnel.rate / base:.1f}x this run's mlflow)")
+    print("\nBatch scoring, the whole intent file in one call (best of 3)")
+    print(render_table(batch_scoring(version), ("path", "rows", "rows/s", "vs mlflow", "check")))
+    print(f"\nmachine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in results]):.0f} samples")
+
+
+def _dtype(numpy_type) -> str:
+    kind = getattr(numpy_type, "kind", "U")
+    return {"f": "float32", "i": "int64"}.get(kind, "string")
+
+
+if __name__ == "__main__":
+    main()
