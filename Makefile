@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# data that may not be committed (frappe, MovieLens): a mirror beside the repo is used when present
+FUNNEL_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
+export FUNNEL_DATA_MIRROR
 
 .PHONY: install dev run test repro benchmark lint ui clean
 

@@ -23,6 +23,20 @@ def champion_scores(scorer):
     return score
 
 
+def trigger_deployment(use_case: str, overrides: dict | None) -> str | None:
+    """Start the use case's scheduled retrain deployment (``funnel schedule serve`` runs it) with
+    ``run_deployment``; None when no such deployment exists, so the flow retrains in-process."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        started = run_deployment(f"retrain/{use_case}", parameters={"use_case": use_case, "overrides": overrides},
+                                 timeout=0, as_subflow=True)
+    except ObjectNotFound:
+        return None
+    return f"triggered deployment retrain/{use_case}: flow run {started.id}"
+
+
 @flow(name="drift", flow_run_name="drift-{use_case}")
 def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None = None) -> dict:
     """Compare the newest data with the champion's training snapshot (PSI per feature, label rate,
@@ -63,9 +77,12 @@ def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None =
         logger.warning("%s drifted but %s: not retraining", use_case, why)
         return {**summary, "retrain": f"skipped: {why}"}
     registry.set_model_tag(settings, use_case, LAST_RETRAIN_TAG, utc_now().isoformat(timespec="seconds"))
+    logger.info("%s drifted (%s): retraining; the gate still decides", use_case, "; ".join(report.reasons))
+    deployed = trigger_deployment(use_case, overrides)
+    if deployed is not None:
+        return {**summary, "retrain": deployed}
     from flows.retrain import retrain
 
-    logger.info("%s drifted (%s): retraining; the gate still decides", use_case, "; ".join(report.reasons))
     try:
         result = retrain(use_case, overrides)
         return {**summary, "retrain": f"v{result['version']} promoted"}

@@ -37,3 +37,21 @@ def test_drift_flow_is_quiet_then_retrains_once_per_window(project):
     again = drift("intent", overrides=strict)
     assert again["drifted"] is True
     assert again["retrain"].startswith("skipped: a drift-triggered retrain already ran")
+
+    # with the scheduled deployment registered (`funnel schedule serve`), drift starts it with
+    # run_deployment instead of retraining in-process
+    from prefect import get_client
+
+    from components.config import load_params
+    from flows.schedules import deployments
+
+    deployment = next(d for d in deployments(load_params(load_settings().params_path), ["intent"]))
+    deployment_id = deployment.apply()
+    window_over = {**strict, "use_cases.intent.monitor.min_hours_between_retrains": 0}
+    triggered = drift("intent", overrides=window_over)
+    assert triggered["retrain"].startswith("triggered deployment retrain/intent: flow run ")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+    started = [r for r in runs if r.deployment_id == deployment_id]
+    assert len(started) == 1
+    assert started[0].parameters["use_case"] == "intent"
