@@ -45,6 +45,14 @@ def connect(settings: Settings):
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
+def initialise_store(settings: Settings) -> None:
+    """Create the tracking and registry tables now, in this process. Parallel workers that each
+    open a brand-new SQLite store would otherwise race to create the same tables."""
+    client = connect(settings)
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+
+
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
     """The id of the experiment ``name``, created (with the embedded artifact folder) if missing."""
     experiment = client.get_experiment_by_name(name)

@@ -252,6 +252,7 @@ def retrain_all(
     for name, why in skipped.items():
         logger.warning("skipping %s: %s", name, why)
     if parallel:
+        registry.initialise_store(load_settings())
         futures = [retrain_one.submit(name, overrides) for name in ready]
         return results + [future.result() for future in futures]
     for name in ready:
