@@ -35,13 +35,20 @@ class BatchResult:
 
 
 def md5_file(path: Path) -> str:
+    return fingerprint(path)[0]
+
+
+def fingerprint(path: Path) -> tuple[str, int]:
+    """The file's md5 and its number of lines, in one read."""
     import hashlib
 
     digest = hashlib.md5()  # noqa: S324 - a content fingerprint, as DVC uses
+    lines = 0
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+            lines += block.count(b"\n")
+    return digest.hexdigest(), lines
 
 
 def check_columns(frame: pd.DataFrame, spec: dict[str, str], source: str) -> None:
@@ -118,8 +125,8 @@ def score_file(
     started = time.perf_counter()
     if not input_path.is_file():
         raise DataValidationError(str(input_path), [f"{input_path} does not exist"])
-    digest = md5_file(input_path)
-    total = _count_rows(input_path)
+    digest, lines = fingerprint(input_path)
+    total = _parquet_rows(input_path) if input_path.suffix == ".parquet" else max(lines - 1, 0)
     rejects_path = output_path.with_name(output_path.stem + ".rejects.csv")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     scored = rejected = done = 0
@@ -144,10 +151,7 @@ def score_file(
                        time.perf_counter() - started)
 
 
-def _count_rows(path: Path) -> int:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
-    with path.open("rb") as handle:
-        return max(sum(1 for _ in handle) - 1, 0)
+    return pq.ParquetFile(path).metadata.num_rows

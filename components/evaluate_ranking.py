@@ -7,7 +7,6 @@ precision@k, recall@k, nDCG@k (binary relevance) and MAP@k as the Recommenders l
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from components.evaluate import (
     gate_metric_names,
     measure_champion,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def ranking_metrics(

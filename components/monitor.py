@@ -59,6 +59,15 @@ def detect_drift(
     return DriftReport(features=features, label=labels, score_psi=score_psi, reasons=reasons)
 
 
+def champion_scores(scorer) -> Callable[[pd.DataFrame], np.ndarray | None]:
+    """Score raw rows with the champion's compiled scorer: the probability, or the top class's."""
+    def score(frame: pd.DataFrame):
+        outputs = scorer.score_outputs({name: frame[name].to_numpy() for name in scorer.spec})
+        chosen = outputs.get("output", outputs.get("probability"))
+        return None if chosen is None else chosen.reshape(-1)
+    return score
+
+
 def retrain_allowed(last_retrain_at: str | None, now: datetime, min_hours: float) -> tuple[bool, str]:
     """Guard rail: at most one drift-triggered retrain per ``min_hours`` window (pure)."""
     if not last_retrain_at:

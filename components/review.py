@@ -310,8 +310,6 @@ def collect_facts(
     champion's training params for the config diff, and the lineage."""
     import json
 
-    import pandas as pd
-
     from components import registry, versioning
     from components.drift import feature_shift, label_shift
 
@@ -328,11 +326,10 @@ def collect_facts(
                 "rows": run.data.tags.get("data_rows", "–"), "source": run.data.tags.get("data_source", "–"),
                 "validation": f"{stats.get('passed', '–')}/{stats.get('evaluated', '–')} expectations passed",
             }
-            cached = versioning.cached_snapshot(settings.repo_root, champion["data_md5"], settings.dvc_remote)
-            if cached is None:
+            reference = versioning.read_cached_snapshot(settings.repo_root, champion["data_md5"], settings.dvc_remote)
+            if reference is None:
                 note = f"the champion's snapshot {champion['data_md5']} is not in the DVC cache or remote; PSI not computed"
             else:
-                reference = pd.read_parquet(cached)
                 columns = [c for c in config.params.validate.columns if c != config.label]
                 shift = feature_shift(reference, snapshot.frame, columns)
                 labels = label_shift(reference, snapshot.frame, config.label)

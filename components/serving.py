@@ -335,7 +335,8 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
                       observe_batch: Callable[[int], None] = lambda n: None) -> ServedModel | None:
     """Load ``<use_case>@<alias>`` fully, compile and warm it up; None when the alias is unset.
 
-    Raises ServingError when the alias moved while loading (the next poll loads the new one).
+    The registry resolves the alias once and loads that version by number, so a move during the
+    load is simply picked up by the next poll.
     """
     from components import registry
 
@@ -343,10 +344,7 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
     if loaded is None:
         return None
     version, model, threshold = loaded
-    found = registry.get_version(settings, use_case, version)
     run_id = model.metadata.run_id
-    if found is None or found.run_id != run_id:
-        raise ServingError(f"{use_case}@{params.alias} moved while v{version} was loading; retrying on the next poll")
     from components.predict import input_spec
 
     keras_model = model.get_raw_model()  # funnel's pyfunc loader hands out the Keras model

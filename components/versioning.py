@@ -123,3 +123,11 @@ def cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None) ->
     if remote_url and "://" not in remote_url:
         candidates.append(Path(remote_url) / relative)
     return next((path for path in candidates if path.is_file()), None)
+
+
+def read_cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None):
+    """The snapshot DVC stored for ``md5`` as a DataFrame, or None when neither cache nor remote has it."""
+    import pandas as pd
+
+    path = cached_snapshot(repo_root, md5, remote_url)
+    return None if path is None else pd.read_parquet(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
@@ -10,17 +9,8 @@ from components import registry, versioning
 from components.config import load_params, load_settings
 from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
 from components.ingest import read_source
-from components.monitor import LAST_RETRAIN_TAG, detect_drift, retrain_allowed, utc_now
+from components.monitor import LAST_RETRAIN_TAG, champion_scores, detect_drift, retrain_allowed, utc_now
 from components.use_cases import get_use_case
-
-
-def champion_scores(scorer):
-    """A function scoring raw rows with the champion: the probability, or the top class's."""
-    def score(frame: pd.DataFrame):
-        outputs = scorer.score_outputs({name: frame[name].to_numpy() for name in scorer.spec})
-        chosen = outputs.get("output", outputs.get("probability"))
-        return None if chosen is None else chosen.reshape(-1)
-    return score
 
 
 def trigger_deployment(use_case: str, overrides: dict | None) -> str | None:
@@ -44,20 +34,20 @@ def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None =
     logger = get_run_logger()
     settings = load_settings()
     params = load_params(settings.params_path, overrides)
-    config = get_use_case(use_case).configure(params)
+    use_case_record = get_use_case(use_case)
+    config = use_case_record.configure(params)
     alias = params.common.champion_alias
     champion = registry.get_alias_version(settings, use_case, alias)
     if champion is None:
         raise FunnelError(f"{use_case} has no @{alias} yet: nothing to compare against; run `funnel retrain {use_case}`")
     md5 = champion.tags.get("data_md5", "")
-    cached = versioning.cached_snapshot(settings.repo_root, md5, settings.dvc_remote)
-    if cached is None:
+    reference = versioning.read_cached_snapshot(settings.repo_root, md5, settings.dvc_remote)
+    if reference is None:
         raise FunnelError(f"the champion's training snapshot {md5} is neither in the DVC cache nor the remote; `dvc pull` it")
-    reference = pd.read_parquet(cached)
     current, _ = read_source(use_case, config.params.data, settings)
     columns = [c for c in config.params.validate.columns if c != config.label]
     score = None
-    if get_use_case(use_case).task != "ranking":
+    if use_case_record.task != "ranking":
         _, scorer = registry.load_row_scorer(settings, use_case, alias)
         score = champion_scores(scorer)
     report = detect_drift(reference, current, columns, config.label, config.params.monitor, score)
