@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 FUNNEL_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export FUNNEL_DATA_MIRROR
 
-.PHONY: install dev run test repro benchmark lint ui clean
+.PHONY: install dev run test test-stack repro benchmark lint ui clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ run: install
 	$(BIN)/funnel retrain --all
 
 test: dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not stack"
+
+# the production stack started from packages (PostgreSQL, moto S3, MLflow with auth, Prefect
+# server and worker: infra/packages/stack.py); Debian's PostgreSQL server must be installed
+test-stack: dev
+	$(BIN)/python -m pytest -m stack tests/stack
 
 repro: install
 	-$(BIN)/funnel fetch

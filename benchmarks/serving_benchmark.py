@@ -187,6 +187,46 @@ async def drive(port: int, requests: list[bytes], connections: int, seconds: flo
     return counts[0], counts[1]
 
 
+WRK_SCRIPT = """
+bodies = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "%s", {["Content-Type"] = "application/json"}, bodies[(counter %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("FUNNEL_RESULT %%d %%d %%d %%.1f %%.1f\\n", summary.requests,
+    e.connect + e.read + e.write + e.timeout + e.status, summary.duration,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def run_wrk(name: str, url: str, path: str, bodies: list[bytes], connections: int, seconds: float,
+            warmup_s: float, workdir: Path) -> LoadResult:
+    """The same load from wrk (Debian's package): 1 thread, ``connections`` keep-alive connections."""
+    script = workdir / f"{name.split()[0]}.lua"
+    script.write_text(WRK_SCRIPT % (",".join(f"[==[{b.decode()}]==]" for b in bodies), path))
+    command = ["wrk", "-t1", f"-c{connections}", "-s", str(script), url + path]
+    subprocess.run([*command[:-1], f"-d{max(1, round(warmup_s))}s", command[-1]], check=True, capture_output=True)
+    out = subprocess.run([*command[:-1], f"-d{round(seconds)}s", command[-1]], check=True,
+                         capture_output=True, text=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("FUNNEL_RESULT"))
+    requests, errors, micros, p50, p99 = line.split()[1:]
+    # wrk keeps percentiles, not samples: the result carries them as a two-point distribution
+    return WrkResult(name, int(requests), int(errors), int(micros) / 1e6, [], float(p50) / 1000, float(p99) / 1000)
+
+
+@dataclass(frozen=True)
+class WrkResult(LoadResult):
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+
+    def percentile(self, q: float) -> float:
+        return {0.5: self.p50_ms, 0.99: self.p99_ms}[q]
+
+
 def run_load(name: str, port: int, requests: list[bytes], connections: int, seconds: float, warmup_s: float) -> LoadResult:
     asyncio.run(drive(port, requests, connections, warmup_s, []))
     latencies: list[float] = []
@@ -235,7 +275,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk (apt-get install wrk; what the reference used) or the "
+                             "Python one; auto = wrk when installed")
+    parser.add_argument("--server-workers", type=int, default=None,
+                        help="funnel serve worker processes (default: common.serving.workers)")
     args = parser.parse_args()
+    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
 
     import orjson
 
@@ -255,7 +301,15 @@ def main() -> None:
     fields = read_fields(signature, {s.name: _dtype(s.type) for s in signature.inputs.inputs})
     records = orjson.loads(intent_rows(fields, 500).to_json(orient="records"))
     logs = Path(tempfile.mkdtemp(prefix="funnel-serving-logs-"))
-    print(f"intent v{version} from {settings.tracking_uri}; {args.connections} connections, one thread, "
+    def load(name: str, port: int, path: str, payloads: list[bytes]) -> LoadResult:
+        if use_wrk:
+            return run_wrk(name, f"http://127.0.0.1:{port}", path, payloads, args.connections, args.duration,
+                           args.warmup, logs)
+        bodies = [http_request(port, path, body) for body in payloads]
+        return run_load(name, port, bodies, args.connections, args.duration, args.warmup)
+
+    print(f"intent v{version} from {settings.tracking_uri}; load from {'wrk' if use_wrk else 'Python'}, "
+          f"{args.connections} connections, one thread, "
           f"{args.duration:g} s per server after {args.warmup:g} s warm-up; server logs in {logs}")
 
     results = []
@@ -267,8 +321,8 @@ def main() -> None:
                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
                            mlflow_env, f"http://127.0.0.1:{port}/ping", logs / "mlflow.log")
     try:
-        bodies = [http_request(port, "/invocations", orjson.dumps({"dataframe_records": [r]})) for r in records]
-        results.append(run_load("mlflow models serve", port, bodies, args.connections, args.duration, args.warmup))
+        results.append(load("mlflow models serve", port, "/invocations",
+                            [orjson.dumps({"dataframe_records": [r]}) for r in records]))
     finally:
         stop_server(process)
 
@@ -276,8 +330,7 @@ def main() -> None:
     funnel = str(Path(sys.executable).parent / "funnel")
     process = start_server([funnel, "serve", "intent", "--host", "127.0.0.1", "--port", str(port)], env, f"http://127.0.0.1:{port}/ready", logs / "funnel.log")
     try:
-        bodies = [http_request(port, "/predict/intent", orjson.dumps({"rows": [r]})) for r in records]
-        results.append(run_load("funnel serve", port, bodies, args.connections, args.duration, args.warmup))
+        results.append(load("funnel serve", port, "/predict/intent", [orjson.dumps({"rows": [r]}) for r in records]))
     finally:
         stop_server(process)
 
@@ -295,7 +348,8 @@ def main() -> None:
     print("\nBatch scoring, the whole intent file in one call (best of 3)")
     print(render_table(batch_scoring(version), ("path", "rows", "rows/s", "vs mlflow", "check")))
     print(f"\nmachine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in results]):.0f} samples")
+          + ("p50/p99 from wrk's latency histogram" if use_wrk else
+             f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in results]):.0f} samples"))
 
 
 def _dtype(numpy_type) -> str:

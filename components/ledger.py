@@ -108,7 +108,7 @@ def alias_lock(settings: Settings, use_case: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _database_lock(uri: str, use_case: str) -> Iterator[None]:
-    if not uri.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+    if not uri.startswith(("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "postgres://")):
         yield
         return
     import zlib

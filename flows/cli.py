@@ -314,6 +314,27 @@ def schedule_serve(
     serve_schedules(params, use_cases or None)
 
 
+@schedule_app.command("deploy")
+def schedule_deploy(
+    use_cases: Annotated[list[str] | None, typer.Argument(help="Use cases to deploy (default: all active).")] = None,
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool whose workers run the flows.")] = "funnel-process",
+    source: Annotated[str | None, typer.Option("--source", help="Checkout the workers run from (default: this repository).")] = None,
+) -> None:
+    """Register the scheduled retrain deployments with a work pool (the production stack's workers
+    run them). Needs PREFECT_API_URL pointing at the Prefect server."""
+    from pathlib import Path
+
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from flows.schedules import deploy_to_pool
+
+    settings, params = _settings_and_params()
+    ids = deploy_to_pool(params, pool, Path(source).resolve() if source else settings.repo_root, use_cases or None)
+    typer.echo(f"{len(ids)} deployment(s) on work pool {pool}: start a worker with "
+               f"`prefect worker start --pool {pool}`; run one with `prefect deployment run retrain/<use case>`.")
+
+
 @app.command()
 def backfill(
     use_case: Annotated[str, typer.Argument(help="Use case to backfill.")],

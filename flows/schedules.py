@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from components.config import Params
 
+RETRAIN_ENTRYPOINT = "flows/retrain.py:retrain"
 
-def deployments(params: Params, names: list[str] | None = None) -> list:
-    """A RunnerDeployment of the retrain flow per use case with an active schedule."""
+
+def deployments(params: Params, names: list[str] | None = None, flow: Any = None, **options: Any) -> list:
+    """A RunnerDeployment of the retrain flow (or ``flow``, e.g. one loaded from source) per use
+    case with an active schedule; ``options`` go to ``to_deployment`` (work pool, job variables)."""
     from prefect.schedules import Cron
 
-    from flows.retrain import retrain
+    if flow is None:
+        from flows.retrain import retrain as flow
 
     built = []
     for name, section in params.use_cases.items():
         if (names and name not in names) or not section.schedule.active:
             continue
-        built.append(retrain.to_deployment(
+        built.append(flow.to_deployment(
             name=name,
             schedule=Cron(section.schedule.cron, timezone=section.schedule.timezone),
             parameters={"use_case": name},
             description=f"Scheduled retraining of {name} ({section.schedule.cron}, {section.schedule.timezone})",
             tags=["funnel", name],
+            **options,
         ))
     return built
+
+
+def deploy_to_pool(
+    params: Params, work_pool: str, source: Path, names: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> list:
+    """Register the scheduled retrain deployments with ``work_pool``: its workers (``prefect worker
+    start --pool ...``) run each flow from the checkout at ``source`` (a path the workers see),
+    with ``env`` added to their environment. Returns the deployment ids."""
+    from prefect import deploy
+
+    from flows.retrain import retrain
+
+    remote = retrain.from_source(source=str(source), entrypoint=RETRAIN_ENTRYPOINT)
+    options: dict[str, Any] = {"work_pool_name": work_pool}
+    if env:
+        options["job_variables"] = {"env": env}
+    built = deployments(params, names, flow=remote, **options)
+    if not built:
+        raise ValueError(f"no active schedule among {names or 'the use cases'}; nothing to deploy")
+    return deploy(*built, work_pool_name=work_pool, build=False, push=False, print_next_steps_message=False)
 
 
 def serve_schedules(params: Params, names: list[str] | None = None) -> None:

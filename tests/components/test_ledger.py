@@ -15,11 +15,13 @@ from components.promotion import apply_promotion, decide_promotion
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def registry_with_versions(folder: Path, count: int):
-    """A real registry with ``count`` versions of ``intent`` (each pointing at a logged artifact)."""
+def registry_with_versions(folder: Path, count: int, tracking_uri: str | None = None):
+    """A real registry (SQLite in ``folder`` unless ``tracking_uri`` is given) with ``count``
+    versions of ``intent``, each pointing at a logged artifact."""
     import mlflow
 
-    settings = load_settings(env={"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns.db'}"}, repo_root=ROOT)
+    uri = tracking_uri or f"sqlite:///{folder / 'mlruns.db'}"
+    settings = load_settings(env={"MLFLOW_TRACKING_URI": uri}, repo_root=ROOT)
     from components.registry import connect
 
     client = connect(settings)
@@ -85,8 +87,8 @@ def test_moving_to_a_version_that_does_not_exist_is_refused(tmp_path):
         move_alias(settings, "intent", "champion", "7", action="rollback", reason="typo")
 
 
-def _promote_in_process(tracking_uri: str, version: str, barrier, results) -> None:
-    settings = load_settings(env={"MLFLOW_TRACKING_URI": tracking_uri}, repo_root=ROOT)
+def _promote_in_process(tracking_uri: str, version: str, barrier, results, repo_root: Path = ROOT) -> None:
+    settings = load_settings(env={"MLFLOW_TRACKING_URI": tracking_uri}, repo_root=repo_root)
     barrier.wait()
     try:
         apply_promotion(passing(version, "1"), settings, "champion")
@@ -96,14 +98,19 @@ def _promote_in_process(tracking_uri: str, version: str, barrier, results) -> No
 
 
 def test_two_racing_promotions_cannot_both_win(tmp_path):
+    assert_one_racer_wins(registry_with_versions(tmp_path, 3))
+
+
+def assert_one_racer_wins(settings, repo_roots: tuple[Path, Path] = (ROOT, ROOT)) -> None:
+    """Versions 2 and 3 race to replace champion 1, each from a process of its own (and from its
+    own checkout in ``repo_roots``): exactly one move lands in the registry and the ledger."""
     from components.registry import get_alias_version
 
-    settings = registry_with_versions(tmp_path, 3)
     apply_promotion(passing("1", None), settings, "champion")
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
-    racers = [context.Process(target=_promote_in_process, args=(settings.tracking_uri, v, barrier, results))
-              for v in ("2", "3")]
+    racers = [context.Process(target=_promote_in_process, args=(settings.tracking_uri, v, barrier, results, root))
+              for v, root in zip(("2", "3"), repo_roots, strict=True)]
     for racer in racers:
         racer.start()
     for racer in racers:

@@ -56,3 +56,11 @@ def test_kubernetes_files_parse():
     assert kinds == ["Deployment", "Service"]
     values = yaml.safe_load((INFRA / "k8s" / "prefect-worker-values.yaml").read_text())
     assert values["worker"]["config"]["type"] == "kubernetes"
+
+
+def test_worker_image_leaves_out_data_that_may_not_be_redistributed():
+    """The worker image is built from the repository root: frappe and MovieLens copies, local
+    registries and caches stay out of it (.dockerignore), and it installs the S3/PostgreSQL extra."""
+    ignored = set((INFRA.parent / ".dockerignore").read_text().split())
+    assert {"data/ctr", "data/recommend", ".venv", "mlruns.db", ".dvc/cache"} <= ignored
+    assert '".[stack]"' in (INFRA / "funnel.Dockerfile").read_text()
