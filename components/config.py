@@ -90,6 +90,7 @@ class ServingParams:
     poll_interval_s: float = 5.0
     max_rows: int = 1000
     max_batch_rows: int = 512
+    max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
 
 

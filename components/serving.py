@@ -9,6 +9,7 @@ Input errors are 4xx JSON answers that say what is wrong; they never reach the m
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import threading
@@ -59,12 +60,15 @@ class ServeParams:
     max_body_bytes: int = 4 * 1024 * 1024
     # a micro-batch takes every queued request up to this many rows
     max_batch_rows: int = 512
+    # a batch smaller than the recent concurrency waits this long for the rest (0: never waits)
+    max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.poll_interval_s <= 0 or self.max_rows < 1 or self.max_batch_rows < 1 or self.scoring_threads < 1:
+        if (self.poll_interval_s <= 0 or self.max_rows < 1 or self.max_batch_rows < 1 or self.scoring_threads < 1
+                or self.max_batch_wait_ms < 0):
             raise ServingError(
-                f"invalid serving settings {self}: poll_interval_s must be > 0, "
+                f"invalid serving settings {self}: poll_interval_s must be > 0, max_batch_wait_ms >= 0, "
                 "max_rows, max_batch_rows and scoring_threads >= 1"
             )
 
@@ -238,16 +242,27 @@ class MicroBatcher:
 
     Lives on the event loop (no locks): the first request starts a drain task; requests that
     arrive while a batch is scoring wait in ``_pending`` and go together in the next call.
+
+    With ``max_wait_ms`` > 0, a batch smaller than the recent concurrency (the most requests any
+    of the last few batches held) waits up to that long for the others, as TF Serving's batch
+    timeout does. Closed-loop clients then fall into step and every call carries all of them,
+    while a lone client (batches of one) never waits.
     """
 
+    RECENT_BATCHES = 8
+
     def __init__(self, score: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
-                 executor: Executor, max_batch_rows: int, observe_batch: Callable[[int], None] = lambda n: None) -> None:
+                 executor: Executor, max_batch_rows: int, observe_batch: Callable[[int], None] = lambda n: None,
+                 max_wait_ms: float = 0.0) -> None:
         self._score = score
         self._executor = executor
         self._max_batch_rows = max_batch_rows
         self._observe_batch = observe_batch
+        self._max_wait_s = max_wait_ms / 1000
         self._pending: list[tuple[dict[str, np.ndarray], int, asyncio.Future]] = []
         self._draining = False
+        self._recent: collections.deque[int] = collections.deque([1], maxlen=self.RECENT_BATCHES)
+        self._arrival: asyncio.Future | None = None
 
     async def submit(self, packed: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
@@ -256,6 +271,8 @@ class MicroBatcher:
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain())
+        elif self._arrival is not None and not self._arrival.done():
+            self._arrival.set_result(None)
         return await future
 
     def _take(self) -> list[tuple[dict[str, np.ndarray], int, asyncio.Future]]:
@@ -266,11 +283,31 @@ class MicroBatcher:
             total += item[1]
         return taken
 
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait (at most ``max_wait_ms``) until as many requests are queued as recently came together."""
+        expected = max(self._recent)
+        if self._max_wait_s <= 0 or len(self._pending) >= expected:
+            return
+        deadline = loop.time() + self._max_wait_s
+        while len(self._pending) < expected and sum(rows for _, rows, _ in self._pending) < self._max_batch_rows:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrival = arrival = loop.create_future()
+            timer = loop.call_later(remaining, _resolve, arrival)
+            try:
+                await arrival
+            finally:
+                timer.cancel()
+                self._arrival = None
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
+                await self._gather(loop)
                 batch = self._take()
+                self._recent.append(len(batch))
                 self._observe_batch(sum(rows for _, rows, _ in batch))
                 packed = concat_packed([p for p, _, _ in batch])
                 try:
@@ -287,6 +324,11 @@ class MicroBatcher:
                     start += rows
         finally:
             self._draining = False
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,16 +392,18 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
     keras_model = model.get_raw_model()  # funnel's pyfunc loader hands out the Keras model
     signature = model.metadata.signature
     return build_served_model(use_case, version, run_id, keras_model, read_fields(signature, input_spec(keras_model)),
-                              signature, threshold, executor, params.max_batch_rows, observe_batch)
+                              signature, threshold, executor, params.max_batch_rows, observe_batch,
+                              params.max_batch_wait_ms)
 
 
 def build_served_model(use_case: str, version: str, run_id: str, keras_model, fields: tuple[InputField, ...],
                        signature, threshold: float, executor: Executor, max_batch_rows: int,
-                       observe_batch: Callable[[int], None] = lambda n: None) -> ServedModel:
+                       observe_batch: Callable[[int], None] = lambda n: None,
+                       max_batch_wait_ms: float = 0.0) -> ServedModel:
     """Compile ``keras_model``, warm it up and give it a micro-batcher on ``executor``."""
     scorer = CompiledScorer(keras_model, fields)
     outputs = scorer(warm_up_rows(fields))
-    batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch)
+    batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch, max_batch_wait_ms)
     return ServedModel(
         use_case=use_case, version=version, run_id=run_id, fields=fields,
         output_names=output_names(signature, outputs),

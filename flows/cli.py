@@ -284,7 +284,8 @@ def serve(
     _, params = _settings_and_params()
     serving = params.common.serving
     serve_command(use_cases, host=host, port=port, poll_interval_s=serving.poll_interval_s, max_rows=serving.max_rows,
-                  max_batch_rows=serving.max_batch_rows, scoring_threads=serving.scoring_threads)
+                  max_batch_rows=serving.max_batch_rows, scoring_threads=serving.scoring_threads,
+                  max_batch_wait_ms=serving.max_batch_wait_ms)
 
 
 schedule_app = typer.Typer(help="Scheduled retraining (one Prefect deployment per use case).", no_args_is_help=True)

@@ -13,6 +13,7 @@ def serve_command(
     max_rows: int = 1000,
     max_batch_rows: int = 512,
     scoring_threads: int = 1,
+    max_batch_wait_ms: float = 0.0,
 ) -> None:
     """Serve ``use_cases`` until interrupted; @champion moves are picked up every ``poll_interval_s``.
 
@@ -35,7 +36,7 @@ def serve_command(
     settings = load_settings()
     alias = load_params(settings.params_path).common.champion_alias
     params = ServeParams(alias=alias, poll_interval_s=poll_interval_s, max_rows=max_rows, max_batch_rows=max_batch_rows,
-                         scoring_threads=scoring_threads)
+                         scoring_threads=scoring_threads, max_batch_wait_ms=max_batch_wait_ms)
     store = open_store(settings, use_cases, params)
     print(  # noqa: T201 - the command's one line of output
         f"serving {', '.join(f'{uc} v{m.version}' for uc, m in store.served().items())} on http://{host}:{port} "
