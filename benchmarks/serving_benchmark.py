@@ -120,6 +120,19 @@ def start_server(command: list[str], env: dict[str, str], ready_url: str, log: P
     raise RuntimeError(f"{ready_url} did not answer within 240 s; see {log}")
 
 
+def wait_for_workers(port: int, workers: int, timeout_s: float = 120) -> None:
+    """/ready answers as soon as one worker is up: wait until /metrics shows every worker serving."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            serving = [line for line in answer.read().decode().splitlines()
+                       if line.startswith("funnel_serving_model_version{")]
+        if len(serving) >= workers:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"only {len(serving)} of {workers} funnel serve workers came up in {timeout_s:g} s")
+
+
 def stop_server(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -279,7 +292,7 @@ def main() -> None:
                         help="load generator: wrk (apt-get install wrk; what the reference used) or the "
                              "Python one; auto = wrk when installed")
     parser.add_argument("--server-workers", type=int, default=None,
-                        help="funnel serve worker processes (default: common.serving.workers)")
+                        help="funnel serve worker processes (default: common.serving.workers in params.yaml)")
     args = parser.parse_args()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
 
@@ -328,7 +341,12 @@ def main() -> None:
 
     port = free_port()
     funnel = str(Path(sys.executable).parent / "funnel")
-    process = start_server([funnel, "serve", "intent", "--host", "127.0.0.1", "--port", str(port)], env, f"http://127.0.0.1:{port}/ready", logs / "funnel.log")
+    from components.config import load_params
+
+    workers = args.server_workers or load_params(settings.params_path).common.serving.workers
+    process = start_server([funnel, "serve", "intent", "--host", "127.0.0.1", "--port", str(port),
+                            "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready", logs / "funnel.log")
+    wait_for_workers(port, workers)
     try:
         results.append(load("funnel serve", port, "/predict/intent", [orjson.dumps({"rows": [r]}) for r in records]))
     finally:
@@ -337,7 +355,7 @@ def main() -> None:
     base = results[0].rate
     rows = [[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
              f"{r.errors}/{r.requests}", f"{r.rate / base:.1f}x"] for r in results]
-    print("\nOnline, one-row JSON requests")
+    print(f"\nOnline, one-row JSON requests (funnel serve: {workers} worker processes)")
     print(render_table(rows, ("server", "req/s", "p50 ms", "p99 ms", "errors/requests", "throughput vs mlflow")))
     funnel = results[1]
     met = funnel.rate >= TARGET_SPEEDUP * MLFLOW_REFERENCE["req/s"] and funnel.percentile(0.99) <= TARGET_P99_MS

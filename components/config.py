@@ -92,6 +92,7 @@ class ServingParams:
     max_batch_rows: int = 512
     max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
+    workers: int = 1
 
 
 @dataclass(frozen=True)

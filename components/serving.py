@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -201,7 +202,10 @@ class CompiledScorer:
     """One traced concrete function over the Keras model, fed one matrix per dtype.
 
     Packing the inputs by dtype turns 17 tensor conversions per call (intent) into 3, and calling
-    the concrete function skips tf.function's argument matching: ~0.7 ms per small batch.
+    the concrete function skips tf.function's argument matching. Where this TensorFlow allows, the
+    call also skips the concrete function's own argument binding (``_call_flat`` on tensors made
+    directly): about 0.3 ms less per call on this machine. That fast path is checked against the
+    public call on warm-up rows when the scorer is built, and not used if it differs or fails.
     """
 
     def __init__(self, keras_model, fields: tuple[InputField, ...]) -> None:
@@ -218,11 +222,40 @@ class CompiledScorer:
 
         self._function = tf.function(call, input_signature=[signature]).get_concrete_function()
         self._constant = tf.constant
+        self._fast = self._fast_path(warm_up_rows(fields))
+
+    def _public_call(self, packed: dict[str, np.ndarray]):
+        return self._function({d: self._constant(a, dtype=d) for d, a in packed.items()})
+
+    def _fast_path(self, sample: dict[str, np.ndarray]) -> Callable[[dict[str, np.ndarray]], Any] | None:
+        """The flat call (private TensorFlow API), or None unless it matches the public call on ``sample``."""
+        from components.predict import _as_dict
+
+        try:
+            import tensorflow as tf
+            from tensorflow.python.eager import context
+            from tensorflow.python.framework import ops
+
+            device = context.context().device_name
+            # a dict signature flattens in key order
+            order = [(dtype, tf.as_dtype(dtype).as_datatype_enum) for dtype in sorted(self.groups)]
+            call_flat, captured, eager = self._function._call_flat, self._function.captured_inputs, ops.EagerTensor
+
+            def fast(packed: dict[str, np.ndarray]):
+                return call_flat([eager(packed[dtype], device, enum) for dtype, enum in order], captured)
+
+            expected, got = _as_dict(self._public_call(sample)), _as_dict(fast(sample))
+            same = expected.keys() == got.keys() and all(
+                np.array_equal(expected[k], got[k]) for k in expected)
+        except Exception as exc:  # noqa: BLE001 - any change in TF internals means: use the public call
+            logger.info("compiled scorer: flat call unavailable (%s); using the public call", exc)
+            return None
+        return fast if same else None
 
     def __call__(self, packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from components.predict import _as_dict
 
-        return _as_dict(self._function({d: self._constant(a, dtype=d) for d, a in packed.items()}))
+        return _as_dict(self._fast(packed) if self._fast is not None else self._public_call(packed))
 
     def score_packed(self, packed: dict[str, np.ndarray], batch_size: int = 8192) -> dict[str, np.ndarray]:
         """Score many rows in chunks (batch scoring)."""
@@ -439,10 +472,7 @@ class ModelStore:
         """Load every use case's champion now; raises ServingError naming those without one."""
         missing = [uc for uc in self.use_cases if not self.refresh_one(uc, raise_errors=True)]
         if missing:
-            raise ServingError(
-                f"no @{self.params.alias} to serve for {missing}; train one first with "
-                f"`funnel retrain {missing[0]}` (or check MLFLOW_TRACKING_URI: {self.settings.tracking_uri})"
-            )
+            raise no_champion_error(self.settings, missing, self.params.alias)
 
     def refresh_one(self, use_case: str, raise_errors: bool = False) -> bool:
         """Load the alias's version if it is not the one served; True when a model is being served."""
@@ -514,14 +544,22 @@ class ServingMetrics:
         self.batch_rows = Histogram("funnel_serving_batch_rows", "Rows per model call (micro-batch size)",
                                     ["use_case"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                                     registry=self.registry)
+        # with several worker processes, one series per live worker (label ``pid``)
         self.version = Gauge("funnel_serving_model_version", "Model version being served", ["use_case"],
-                             registry=self.registry)
+                             registry=self.registry, multiprocess_mode="liveall")
         self.reloads = Counter("funnel_serving_reloads", "Model loads by outcome (loaded, failed)",
                                ["use_case", "outcome"], registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        """This process's metrics, or every worker's added up when serving with several processes."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)
+            return generate_latest(combined), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -746,11 +784,31 @@ def open_store(settings: Settings, use_cases: list[str], params: ServeParams) ->
     return store
 
 
-def server_config(app, host: str, port: int):
+def server_config(app, host: str, port: int, **options: Any):
+    """uvicorn settings for the serving app (``options``: e.g. ``workers`` with an app factory)."""
     import uvicorn
 
     return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="off",
-                          access_log=False, log_level="warning", timeout_keep_alive=30)
+                          access_log=False, log_level="warning", timeout_keep_alive=30,
+                          proxy_headers=False, **options)
+
+
+def no_champion_error(settings: Settings, missing: list[str], alias: str) -> ServingError:
+    return ServingError(
+        f"no @{alias} to serve for {missing}; train one first with "
+        f"`funnel retrain {missing[0]}` (or check MLFLOW_TRACKING_URI: {settings.tracking_uri})"
+    )
+
+
+def check_champions(settings: Settings, use_cases: list[str], alias: str) -> dict[str, str]:
+    """The version each use case's ``alias`` points at; ServingError naming those without one."""
+    from components import registry
+
+    found = {uc: registry.get_alias_version(settings, uc, alias) for uc in use_cases}
+    missing = [uc for uc, version in found.items() if version is None]
+    if missing:
+        raise no_champion_error(settings, missing, alias)
+    return {uc: str(version.version) for uc, version in found.items()}
 
 
 class BackgroundServer:

@@ -276,6 +276,7 @@ def serve(
     use_cases: Annotated[list[str], typer.Argument(help="Use cases whose @champion to serve.")],
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8080,
+    workers: Annotated[int | None, typer.Option(help="Server processes (default: common.serving.workers).")] = None,
 ) -> None:
     """HTTP JSON API for each use case's @champion: /predict/<use_case>, /health, /ready, /metrics,
     /openapi.json; reloads when @champion moves (settings: common.serving in params.yaml)."""
@@ -285,7 +286,8 @@ def serve(
     serving = params.common.serving
     serve_command(use_cases, host=host, port=port, poll_interval_s=serving.poll_interval_s, max_rows=serving.max_rows,
                   max_batch_rows=serving.max_batch_rows, scoring_threads=serving.scoring_threads,
-                  max_batch_wait_ms=serving.max_batch_wait_ms)
+                  max_batch_wait_ms=serving.max_batch_wait_ms,
+                  workers=serving.workers if workers is None else workers)
 
 
 schedule_app = typer.Typer(help="Scheduled retraining (one Prefect deployment per use case).", no_args_is_help=True)

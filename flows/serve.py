@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
 from flows.runtime import configure_environment
+
+# the use cases and settings handed to worker processes (``--workers`` > 1)
+SPEC_ENV = "FUNNEL_SERVE_SPEC"
 
 
 def serve_command(
@@ -14,29 +23,41 @@ def serve_command(
     max_batch_rows: int = 512,
     scoring_threads: int = 1,
     max_batch_wait_ms: float = 0.0,
+    workers: int = 1,
 ) -> None:
     """Serve ``use_cases`` until interrupted; @champion moves are picked up every ``poll_interval_s``.
+
+    With ``workers`` > 1, that many processes share the listening socket (uvicorn's supervisor
+    restarts one that dies); each loads the champions, micro-batches and hot-reloads on its own,
+    and /metrics adds up all of them.
 
     Raises UnknownUseCaseError for a name that is not registered and ServingError when a use case
     has no champion yet (train one with ``funnel retrain <use_case>``).
     """
     configure_environment()
-    import uvicorn
-
     from components.config import load_params, load_settings
-    from components.serving import ServeParams, build_app, open_store, server_config
+    from components.serving import ServeParams, ServingError
     from components.use_cases import get_use_case
 
     if not use_cases:
         from components.errors import ConfigError
 
         raise ConfigError("give at least one use case to serve, e.g. `funnel serve intent`")
+    if workers < 1:
+        raise ServingError(f"--workers must be at least 1, got {workers}")
     for name in use_cases:
         get_use_case(name)
     settings = load_settings()
     alias = load_params(settings.params_path).common.champion_alias
     params = ServeParams(alias=alias, poll_interval_s=poll_interval_s, max_rows=max_rows, max_batch_rows=max_batch_rows,
                          scoring_threads=scoring_threads, max_batch_wait_ms=max_batch_wait_ms)
+    if workers > 1:
+        _serve_workers(settings, use_cases, params, host, port, workers)
+        return
+    import uvicorn
+
+    from components.serving import build_app, open_store, server_config
+
     store = open_store(settings, use_cases, params)
     print(  # noqa: T201 - the command's one line of output
         f"serving {', '.join(f'{uc} v{m.version}' for uc, m in store.served().items())} on http://{host}:{port} "
@@ -47,3 +68,41 @@ def serve_command(
         uvicorn.Server(server_config(build_app(store), host, port)).run()
     finally:
         store.close()
+
+
+def _serve_workers(settings, use_cases: list[str], params, host: str, port: int, workers: int) -> None:
+    """``workers`` uvicorn processes on one socket; Prometheus counts in a shared folder."""
+    from uvicorn.supervisors import Multiprocess
+
+    from components.serving import check_champions, server_config
+
+    versions = check_champions(settings, use_cases, params.alias)  # fail here, not in every worker
+    metrics_dir = tempfile.mkdtemp(prefix="funnel-serve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client in each worker
+    # libuv (under uvloop) accepts every waiting connection at once, so one worker would take a whole
+    # burst of new clients; one accept per wake-up spreads them over the workers
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+    os.environ[SPEC_ENV] = json.dumps({"use_cases": use_cases, "params": dataclasses.asdict(params)})
+    config = server_config(f"{__name__}:worker_app", host, port, factory=True, workers=workers)
+    sock = config.bind_socket()
+    print(  # noqa: T201 - the command's one line of output
+        f"serving {', '.join(f'{uc} v{v}' for uc, v in versions.items())} on http://{host}:{port} with {workers} "
+        f"worker processes (OpenAPI: /openapi.json, metrics: /metrics; @{params.alias} checked every "
+        f"{params.poll_interval_s:g} s)",
+        flush=True,
+    )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_app():
+    """The app of one worker process (uvicorn's factory): its own store of champions."""
+    configure_environment()
+    from components.config import load_settings
+    from components.serving import ServeParams, build_app, open_store
+
+    spec = json.loads(os.environ[SPEC_ENV])
+    return build_app(open_store(load_settings(), spec["use_cases"], ServeParams(**spec["params"])))

@@ -139,6 +139,67 @@ def test_compiled_path_scores_like_the_row_scorer(keras_model):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+def test_compiled_path_takes_the_flat_call_only_when_it_matches_the_public_call(keras_model, monkeypatch):
+    frame = pd.DataFrame({"amount": [0.5, -2.0], "visits": [1, 12], "month": ["Feb", "Dec"]})
+    scorer = CompiledScorer(keras_model, FIELDS)
+    assert scorer._fast is not None  # this TensorFlow has the flat call
+    packed = pack_frame(FIELDS, frame)
+    np.testing.assert_array_equal(scorer(packed)["output"], scorer._public_call(packed).numpy())
+    # a TensorFlow whose flat call answers differently, or fails, is not trusted. The public call
+    # passes the captured inputs by keyword, the fast path positionally: only the latter is broken
+    original = type(scorer._function)._call_flat
+
+    def answers_otherwise(self, args, *positional, **keywords):
+        out = original(self, args, *positional, **keywords)
+        return out * 0 + 7 if positional else out
+
+    def fails(self, args, *positional, **keywords):
+        if positional:
+            raise TypeError("changed in this TensorFlow")
+        return original(self, args, *positional, **keywords)
+
+    for broken in (answers_otherwise, fails):
+        monkeypatch.setattr(type(scorer._function), "_call_flat", broken)
+        fallback = CompiledScorer(keras_model, FIELDS)
+        assert fallback._fast is None
+        np.testing.assert_array_equal(fallback(packed)["output"], scorer(packed)["output"])
+
+
+def test_micro_batcher_waits_for_the_recent_concurrency_but_never_for_a_lone_client():
+    calls = []
+
+    def score(packed):
+        calls.append(len(packed["float32"]))
+        return {"output": packed["float32"]}
+
+    part = {"float32": np.zeros((1, 1), dtype="float32")}
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(score, executor, max_batch_rows=64, max_wait_ms=200)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await batcher.submit(part, 1)  # a lone client: no batch of more than one seen yet
+            lone = loop.time() - started
+            await asyncio.gather(*(batcher.submit(part, 1) for _ in range(3)))  # three together
+            calls.clear()
+
+            async def late(delay: float):
+                await asyncio.sleep(delay)
+                return await batcher.submit(part, 1)
+
+            started = loop.time()
+            # three clients again, but one arrives 20 ms late: the batch waits for it
+            await asyncio.gather(late(0), late(0), late(0.02))
+            together = loop.time() - started
+            return lone, together
+
+    lone, together = asyncio.run(scenario())
+    assert lone < 0.1
+    assert calls == [3]
+    assert together < 0.15  # woken by the third arrival, not by the 200 ms deadline
+
+
 def test_micro_batcher_joins_queued_requests_and_gives_each_its_rows():
     calls = []
 
