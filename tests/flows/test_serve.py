@@ -202,3 +202,89 @@ def test_hot_reload_under_load_fails_no_request(served):
         assert versions == sorted(versions)  # never back to v1 after the swap
     status, body = served.get("/ready")
     assert json.loads(body)["versions"] == {"intent": "2"}
+
+
+def _metric_lines(url: str, prefix: str) -> list[str]:
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
+    try:
+        connection.request("GET", "/metrics")
+        return [line for line in connection.getresponse().read().decode().splitlines() if line.startswith(prefix)]
+    finally:
+        connection.close()
+
+
+def test_worker_processes_share_the_port_count_together_and_each_hot_reload(served):
+    """`funnel serve --workers 2`: both processes serve, /metrics adds them up, and a rollback of
+    @champion reaches both without a failed request (runs after the v1 -> v2 reload test)."""
+    import subprocess
+    import sys
+
+    from components.ledger import move_alias
+    from components.serving import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "funnel"), "serve", "intent", "--workers", "2", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=served.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(_metric_lines(url, "funnel_serving_model_version{") if _answers(url) else []) < 2:
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline, "two workers did not come up"
+            time.sleep(0.5)
+        versions = {line.rsplit(" ", 1)[1] for line in _metric_lines(url, "funnel_serving_model_version{")}
+        assert versions == {"2.0"}
+
+        bodies = [json.dumps({"rows": [row]}).encode() for row in intent_rows(20)]
+        answers: list[tuple[int, str]] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            connection = http.client.HTTPConnection(f"127.0.0.1:{port}", timeout=30)
+            sent = 0
+            while not stop.is_set():
+                try:
+                    connection.request("POST", "/predict/intent", bodies[sent % len(bodies)],
+                                       {"Content-Type": "application/json"})
+                    answer = connection.getresponse()
+                    answers.append((answer.status, json.loads(answer.read())["model_version"]))
+                except Exception as exc:  # noqa: BLE001 - a failed request is what this test counts
+                    answers.append((0, repr(exc)))
+                sent += 1
+                time.sleep(0.01)
+            connection.close()
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)
+            move_alias(load_settings(repo_root=served.root), "intent", "champion", "1", action="rollback",
+                       reason="test: both workers follow")
+            deadline = time.monotonic() + 60
+            while {line.rsplit(" ", 1)[1] for line in _metric_lines(url, "funnel_serving_model_version{")} != {"1.0"}:
+                assert time.monotonic() < deadline, "a worker kept the old version"
+                time.sleep(0.3)
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+        assert [a for a in answers if a[0] != 200] == []
+        assert {version for _, version in answers} == {"1", "2"}
+        pids = {line.split('pid="')[1].split('"')[0] for line in _metric_lines(url, "funnel_serving_model_version{")}
+        assert len(pids) == 2
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in _metric_lines(url, "funnel_serving_requests_total{"))
+        assert counted == len(answers)  # every request of either worker is in the one /metrics answer
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=5)
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
