@@ -1,12 +1,13 @@
 """Online serving: `mlflow models serve` vs `funnel serve` on the same intent champion, same load.
 
-One Python load generator (one thread, keep-alive connections, one-row JSON requests drawn from
-the real intent data) drives each server in turn for the same time; the table shows req/s, p50,
-p99 and errors, then batch scoring rows/s of funnel's compiled path vs ``mlflow.pyfunc`` predict.
-The intent champion comes from the repository's registry; without one, a throw-away copy of the
-repository trains it through the real flow first.
+The same load drives each server in turn for the same time: wrk (Debian's package; one thread,
+keep-alive connections, one-row JSON requests drawn from the real intent data) when it is
+installed, otherwise a pure-Python generator with the same shape (``--load``). The table shows
+req/s, p50, p99 and errors, then batch scoring rows/s of funnel's compiled path vs
+``mlflow.pyfunc`` predict. The intent champion comes from the repository's registry; without one,
+a throw-away copy of the repository trains it through the real flow first.
 
-Usage: .venv/bin/python benchmarks/serving_benchmark.py [--duration 10] [--connections 4]
+Usage: .venv/bin/python benchmarks/serving_benchmark.py [--duration 10] [--connections 4] [--load wrk|python|auto]
 """
 
 from __future__ import annotations
