@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -72,38 +73,42 @@ def capture_rate(y_true: np.ndarray, scores: np.ndarray, top_fraction: float) ->
 def compute_binary_metrics(
     y_true: np.ndarray, scores: np.ndarray, threshold: float, lift_fractions: Sequence[float] = (),
     natural_positive_rate: float | None = None, precision_target: float | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, float]:
     """ROC-AUC, PR-AUC, accuracy/F1/precision/recall at ``threshold``, log loss, Brier, captures.
 
     With ``natural_positive_rate``, also PR-AUC and precision re-weighted to that rate; with
     ``precision_target``, the recall reachable at that precision (re-weighted when a rate is given).
+    ``only`` limits the work to the named metrics (bootstrap resamples need the gate's few).
     """
     y_true = np.asarray(y_true).astype(int)
     scores = np.clip(np.asarray(scores, dtype="float64"), 1e-7, 1 - 1e-7)
     predicted = (scores >= threshold).astype(int)
     both = len(np.unique(y_true)) == 2
-    result = {
-        "roc_auc": float(skm.roc_auc_score(y_true, scores)) if both else float("nan"),
-        "pr_auc": float(skm.average_precision_score(y_true, scores)) if both else float("nan"),
-        "accuracy": float(skm.accuracy_score(y_true, predicted)),
-        "f1": float(skm.f1_score(y_true, predicted, zero_division=0)),
-        "precision": float(skm.precision_score(y_true, predicted, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, predicted, zero_division=0)),
-        "log_loss": float(skm.log_loss(y_true, scores, labels=[0, 1])),
-        "brier": float(skm.brier_score_loss(y_true, scores)),
+    weights = natural_rate_weights(y_true, natural_positive_rate) if both else None
+    nan = float("nan")
+    measures: dict[str, Callable[[], float]] = {
+        "roc_auc": lambda: skm.roc_auc_score(y_true, scores) if both else nan,
+        "pr_auc": lambda: skm.average_precision_score(y_true, scores) if both else nan,
+        "accuracy": lambda: skm.accuracy_score(y_true, predicted),
+        "f1": lambda: skm.f1_score(y_true, predicted, zero_division=0),
+        "precision": lambda: skm.precision_score(y_true, predicted, zero_division=0),
+        "recall": lambda: skm.recall_score(y_true, predicted, zero_division=0),
+        "log_loss": lambda: skm.log_loss(y_true, scores, labels=[0, 1]),
+        "brier": lambda: skm.brier_score_loss(y_true, scores),
     }
     for fraction in lift_fractions:
-        result[f"capture_top_{round(fraction * 100)}pct"] = capture_rate(y_true, scores, fraction)
-    weights = natural_rate_weights(y_true, natural_positive_rate) if both else None
+        measures[f"capture_top_{round(fraction * 100)}pct"] = partial(capture_rate, y_true, scores, fraction)
     if weights is not None:
-        result["pr_auc_natural"] = float(skm.average_precision_score(y_true, scores, sample_weight=weights))
-        result["precision_natural"] = float(
-            skm.precision_score(y_true, predicted, sample_weight=weights, zero_division=0)
+        measures["pr_auc_natural"] = lambda: skm.average_precision_score(y_true, scores, sample_weight=weights)
+        measures["precision_natural"] = lambda: skm.precision_score(
+            y_true, predicted, sample_weight=weights, zero_division=0
         )
     if precision_target is not None and both:
-        name = f"recall_at_precision_{round(precision_target * 100)}"
-        result[name] = recall_at_precision(y_true, scores, precision_target, weights)[0]
-    return result
+        measures[f"recall_at_precision_{round(precision_target * 100)}"] = lambda: recall_at_precision(
+            y_true, scores, precision_target, weights
+        )[0]
+    return {name: float(measure()) for name, measure in measures.items() if only is None or name in only}
 
 
 def compute_slice_metrics(
@@ -319,9 +324,11 @@ def evaluate_binary_use_case(use_case, config, trained, plots_dir: Path, champio
     slices = compute_slice_metrics(sliced, y_test, model_scores, trained.threshold, config.features.slices)
     plots = write_binary_plots(y_test, curves, trained.threshold, plots_dir)
     plots.append(write_gains_plot(y_test, curves, plots_dir))
+    names = gate_metric_names(config)
     intervals = bootstrap_intervals(
-        len(test), lambda index: compute_binary_metrics(y_test[index], model_scores[index], trained.threshold, **options),
-        gate_metric_names(config), config.bootstrap_rounds, config.seed,
+        len(test),
+        lambda index: compute_binary_metrics(y_test[index], model_scores[index], trained.threshold, **options, only=names),
+        names, config.bootstrap_rounds, config.seed,
     )
     return Evaluation(
         metrics=metrics,

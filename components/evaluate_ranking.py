@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,34 @@ from components.evaluate import (
 )
 
 
+def per_user_ranking_metrics(recommended: np.ndarray, relevant: Sequence[set], k: int) -> dict[str, np.ndarray]:
+    """AP@k, nDCG@k, precision@k and recall@k of each user (NaN for users without test items)."""
+    recommended = np.asarray(recommended)[:, :k]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    values = {name: np.full(len(recommended), np.nan) for name in ("map", "ndcg", "precision", "recall")}
+    for user, (row, truth) in enumerate(zip(recommended, relevant, strict=True)):
+        if not truth:
+            continue
+        hits = np.fromiter((item in truth for item in row), dtype=bool, count=len(row))
+        found = int(hits.sum())
+        values["precision"][user] = found / k
+        values["recall"][user] = found / len(truth)
+        values["ndcg"][user] = float(discounts[hits[: len(discounts)]].sum()) / float(discounts[: min(k, len(truth))].sum())
+        ranks = np.flatnonzero(hits) + 1
+        values["map"][user] = float(np.sum(np.arange(1, found + 1) / ranks)) / len(truth)
+    return {f"{name}_at_{k}": column for name, column in values.items()}
+
+
+def mean_over_users(per_user: dict[str, np.ndarray], index: np.ndarray | None = None) -> dict[str, float]:
+    """The users' mean of each per-user metric (over ``index``, repeats counted), skipping NaN."""
+    result = {}
+    for name, column in per_user.items():
+        chosen = column if index is None else column[index]
+        chosen = chosen[~np.isnan(chosen)]
+        result[name] = float(chosen.mean()) if len(chosen) else float("nan")
+    return result
+
+
 def ranking_metrics(
     recommended: np.ndarray, relevant: Sequence[set], k: int, catalogue_size: int
 ) -> dict[str, float]:
@@ -34,24 +63,11 @@ def ranking_metrics(
     items in the same order. Users without test items are skipped.
     """
     recommended = np.asarray(recommended)[:, :k]
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    sums = {"map": 0.0, "ndcg": 0.0, "precision": 0.0, "recall": 0.0}
-    users = 0
-    for row, truth in zip(recommended, relevant, strict=True):
-        if not truth:
-            continue
-        users += 1
-        hits = np.fromiter((item in truth for item in row), dtype=bool, count=len(row))
-        found = int(hits.sum())
-        sums["precision"] += found / k
-        sums["recall"] += found / len(truth)
-        sums["ndcg"] += float(discounts[hits[: len(discounts)]].sum()) / float(discounts[: min(k, len(truth))].sum())
-        ranks = np.flatnonzero(hits) + 1
-        sums["map"] += float(np.sum(np.arange(1, found + 1) / ranks)) / len(truth)
-    result = {f"{name}_at_{k}": (value / users if users else float("nan")) for name, value in sums.items()}
+    per_user = per_user_ranking_metrics(recommended, relevant, k)
+    result = mean_over_users(per_user)
     shown = np.unique(recommended[recommended >= 0]) if recommended.size else np.zeros(0)
     result["coverage"] = len(shown) / catalogue_size if catalogue_size else float("nan")
-    result["users"] = float(users)
+    result["users"] = float(np.sum(~np.isnan(per_user[f"precision_at_{k}"])))
     return result
 
 
@@ -141,10 +157,13 @@ def evaluate_ranking_use_case(
             f"recall_at_{k}": sub[f"recall_at_{k}"], f"baseline_ndcg_at_{k}": base[f"ndcg_at_{k}"],
         })
     plots = write_ranking_plots(lists, relevant, k, catalogue, slices, plots_dir)
-    intervals = bootstrap_intervals(
-        len(users), lambda index: ranking_metrics(model_items[index], [relevant[i] for i in index], k, catalogue),
-        gate_metric_names(config), config.bootstrap_rounds, config.seed,
-    )
+    names = gate_metric_names(config)
+    per_user = per_user_ranking_metrics(model_items, relevant, k)
+    if set(names) <= set(per_user):  # means of per-user values: resample the users' values
+        measure = partial(mean_over_users, per_user)
+    else:
+        measure = lambda index: ranking_metrics(model_items[index], [relevant[i] for i in index], k, catalogue)  # noqa: E731
+    intervals = bootstrap_intervals(len(users), measure, names, config.bootstrap_rounds, config.seed)
     return Evaluation(
         metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
         champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
