@@ -44,13 +44,22 @@ def per_user_ranking_metrics(recommended: np.ndarray, relevant: Sequence[set], k
     return {f"{name}_at_{k}": column for name, column in values.items()}
 
 
-def mean_over_users(per_user: dict[str, np.ndarray], index: np.ndarray | None = None) -> dict[str, float]:
-    """The users' mean of each per-user metric (over ``index``, repeats counted), skipping NaN."""
+def summarize_ranking(
+    per_user: dict[str, np.ndarray], recommended: np.ndarray, catalogue_size: int, index: np.ndarray | None = None
+) -> dict[str, float]:
+    """Means of the per-user metrics over users with test items, catalogue coverage and the user
+    count; over the rows ``index`` picks (repeats counted) when given, e.g. a bootstrap resample."""
+    recommended = np.asarray(recommended)
+    if index is not None:
+        per_user = {name: column[index] for name, column in per_user.items()}
+        recommended = recommended[index]
     result = {}
     for name, column in per_user.items():
-        chosen = column if index is None else column[index]
-        chosen = chosen[~np.isnan(chosen)]
-        result[name] = float(chosen.mean()) if len(chosen) else float("nan")
+        known = column[~np.isnan(column)]
+        result[name] = float(known.mean()) if len(known) else float("nan")
+    shown = np.unique(recommended[recommended >= 0]) if recommended.size else np.zeros(0)
+    result["coverage"] = len(shown) / catalogue_size if catalogue_size else float("nan")
+    result["users"] = float(np.sum(~np.isnan(next(iter(per_user.values())))))
     return result
 
 
@@ -63,12 +72,7 @@ def ranking_metrics(
     items in the same order. Users without test items are skipped.
     """
     recommended = np.asarray(recommended)[:, :k]
-    per_user = per_user_ranking_metrics(recommended, relevant, k)
-    result = mean_over_users(per_user)
-    shown = np.unique(recommended[recommended >= 0]) if recommended.size else np.zeros(0)
-    result["coverage"] = len(shown) / catalogue_size if catalogue_size else float("nan")
-    result["users"] = float(np.sum(~np.isnan(per_user[f"precision_at_{k}"])))
-    return result
+    return summarize_ranking(per_user_ranking_metrics(recommended, relevant, k), recommended, catalogue_size)
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,13 @@ def evaluate_ranking_use_case(
     catalogue = int(pd.concat([train[item], test[item]]).nunique())
     queries = pd.DataFrame({user: users})
 
-    model_items = RowScorer(trained.serving).score_outputs(queries)["items"]
-    metrics = ranking_metrics(model_items, relevant, k, catalogue)
+    model_items = np.asarray(RowScorer(trained.serving).score_outputs(queries)["items"])[:, :k]
+    per_user = per_user_ranking_metrics(model_items, relevant, k)
+    metrics = summarize_ranking(per_user, model_items, catalogue)
     baseline = use_case.fit_baseline(train, config)
     baseline_items = baseline.recommend(users, k)
-    baseline_metrics = ranking_metrics(baseline_items, relevant, k, catalogue)
+    baseline_per_user = per_user_ranking_metrics(baseline_items, relevant, k)
+    baseline_metrics = summarize_ranking(baseline_per_user, baseline_items, catalogue)
     lists = {"model": model_items, baseline.name: baseline_items}
 
     def measure_lists(scorer: ChampionScorer) -> dict[str, float]:
@@ -148,22 +154,19 @@ def evaluate_ranking_use_case(
     slices = []
     order = activity_bucket(pd.Series(list(config.evaluate.activity_buckets) + [np.inf]), config.evaluate.activity_buckets)
     for bucket in [b for b in dict.fromkeys(order) if b in set(activity)]:
-        mask = (activity == bucket).to_numpy()
-        sub = ranking_metrics(model_items[mask], [r for r, m in zip(relevant, mask, strict=True) if m], k, catalogue)
-        base = ranking_metrics(baseline_items[mask], [r for r, m in zip(relevant, mask, strict=True) if m], k, catalogue)
+        index = np.flatnonzero((activity == bucket).to_numpy())
+        sub = summarize_ranking(per_user, model_items, catalogue, index)
+        base = summarize_ranking(baseline_per_user, baseline_items, catalogue, index)
         slices.append({
-            "slice": "train_interactions", "value": bucket, "rows": int(mask.sum()),
+            "slice": "train_interactions", "value": bucket, "rows": len(index),
             f"ndcg_at_{k}": sub[f"ndcg_at_{k}"], f"precision_at_{k}": sub[f"precision_at_{k}"],
             f"recall_at_{k}": sub[f"recall_at_{k}"], f"baseline_ndcg_at_{k}": base[f"ndcg_at_{k}"],
         })
     plots = write_ranking_plots(lists, relevant, k, catalogue, slices, plots_dir)
-    names = gate_metric_names(config)
-    per_user = per_user_ranking_metrics(model_items, relevant, k)
-    if set(names) <= set(per_user):  # means of per-user values: resample the users' values
-        measure = partial(mean_over_users, per_user)
-    else:
-        measure = lambda index: ranking_metrics(model_items[index], [relevant[i] for i in index], k, catalogue)  # noqa: E731
-    intervals = bootstrap_intervals(len(users), measure, names, config.bootstrap_rounds, config.seed)
+    intervals = bootstrap_intervals(
+        len(users), partial(summarize_ranking, per_user, model_items, catalogue),
+        gate_metric_names(config), config.bootstrap_rounds, config.seed,
+    )
     return Evaluation(
         metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
         champion_version=champion.version if champion else None, champion_metrics=champion_metrics,

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from components.evaluate import (
+    bootstrap_intervals,
     capture_rate,
     choose_threshold,
     compute_binary_metrics,
@@ -63,3 +64,29 @@ def test_plots_are_written_as_png(tmp_path):
     paths = write_binary_plots(y, {"model": rng.random(200), "baseline": rng.random(200)}, 0.5, tmp_path)
     assert sorted(p.name for p in paths) == ["calibration.png", "confusion_matrix.png", "pr.png", "roc.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def _noisy_scores(rows: int = 600, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(rows) < 0.2).astype(int)
+    return y, np.clip(rng.random(rows) * 0.6 + y * 0.3, 0, 1)
+
+
+def test_only_computes_the_named_metrics_with_the_same_values():
+    y, scores = _noisy_scores()
+    options = {"lift_fractions": (0.1,), "natural_positive_rate": 0.01, "precision_target": 0.9}
+    full = compute_binary_metrics(y, scores, 0.5, **options)
+    names = ["pr_auc_natural", "roc_auc", "recall_at_precision_90"]
+    assert compute_binary_metrics(y, scores, 0.5, **options, only=names) == {n: full[n] for n in full if n in names}
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_match_with_only():
+    y, scores = _noisy_scores()
+    names = ["roc_auc", "pr_auc"]
+    full = bootstrap_intervals(len(y), lambda i: compute_binary_metrics(y[i], scores[i], 0.5), names, 50, 7)
+    only = bootstrap_intervals(len(y), lambda i: compute_binary_metrics(y[i], scores[i], 0.5, only=names), names, 50, 7)
+    assert only == full
+    point = compute_binary_metrics(y, scores, 0.5)
+    for name in names:
+        low, high = full[name]
+        assert low < point[name] < high

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.evaluate_ranking import activity_bucket, champion_items, fit_most_popular, ranking_metrics
+from components.evaluate_ranking import (
+    activity_bucket,
+    champion_items,
+    fit_most_popular,
+    per_user_ranking_metrics,
+    ranking_metrics,
+    summarize_ranking,
+)
 
 
 def test_ranking_metrics_match_a_hand_computed_example():
@@ -22,6 +29,16 @@ def test_ranking_metrics_match_a_hand_computed_example():
     assert got["map_at_3"] == pytest.approx(((1 / 1 + 2 / 3) / 4 + 0) / 2)
     assert got["coverage"] == pytest.approx(6 / 10)
     assert got["users"] == 2
+
+
+def test_summary_over_picked_users_equals_the_metrics_of_those_users_lists():
+    recommended = np.array([[1, 2, 3], [7, 8, 9], [1, 2, 3], [4, 5, 6]])
+    relevant = [{1, 3, 5, 6}, {4}, set(), {6, 9}]
+    per_user = per_user_ranking_metrics(recommended, relevant, k=3)
+    index = np.array([0, 0, 3, 2])  # a bootstrap-style pick: repeats count, users without items skip
+    picked = ranking_metrics(recommended[index], [relevant[i] for i in index], k=3, catalogue_size=10)
+    assert summarize_ranking(per_user, recommended, 10, index) == pytest.approx(picked)
+    assert picked["users"] == 3
 
 
 def test_most_popular_never_recommends_seen_items_and_is_deterministic():
