@@ -31,7 +31,7 @@ METRICS = {"intent": ("roc_auc", "pr_auc", "f1", "capture_top_10pct", "capture_t
 def platform_runs(names: list[str]) -> list[dict]:
     from components.config import load_params, load_settings
     from components.errors import GateFailedError
-    from components.registry import connect, describe_use_case
+    from components.release.registry import connect, describe_use_case
     from flows.retrain import retrain
 
     settings = load_settings()
@@ -56,9 +56,9 @@ def seed_spread(names: list[str], seeds: list[int]) -> dict:
     from pathlib import Path
 
     from components.config import load_params, load_settings
-    from components.evaluate import evaluate_use_case
-    from components.ingest import read_source
-    from components.train import train_use_case
+    from components.evaluation.binary import evaluate_use_case
+    from components.data.ingest import read_source
+    from components.training.fit import train_use_case
     from components.use_cases import get_use_case
 
     settings = load_settings()

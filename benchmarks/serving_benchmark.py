@@ -60,7 +60,7 @@ class LoadResult:
 def find_or_train_champion() -> tuple[Path, str]:
     """(repo root, version) of an intent @champion: the repository's, or one trained in a copy."""
     from components.config import load_params, load_settings
-    from components.registry import get_alias_version
+    from components.release.registry import get_alias_version
 
     settings = load_settings(repo_root=ROOT)
     alias = load_params(settings.params_path).common.champion_alias
@@ -257,8 +257,8 @@ def batch_scoring(version: str, repeats: int = 3) -> list[list[str]]:
     import numpy as np
 
     from components.config import load_settings
-    from components.registry import connect
-    from components.serving import CompiledScorer, pack_frame, read_fields
+    from components.release.registry import connect
+    from components.serving.app import CompiledScorer, pack_frame, read_fields
 
     connect(load_settings())
     model = mlflow.pyfunc.load_model(f"models:/intent/{version}")
@@ -299,8 +299,8 @@ def main() -> None:
 
     import orjson
 
-    from components.registry import connect
-    from components.serving import read_fields
+    from components.release.registry import connect
+    from components.serving.app import read_fields
     from flows.cli import render_table
 
     root, version = find_or_train_champion()

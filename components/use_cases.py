@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from components.baselines import (
+from components.evaluation.baselines import (
     Baseline,
     fit_gradient_boosting,
     fit_logistic_regression,
@@ -21,7 +21,7 @@ from components.baselines import (
 )
 from components.config import Params, UseCaseParams, parse_section
 from components.errors import UnknownUseCaseError
-from components.features import Splits, official_split, per_user_split, stratified_split
+from components.data.splits import Splits, official_split, per_user_split, stratified_split
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
@@ -152,7 +152,7 @@ def _ctr_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
 
 
 def _most_popular(train: pd.DataFrame, config: UseCaseConfig):
-    from components.evaluate_ranking import fit_most_popular
+    from components.evaluation.ranking import fit_most_popular
 
     return fit_most_popular(train, config.features.user, config.features.item)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from components import registry
-from components.batch import score_file
+from components.release import registry
+from components.serving.batch import score_file
 from components.config import load_params, load_settings
 
 

@@ -54,7 +54,7 @@ def list_command() -> None:
     configure_environment()
     from components.config import load_params, load_settings
     from components.errors import DataUnavailableError
-    from components.ingest import plan_source
+    from components.data.ingest import plan_source
     from components.use_cases import REGISTRY
 
     settings = load_settings()
@@ -79,7 +79,7 @@ def fetch(
     into its git-ignored folder under data/ (run before `dvc repro` on a fresh clone)."""
     from components.config import load_params, load_settings
     from components.errors import DataUnavailableError
-    from components.ingest import resolve_source
+    from components.data.ingest import resolve_source
     from components.use_cases import list_use_cases
 
     settings = load_settings()
@@ -114,7 +114,7 @@ def retrain(
     configure_environment()
     from components.config import load_params, load_settings
     from components.errors import FunnelError
-    from components.registry import describe_use_case
+    from components.release.registry import describe_use_case
 
     try:
         settings = load_settings()
@@ -184,7 +184,7 @@ def _settings_and_params():
 @app.command()
 def history(use_case: Annotated[str, typer.Argument(help="Use case (see `funnel list`).")]) -> None:
     """Every alias move of USE_CASE (promotions, approvals, rollbacks), oldest first."""
-    from components.ledger import read_ledger
+    from components.release.ledger import read_ledger
 
     settings, _ = _settings_and_params()
     entries = read_ledger(settings, use_case)
@@ -203,8 +203,8 @@ def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "rollback",
 ) -> None:
     """Move @champion back in one step (to the previous champion, or --to VERSION); recorded in the ledger."""
-    from components import registry
-    from components.ledger import move_alias, read_ledger, rollback_target
+    from components.release import registry
+    from components.release.ledger import move_alias, read_ledger, rollback_target
 
     settings, params = _settings_and_params()
     alias = params.common.champion_alias
@@ -224,7 +224,7 @@ def lineage(
 ) -> None:
     """Lineage both ways: a model version's data, code, flow run, GX result and previous champion;
     or, with --data MD5, every model version trained on that snapshot."""
-    from components.ledger import describe_lineage, versions_trained_on
+    from components.release.ledger import describe_lineage, versions_trained_on
 
     settings, params = _settings_and_params()
     if data:
@@ -371,9 +371,9 @@ def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> N
     configure_environment()
     from prefect.flow_runs import resume_flow_run
 
-    from components import registry
+    from components.release import registry
     from components.errors import ReviewError
-    from components.ledger import current_actor
+    from components.release.ledger import current_actor
 
     settings, _ = _settings_and_params()
     found = registry.get_version(settings, use_case, version)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from components import registry, versioning
+from components.release import registry
+from components.data import versioning
 from components.config import load_params, load_settings
 from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
-from components.ingest import read_source
-from components.monitor import LAST_RETRAIN_TAG, champion_scores, detect_drift, retrain_allowed, utc_now
+from components.data.ingest import read_source
+from components.monitoring.monitor import LAST_RETRAIN_TAG, champion_scores, detect_drift, retrain_allowed, utc_now
 from components.use_cases import get_use_case
 
 

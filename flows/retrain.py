@@ -14,16 +14,17 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from components import registry, versioning
+from components.release import registry
+from components.data import versioning
 from components.config import Settings, load_params, load_settings, read_git_commit
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
-from components.evaluate import ChampionScorer, evaluate_use_case, write_metrics_json
-from components.ingest import apply_replay, read_source, resolve_source, write_snapshot
-from components.promotion import apply_promotion, decide_promotion
-from components.review import collect_facts, write_review
-from components.train import train_use_case
+from components.evaluation.binary import ChampionScorer, evaluate_use_case, write_metrics_json
+from components.data.ingest import apply_replay, read_source, resolve_source, write_snapshot
+from components.release.promotion import apply_promotion, decide_promotion
+from components.release.review import collect_facts, write_review
+from components.training.fit import train_use_case
 from components.use_cases import get_use_case, list_use_cases
-from components.validate import check_report, validate_frame
+from components.data.validate import check_report, validate_frame
 
 # Retries, timeouts and caching for every task, set in one place. Results stay in memory
 # (frames, Keras models), so nothing is cached or persisted between runs.

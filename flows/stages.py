@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from components.config import load_params, load_settings
-from components.evaluate import evaluate_use_case, write_metrics_json
-from components.ingest import read_snapshot, read_source, write_snapshot
-from components.train import train_use_case
+from components.evaluation.binary import evaluate_use_case, write_metrics_json
+from components.data.ingest import read_snapshot, read_source, write_snapshot
+from components.training.fit import train_use_case
 from components.use_cases import get_use_case
-from components.validate import check_report, validate_frame
+from components.data.validate import check_report, validate_frame
 
 logger = logging.getLogger(__name__)
 

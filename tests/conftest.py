@@ -49,7 +49,7 @@ needs_mirror = pytest.mark.skipif(
 def frappe_slice(rows: int = 6000, seed: int = 7) -> pd.DataFrame:
     """A random sample of the pooled real frappe rows, read from the mirror."""
     from components.config import DataParams
-    from components.ingest import read_libfm
+    from components.data.ingest import read_libfm
 
     columns = ("label", "user", "item", "daytime", "weekday", "isweekend", "homework", "cost",
                "weather", "country", "city")
@@ -81,7 +81,7 @@ def support_slice(train_per_class: int = 25, test_per_class: int = 8, seed: int 
 def fraud_slice(normals: int = 1500, seed: int = 7) -> pd.DataFrame:
     """Every fraud of the pooled real data plus a sample of normal transactions."""
     from components.config import DataParams
-    from components.ingest import read_creditcard
+    from components.data.ingest import read_creditcard
 
     pooled = read_creditcard(FRAUD_DIR, DataParams(source="", format="creditcard")).drop(columns=["sample"])
     normal = pooled[pooled["Class"] == 0].sample(n=normals, random_state=seed)

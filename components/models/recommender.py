@@ -89,7 +89,7 @@ def build_recommender(train: pd.DataFrame, features: RecommendFeatures, params: 
 
 def validation_ndcg(network, train: Interactions, validation: Interactions, k: int) -> float:
     """nDCG@k of held-out validation items, training items masked (the serving rule)."""
-    from components.evaluate_ranking import ranking_metrics
+    from components.evaluation.ranking import ranking_metrics
 
     users = np.flatnonzero(validation.matrix.sum(axis=1) > 0)
     logits = np.array(network(train.matrix[users], training=False))
@@ -109,7 +109,7 @@ def fit_recommender(network, train: Interactions, validation: Interactions, para
 
     import keras
 
-    from components.train import FitResult
+    from components.training.fit import FitResult
 
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()

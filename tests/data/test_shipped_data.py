@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from components.config import load_params, load_settings
-from components.ingest import read_source
-from components.validate import validate_frame
+from components.data.ingest import read_source
+from components.data.validate import validate_frame
 from tests.conftest import ROOT
 
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_batch_scoring_writes_scores_with_version_and_md5_and_rejects_bad_rows(project, tmp_path):
-    from components.batch import md5_file
+    from components.serving.batch import md5_file
     from flows.batch import batch_score
     from flows.retrain import retrain
 

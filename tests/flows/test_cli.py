@@ -51,7 +51,7 @@ def test_fetch_copies_mirror_data_into_git_ignored_folders(project, monkeypatch)
 
 def test_history_rollback_and_lineage_after_two_promotions(project):
     from components.config import load_settings
-    from components.registry import get_alias_version
+    from components.release.registry import get_alias_version
     from flows.retrain import retrain
     from tests.conftest import FAST
 

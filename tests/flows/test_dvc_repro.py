@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from components.config import load_params, load_settings
-from components.ingest import read_source, write_snapshot
-from components.versioning import version_snapshot
+from components.data.ingest import read_source, write_snapshot
+from components.data.versioning import version_snapshot
 
 pytestmark = pytest.mark.integration
 

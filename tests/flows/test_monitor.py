@@ -11,8 +11,8 @@ pytestmark = pytest.mark.integration
 
 def test_drift_flow_is_quiet_then_retrains_once_per_window(project):
     from components.config import load_settings
-    from components.monitor import LAST_RETRAIN_TAG
-    from components.registry import model_tags
+    from components.monitoring.monitor import LAST_RETRAIN_TAG
+    from components.release.registry import model_tags
     from flows.monitor import drift
     from flows.retrain import retrain
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 def test_two_use_cases_train_in_parallel_on_two_dask_worker_processes(project):
     from components.config import load_settings
-    from components.registry import get_alias_version
+    from components.release.registry import get_alias_version
     from flows.retrain import with_dask
 
     results = with_dask(None, 2)(["intent", "fraud"], FAST, parallel=True)

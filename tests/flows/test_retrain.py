@@ -31,7 +31,7 @@ WORSE = {
 
 
 def client():
-    from components.registry import connect
+    from components.release.registry import connect
 
     return connect(load_settings())
 
@@ -202,7 +202,7 @@ def test_fraud_reports_at_the_natural_rate_and_stores_its_threshold(project):
 def _mirror_of_real_slices(folder, frappe_lines: int = 4000, users: int = 150) -> dict:
     """A FUNNEL_DATA_MIRROR holding the first lines of the real frappe files and every rating
     of a sample of real MovieLens users; returns the params overrides for their checksums."""
-    from components.ingest import sha256_file
+    from components.data.ingest import sha256_file
 
     (folder / "frappe").mkdir(parents=True)
     checksums = {}
@@ -320,8 +320,8 @@ def test_recommend_serves_top_k_unseen_items_per_user(project, mirror):
 def _test_items(project, user: int) -> list[int]:
     """The user's held-out test items (allowed in recommendations: the model never saw them)."""
     from components.config import load_params
-    from components.features import per_user_split
-    from components.ingest import read_snapshot
+    from components.data.splits import per_user_split
+    from components.data.ingest import read_snapshot
     from components.use_cases import get_use_case
 
     config = get_use_case("recommend").configure(load_params(project / "params.yaml"))

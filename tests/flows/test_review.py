@@ -39,7 +39,7 @@ def _wait_until_paused(version: str, thread: threading.Thread, timeout_s: float 
     """Wait for the version's review to be pending and its flow run to be Paused; its run id."""
     from prefect import get_client
 
-    from components.registry import get_version
+    from components.release.registry import get_version
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and thread.is_alive():
@@ -54,8 +54,8 @@ def _wait_until_paused(version: str, thread: threading.Thread, timeout_s: float 
 
 
 def test_review_approve_then_reject_then_timeout(project, tmp_path):
-    from components.ledger import read_ledger
-    from components.registry import get_alias_version, get_version
+    from components.release.ledger import read_ledger
+    from components.release.registry import get_alias_version, get_version
 
     settings = load_settings()
     # a passing challenger pauses; approving it through the CLI (Prefect's input API) promotes it
@@ -97,7 +97,7 @@ def test_review_approve_then_reject_then_timeout(project, tmp_path):
     hollow.write_text(re.sub(r'(<section id="gate"><h2>[^<]*</h2>).*?(</section>)', r"\1\2", page, flags=re.S))
     with pytest.raises(AssertionError, match="section gate renders empty"):
         _assert_renders_in_chromium(hollow, tmp_path)
-    from components.registry import connect
+    from components.release.registry import connect
 
     logged = {a.path for a in connect(settings).list_artifacts(get_version(settings, "intent", "2").run_id, "review")}
     assert logged == {"review/review-v2.html", "review/review-v2.md", "review/model-card-v2.md"}
@@ -119,7 +119,7 @@ def _assert_review_page(path, champion_version: str | None) -> None:
     """Every section of the release review has content and the plots are embedded."""
     from bs4 import BeautifulSoup
 
-    from components.review import SECTIONS
+    from components.release.review import SECTIONS
 
     soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
     for key in SECTIONS:
@@ -161,7 +161,7 @@ def _assert_renders_in_chromium(path, tmp_path) -> None:
 
     from bs4 import BeautifulSoup
 
-    from components.review import SECTIONS
+    from components.release.review import SECTIONS
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

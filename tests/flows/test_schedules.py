@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from components.config import load_params
-from components.ingest import apply_replay
+from components.data.ingest import apply_replay
 from flows.schedules import backfill_dates, deployments
 from tests.conftest import FAST, ROOT, intent_slice
 
@@ -55,7 +55,7 @@ def test_backfill_gives_each_date_its_own_snapshot_and_version(project):
     assert [r["date"] for r in results] == ["2026-10-12", "2026-10-19", "2026-10-26"]
     assert [r["status"] for r in results][:2] == ["promoted", "promoted"]  # the third: the gate decides
     from components.config import load_settings
-    from components.registry import get_run, list_versions
+    from components.release.registry import get_run, list_versions
 
     settings = load_settings()
     versions = list_versions(settings, "intent")

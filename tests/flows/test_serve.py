@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from components.config import load_settings
-from components.serving import BackgroundServer, ModelStore, ServeParams, build_app, open_store
+from components.serving.app import BackgroundServer, ModelStore, ServeParams, build_app, open_store
 from tests.conftest import FAST, intent_slice, make_project
 
 pytestmark = pytest.mark.integration
@@ -219,8 +219,8 @@ def test_worker_processes_share_the_port_count_together_and_each_hot_reload(serv
     import subprocess
     import sys
 
-    from components.ledger import move_alias
-    from components.serving import free_port
+    from components.release.ledger import move_alias
+    from components.serving.app import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

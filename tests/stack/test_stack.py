@@ -115,7 +115,7 @@ def test_champion_loads_from_the_stack(stack, worker_checkout, monkeypatch):
     import pandas as pd
 
     from components.config import load_settings
-    from components.registry import load_scorer
+    from components.release.registry import load_scorer
 
     for key, value in stack.client_env.items():
         monkeypatch.setenv(key, value)
@@ -134,7 +134,7 @@ def test_racing_promotions_from_two_checkouts_are_serialised_by_postgres(stack, 
     lock alone must let exactly one of two racing promotions win."""
     import psycopg
 
-    from tests.components.test_ledger import ROOT, assert_one_racer_wins, registry_with_versions
+    from tests.components.release.test_ledger import ROOT, assert_one_racer_wins, registry_with_versions
 
     base = stack.client_env["FUNNEL_POSTGRES_URL"]
     with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:

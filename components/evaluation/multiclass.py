@@ -1,0 +1,142 @@
+"""Metrics, slices and plots for multiclass classifiers (e.g. customer-service intents)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from components.evaluation.binary import (
+    ChampionScorer,
+    Evaluation,
+    _save,
+    bootstrap_intervals,
+    gate_metric_names,
+    measure_champion,
+)
+
+
+def compute_multiclass_metrics(
+    y_true: Sequence[str], predicted: Sequence[str], probabilities: np.ndarray | None = None,
+    classes: Sequence[str] | None = None, only: Collection[str] | None = None,
+) -> dict[str, float]:
+    """Accuracy, macro/weighted F1; top-3 accuracy and log loss when probabilities are given.
+
+    Labels are compared as text, or as they are when both are integer codes (``encode_labels``);
+    ``only`` limits the work to the named metrics (bootstrap resamples need the gate's few).
+    """
+    y_true, predicted = _labels(y_true), _labels(predicted)
+    measures: dict[str, Callable[[], float]] = {
+        "accuracy": lambda: skm.accuracy_score(y_true, predicted),
+        "macro_f1": lambda: skm.f1_score(y_true, predicted, average="macro", zero_division=0),
+        "weighted_f1": lambda: skm.f1_score(y_true, predicted, average="weighted", zero_division=0),
+    }
+    if probabilities is not None and classes is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        codes = np.array([index.get(y, -1) for y in y_true])
+        known = codes >= 0
+
+        def top3() -> float:
+            best = np.argsort(-probabilities, axis=1)[:, :3]
+            return float(np.mean([c in row for c, row in zip(codes, best, strict=True)]))
+
+        measures["top3_accuracy"] = top3
+        measures["log_loss"] = lambda: -np.mean(np.log(np.clip(probabilities, 1e-7, 1.0)[known, codes[known]]))
+    return {name: float(measure()) for name, measure in measures.items() if only is None or name in only}
+
+
+def _labels(values) -> np.ndarray:
+    values = np.asarray(values)
+    return values if np.issubdtype(values.dtype, np.integer) else values.astype(str)
+
+
+def encode_labels(y_true, predicted) -> tuple[np.ndarray, np.ndarray]:
+    """Both label arrays as integer codes of one shared vocabulary (same metrics, faster)."""
+    y_true, predicted = np.asarray(y_true).astype(str), np.asarray(predicted).astype(str)
+    _, codes = np.unique(np.concatenate([y_true, predicted]), return_inverse=True)
+    return codes[: len(y_true)], codes[len(y_true):]
+
+
+def length_bucket(texts: pd.Series, edges: Sequence[int]) -> pd.Series:
+    """Word-count buckets such as ``<=5 words``, ``6-10 words``, ``>10 words``."""
+    words = texts.astype(str).str.split().str.len()
+    labels, low = [], 0
+    for edge in edges:
+        labels.append(f"{low + 1}-{edge} words" if low else f"<={edge} words")
+        low = edge
+    labels.append(f">{low} words")
+    return pd.cut(words, bins=[-1, *edges, np.inf], labels=labels).astype(str)
+
+
+def compute_multiclass_slices(frame: pd.DataFrame, y_true, predicted, columns: Sequence[str]) -> list[dict]:
+    rows = []
+    y_true, predicted = np.asarray(y_true).astype(str), np.asarray(predicted).astype(str)
+    for column in columns:
+        for value, index in frame.groupby(column, sort=True).indices.items():
+            metrics = compute_multiclass_metrics(y_true[index], predicted[index])
+            rows.append({"slice": column, "value": str(value), "rows": len(index), **metrics})
+    return rows
+
+
+def write_multiclass_plots(y_true, predicted, classes: Sequence[str], folder: Path) -> list[Path]:
+    """A normalised confusion matrix and per-class F1 (worst first), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = skm.confusion_matrix(y_true, predicted, labels=list(classes), normalize="true")
+    fig, ax = plt.subplots(figsize=(9, 9))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ax.set(title="Confusion matrix (row-normalised)", xlabel="predicted class", ylabel="true class")
+    paths = [_save(fig, folder / "confusion_matrix.png")]
+    f1 = skm.f1_score(y_true, predicted, labels=list(classes), average=None, zero_division=0)
+    order = np.argsort(f1)
+    fig, ax = plt.subplots(figsize=(7, 12))
+    ax.barh(np.array(classes)[order], f1[order])
+    ax.tick_params(axis="y", labelsize=6)
+    ax.set(title="F1 per class", xlabel="F1", xlim=(0, 1))
+    paths.append(_save(fig, folder / "f1_per_class.png"))
+    return paths
+
+
+def evaluate_multiclass_use_case(use_case, config, trained, plots_dir: Path, champion: ChampionScorer | None = None) -> Evaluation:
+    """Model vs same-run baseline vs champion on the official test split."""
+    from components.models.scorer import RowScorer
+
+    started = time.perf_counter()
+    test = trained.splits.test
+    y_test = test[config.label].astype(str).to_numpy()
+    outputs = RowScorer(trained.serving).score_outputs(test)
+    classes = list(trained.classes)
+    metrics = compute_multiclass_metrics(y_test, outputs["label"], outputs["probabilities"], classes)
+    baseline = use_case.fit_baseline(trained.splits.train, config)
+    baseline_probabilities = baseline.estimator.predict_proba(test[config.features.text].astype(str))
+    baseline_classes = list(baseline.estimator.classes_)
+    baseline_predicted = np.asarray(baseline_classes)[np.argmax(baseline_probabilities, axis=1)]
+    baseline_metrics = compute_multiclass_metrics(y_test, baseline_predicted, baseline_probabilities, baseline_classes)
+
+    champion_metrics, champion_error = measure_champion(
+        champion, lambda scorer: compute_multiclass_metrics(y_test, np.asarray(scorer.score(test)["label"]))
+    )
+
+    frame = test.assign(length=length_bucket(test[config.features.text], config.evaluate.length_buckets))
+    slices = compute_multiclass_slices(frame, y_test, outputs["label"], config.features.slices)
+    plots = write_multiclass_plots(y_test, outputs["label"], classes, plots_dir)
+    y_codes, predicted_codes = encode_labels(y_test, np.asarray(outputs["label"]).reshape(-1))
+    names = gate_metric_names(config)
+    intervals = bootstrap_intervals(
+        len(test), lambda index: compute_multiclass_metrics(y_codes[index], predicted_codes[index], only=names),
+        names, config.bootstrap_rounds, config.seed,
+    )
+    return Evaluation(
+        metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
+        champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
+        champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
+        test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
+    )

@@ -1,0 +1,164 @@
+"""The promotion gate: ``decide_promotion`` is pure; ``apply_promotion`` writes the aliases."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from components.config import GateParams
+from components.errors import GateFailedError
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate check with the numbers it compared."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    use_case: str
+    version: str
+    promote: bool
+    checks: tuple[Check, ...]
+    champion_version: str | None
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+    @property
+    def verdict(self) -> str:
+        return "passed" if self.promote else "failed"
+
+    def as_tags(self) -> dict[str, str]:
+        """Version tags: the verdict and each check with its numbers."""
+        tags = {"gate.verdict": self.verdict}
+        for check in self.checks:
+            tags[f"gate.{check.name}"] = f"{'pass' if check.passed else 'FAIL'}: {check.detail}"
+        return tags
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def check_floors(metrics: Mapping[str, float], floors: Mapping[str, float]) -> list[Check]:
+    """Every metric must reach its absolute floor."""
+    checks = []
+    for metric, floor in floors.items():
+        value = metrics.get(metric)
+        if not _finite(value):
+            checks.append(Check(f"floor.{metric}", False, f"{metric} is missing or NaN (floor {floor:.4f})"))
+            continue
+        passed = value >= floor
+        checks.append(Check(f"floor.{metric}", passed, f"{metric} {value:.4f} {'>=' if passed else '<'} {floor:.4f}"))
+    return checks
+
+
+def slice_check_name(column: str, value: str, metric: str) -> str:
+    """A check name that is also a valid MLflow tag key (``slice.Month:Nov.roc_auc``)."""
+    clean = re.sub(r"[^0-9A-Za-z_\-. /]", "_", str(value))
+    return f"slice.{column}:{clean}.{metric}"
+
+
+def check_slices(slices: list[dict], floors: Mapping[str, float], min_rows: int) -> list[Check]:
+    """Each slice with at least ``min_rows`` rows must reach the per-slice floors; smaller slices
+    and slices where a metric is undefined (e.g. one class only) are reported, not gated."""
+    checks = []
+    for row in slices:
+        if row.get("rows", 0) < min_rows:
+            continue
+        for metric, floor in floors.items():
+            value = row.get(metric)
+            if not _finite(value):
+                continue
+            passed = value >= floor
+            checks.append(Check(
+                slice_check_name(row["slice"], row["value"], metric), passed,
+                f"{metric} {value:.4f} {'>=' if passed else '<'} {floor:.4f} on {row['rows']} rows",
+            ))
+    return checks
+
+
+def check_champion(
+    metrics: Mapping[str, float],
+    gate: GateParams,
+    champion_version: str | None,
+    champion_metrics: Mapping[str, float] | None,
+    champion_error: str | None = None,
+) -> Check:
+    """The challenger must beat the champion by ``min_delta`` on the primary metric (same test split)."""
+    metric = gate.primary_metric
+    if champion_version is None:
+        return Check("beats_champion", True, "no champion yet: the first version that passes its floors becomes champion")
+    if champion_metrics is None or not _finite(champion_metrics.get(metric)):
+        reason = champion_error or f"champion v{champion_version} has no {metric} on this test split"
+        return Check("beats_champion", False, f"{reason}; promote by hand only after a review")
+    challenger = metrics.get(metric)
+    if not _finite(challenger):
+        return Check("beats_champion", False, f"challenger has no {metric}")
+    needed = champion_metrics[metric] + gate.min_delta
+    passed = challenger >= needed
+    return Check(
+        "beats_champion",
+        passed,
+        f"{metric} {challenger:.4f} {'>=' if passed else '<'} champion v{champion_version} "
+        f"{champion_metrics[metric]:.4f} + min_delta {gate.min_delta:.4f}",
+    )
+
+
+def decide_promotion(
+    use_case: str,
+    version: str,
+    metrics: Mapping[str, float],
+    gate: GateParams,
+    champion_version: str | None,
+    champion_metrics: Mapping[str, float] | None,
+    champion_error: str | None = None,
+    slices: list[dict] | None = None,
+) -> PromotionDecision:
+    """Promote only when every floor (overall and per slice) holds and the champion is beaten on
+    the same test split."""
+    checks = (
+        *check_floors(metrics, gate.floors),
+        *check_slices(slices or [], gate.slice_floors, gate.min_slice_rows),
+        check_champion(metrics, gate, champion_version, champion_metrics, champion_error),
+    )
+    return PromotionDecision(
+        use_case=use_case,
+        version=version,
+        promote=all(c.passed for c in checks),
+        checks=checks,
+        champion_version=champion_version,
+    )
+
+
+def apply_promotion(
+    decision: PromotionDecision, settings, champion_alias: str, *, action: str = "promote",
+    actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "",
+) -> str:
+    """Write the gate's tags; move ``@champion`` when it passed, else raise GateFailedError.
+
+    The move is recorded in the promotion ledger and refused (PromotionConflictError) when the
+    champion is no longer the one the challenger was compared with. Returns the champion version.
+    """
+    from components.release import registry
+    from components.release.ledger import move_alias
+
+    registry.write_version_tags(settings, decision.use_case, decision.version, decision.as_tags())
+    if not decision.promote:
+        raise GateFailedError(decision.use_case, decision.version, decision.failed_checks)
+    summary = "; ".join(f"{c.name}: {c.detail}" for c in decision.checks)
+    move_alias(
+        settings, decision.use_case, champion_alias, decision.version,
+        expected_from=decision.champion_version, require_expected=True, action=action,
+        actor=actor, reason=reason or f"gate passed: {summary}", gate=f"{decision.verdict}: {summary}",
+        flow_run_id=flow_run_id,
+    )
+    return decision.version

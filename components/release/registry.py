@@ -1,0 +1,370 @@
+"""Track runs and register models in MLflow; the only module that calls MLflow.
+
+It is also the MLflow *flavor module* funnel logs models with: ``mlflow.keras.save_model`` writes
+the native ``keras`` flavor (so ``mlflow.keras.load_model`` returns the Keras model), and the
+``python_function`` flavor points at the stable entry point ``components.pyfunc`` (which calls
+``load_pyfunc`` here), because MLflow's Keras 3 pyfunc calls
+``model.predict`` on a NumPy array, which Keras 3 rejects for string inputs. Our loader runs the
+same saved Keras model through a traced ``tf.function`` instead, so raw rows score as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.config import Settings
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME_IN_RUN = "model"
+# the stable entry point every MLmodel names: never moves (see components/pyfunc.py)
+LOADER_MODULE = "components.pyfunc"
+THRESHOLD_TAG = "decision_threshold"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    use_case: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+def connect(settings: Settings):
+    """An MlflowClient on the settings' tracking/registry URI (the process-wide URI is set too)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def initialise_store(settings: Settings) -> None:
+    """Create the tracking and registry tables now, in this process. Parallel workers that each
+    open a brand-new SQLite store would otherwise race to create the same tables."""
+    client = connect(settings)
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+
+
+def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
+    """The id of the experiment ``name``, created (with the embedded artifact folder) if missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = f"{artifact_location}/{name}" if artifact_location else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flavor module contract: save_model(...) and _load_pyfunc(path).
+
+def save_model(keras_model, path, mlflow_model=None, signature=None, input_example=None, metadata=None):
+    """Save with mlflow.keras, then route the pyfunc flavor to this module's loader."""
+    import mlflow.keras
+    from mlflow.models import Model
+
+    mlflow_model = mlflow_model or Model()
+    # mlflow.keras.save_model writes the input example before it creates ``path``
+    Path(path).mkdir(parents=True, exist_ok=True)
+    mlflow.keras.save_model(
+        keras_model, path, mlflow_model=mlflow_model, signature=signature,
+        input_example=input_example, metadata=metadata, pip_requirements=pinned_requirements(),
+    )
+    mlflow_model.flavors["python_function"]["loader_module"] = LOADER_MODULE
+    mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def pinned_requirements() -> list[str]:
+    """The serving environment, pinned to what trained the model (skips MLflow's slow inference)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    # funnel itself is not pinned: no package index has it; the serving side installs this repository
+    for package in ("tensorflow-cpu", "keras", "mlflow", "pandas", "numpy"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def load_pyfunc(path: str):
+    """pyfunc loader (via ``components.pyfunc``): the saved Keras model behind a traced, raw-row scorer."""
+    from mlflow.keras.load import _load_keras_model
+    from mlflow.models import Model
+
+    import components.models.layers  # noqa: F401 - registers funnel's custom layers for loading
+    from components.models.scorer import RowScorer
+
+    model_dir = Path(path)
+    if not (model_dir / "MLmodel").is_file():
+        model_dir = model_dir.parent
+    return RowScorer(_load_keras_model(str(model_dir), Model.load(str(model_dir / "MLmodel"))))
+
+
+def build_signature(keras_model):
+    """A named-tensor signature: one (-1, 1) input per raw column, probability out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    numpy_types = {"string": np.dtype(str), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
+                   "int32": np.dtype("int32")}
+    inputs = Schema([
+        TensorSpec(numpy_types[t.dtype], (-1, 1), t.name) for t in keras_model.inputs
+    ])
+    if isinstance(keras_model.output, dict):
+        outputs = Schema([
+            TensorSpec(numpy_types.get(t.dtype, np.dtype("float32")), (-1, *t.shape[1:]), name)
+            for name, t in keras_model.output.items()
+        ])
+    else:
+        outputs = Schema([TensorSpec(np.dtype("float32"), (-1,), "probability")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict) or hasattr(value, "items"):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    if hasattr(value, "__dataclass_fields__"):
+        return _flatten(prefix, {k: getattr(value, k) for k in value.__dataclass_fields__})
+    return {prefix: value}
+
+
+def log_training_run(
+    settings: Settings,
+    config,
+    snapshot,
+    data_version,
+    trained,
+    evaluation,
+    validation,
+    context: dict[str, str],
+    challenger_alias: str,
+) -> RegisteredVersion:
+    """Log params, metrics, plots, data lineage and the model; register it as ``@challenger``."""
+    import mlflow
+    from mlflow.models import Model
+
+    client = connect(settings)
+    use_case = config.name
+    experiment_id = ensure_experiment(client, use_case, settings.artifact_location)
+    tags = {
+        "use_case": use_case,
+        "git_commit": context.get("git_commit", "unknown"),
+        "prefect_flow_run_id": context.get("flow_run_id", ""),
+        "data_md5": data_version.md5,
+        "data_path": data_version.path,
+        "data_rows": str(snapshot.rows),
+        "data_source": snapshot.source,
+        "validation": json.dumps(validation.statistics),
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case}-{data_version.md5[:8]}", tags=tags) as run:
+        params = _flatten("", {
+            "seed": config.seed,
+            "features": config.features,
+            "train": config.train,
+            "evaluate": config.evaluate,
+            "gate": config.params.gate,
+        })
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        metrics = {k: v for k, v in evaluation.metrics.items() if np.isfinite(v)}
+        metrics |= {f"baseline_{k}": v for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)}
+        if evaluation.champion_metrics:
+            metrics |= {f"champion_{k}": v for k, v in evaluation.champion_metrics.items() if np.isfinite(v)}
+        metrics |= {
+            "fit_seconds": trained.fit.fit_seconds,
+            "epochs_run": trained.fit.epochs_run,
+            "best_epoch": trained.fit.best_epoch,
+            "evaluate_seconds": evaluation.seconds,
+            **({"decision_threshold": trained.threshold} if np.isfinite(trained.threshold) else {}),
+        }
+        mlflow.log_metrics(metrics)
+        for plot in evaluation.plots:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        mlflow.log_dict(evaluation.as_json(), "evaluation.json")
+        mlflow.log_dict({"checks": list(validation.checks)}, "validation/gx_result.json")
+        dataset = mlflow.data.from_pandas(
+            snapshot.frame, source=str(settings.repo_root / data_version.path),
+            name=f"{use_case}-snapshot", targets=config.label, digest=data_version.md5[:36],
+        )
+        mlflow.log_input(dataset, context="training")
+
+        example = trained.splits.test.head(5)[[t.name for t in trained.serving.inputs]]
+        info = Model.log(
+            artifact_path=None,
+            name=MODEL_NAME_IN_RUN,
+            flavor=sys.modules[__name__],
+            registered_model_name=use_case,
+            keras_model=trained.serving,
+            signature=build_signature(trained.serving),
+            input_example=example.reset_index(drop=True),
+            metadata={THRESHOLD_TAG: trained.threshold, "data_md5": data_version.md5},
+        )
+        run_id = run.info.run_id
+    version = str(info.registered_model_version)
+    version_tags = {
+        "run_id": run_id,
+        "data_md5": data_version.md5,
+        "git_commit": tags["git_commit"],
+        "prefect_flow_run_id": tags["prefect_flow_run_id"],
+        THRESHOLD_TAG: f"{trained.threshold:.6f}",
+        "baseline.name": evaluation.baseline_name,
+        "champion_at_registration": evaluation.champion_version or "none",
+        "data_remote": data_version.remote,
+        **{f"metric.{k}": f"{v:.6f}" for k, v in evaluation.metrics.items() if np.isfinite(v)},
+        **{f"baseline.{k}": f"{v:.6f}" for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)},
+    }
+    for key, value in version_tags.items():
+        client.set_model_version_tag(use_case, version, key, value)
+    client.set_registered_model_alias(use_case, challenger_alias, version)
+    logger.info("registered %s v%s (run %s) as @%s", use_case, version, run_id, challenger_alias)
+    return RegisteredVersion(use_case, version, run_id, f"models:/{use_case}/{version}")
+
+
+def get_alias_version(settings: Settings, use_case: str, alias: str):
+    """The ModelVersion behind ``<use_case>@<alias>``, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client = connect(settings)
+    try:
+        return client.get_model_version_by_alias(use_case, alias)
+    except MlflowException:
+        return None
+
+
+def load_scorer(settings: Settings, use_case: str, alias: str):
+    """The pyfunc model at ``models:/<use_case>@<alias>`` and its decision threshold, or None."""
+    import mlflow
+
+    version = get_alias_version(settings, use_case, alias)
+    if version is None:
+        return None
+    # by version number: the alias may move while we load
+    model = mlflow.pyfunc.load_model(f"models:/{use_case}/{version.version}")
+    threshold = float(version.tags.get(THRESHOLD_TAG, 0.5))
+    return str(version.version), model, threshold
+
+
+def load_row_scorer(settings: Settings, use_case: str, alias: str):
+    """(version, RowScorer) of ``<use_case>@<alias>``: the compiled scorer behind the pyfunc model."""
+    from components.errors import FunnelError
+
+    loaded = load_scorer(settings, use_case, alias)
+    if loaded is None:
+        raise FunnelError(f"{use_case} has no @{alias} to score with; run `funnel retrain {use_case}` first")
+    from components.models.scorer import RowScorer
+
+    version, model, _ = loaded
+    return version, RowScorer(model.get_raw_model())
+
+
+def score_frame(model, frame: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+    """Score raw rows through a pyfunc model (index reset: MLflow indexes column 0 by label).
+
+    Probabilities come back as a flat array; named outputs (class name, probability) as a frame.
+    """
+    output = model.predict(frame.reset_index(drop=True))
+    return output if isinstance(output, pd.DataFrame) else np.asarray(output).reshape(-1)
+
+
+def write_version_tags(settings: Settings, use_case: str, version: str, tags: dict[str, str]) -> None:
+    client = connect(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(use_case, version, key, value)
+
+
+def set_alias(settings: Settings, use_case: str, alias: str, version: str) -> None:
+    connect(settings).set_registered_model_alias(use_case, alias, version)
+
+
+def list_versions(settings: Settings, use_case: str) -> list:
+    client = connect(settings)
+    return sorted(
+        client.search_model_versions(f"name='{use_case}'"), key=lambda v: int(v.version)
+    )
+
+
+def describe_use_case(settings: Settings, use_case: str, champion_alias: str) -> dict[str, Any]:
+    """The newest version of a use case and its champion, as the registry records them."""
+    versions = list_versions(settings, use_case)
+    champion = get_alias_version(settings, use_case, champion_alias)
+    if not versions:
+        return {"use_case": use_case, "version": None, "champion_version": None}
+    latest = versions[-1]
+    tags = latest.tags
+    return {
+        "use_case": use_case,
+        "version": str(latest.version),
+        "data_md5": tags.get("data_md5"),
+        "metrics": {k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")},
+        "baseline_name": tags.get("baseline.name"),
+        "baseline": {k[9:]: float(v) for k, v in tags.items() if k.startswith("baseline.") and k != "baseline.name"},
+        "gate": tags.get("gate.verdict", "not gated"),
+        "champion_version": str(champion.version) if champion else None,
+    }
+
+
+def model_tags(settings: Settings, use_case: str) -> dict[str, str]:
+    """The registered model's own tags (where the promotion ledger lives); {} when not registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(connect(settings).get_registered_model(use_case).tags)
+    except MlflowException:
+        return {}
+
+
+def set_model_tag(settings: Settings, use_case: str, key: str, value: str) -> None:
+    connect(settings).set_registered_model_tag(use_case, key, value)
+
+
+def get_version(settings: Settings, use_case: str, version: str):
+    """A model version, or None when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return connect(settings).get_model_version(use_case, str(version))
+    except MlflowException:
+        return None
+
+
+def versions_with_tag(settings: Settings, key: str, value: str) -> list:
+    """Every model version (any use case) whose tag ``key`` equals ``value``."""
+    escaped = value.replace("'", "")
+    found = connect(settings).search_model_versions(f"tags.{key} = '{escaped}'")
+    return sorted(found, key=lambda v: (v.name, int(v.version)))
+
+
+def get_run(settings: Settings, run_id: str):
+    return connect(settings).get_run(run_id)
+
+
+def run_params(settings: Settings, run_id: str) -> dict[str, str]:
+    return dict(connect(settings).get_run(run_id).data.params)
+
+
+def log_review_files(settings: Settings, run_id: str, paths: list[Path]) -> None:
+    """Attach the release review and model card to the challenger's run."""
+    client = connect(settings)
+    for path in paths:
+        client.log_artifact(run_id, str(path), "review")
+
+
+def describe_version(settings: Settings, use_case: str, version: str, description: str) -> None:
+    """Show ``description`` (the model card) on the version's page in the MLflow UI."""
+    connect(settings).update_model_version(use_case, str(version), description=description[:20000])

@@ -1,0 +1,194 @@
+"""Fit a built Keras model with early stopping on the validation split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: object
+    epochs_run: int
+    best_epoch: int
+    fit_seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def make_dataset(model, frame: pd.DataFrame, labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None):
+    """A batched ``tf.data`` pipeline of the model's named inputs (and labels)."""
+    import tensorflow as tf
+
+    from components.models.scorer import input_spec, rows_to_tensors
+
+    inputs = rows_to_tensors(input_spec(model), frame)
+    if labels is not None:
+        labels = labels.reshape(-1, 1) if labels.dtype.kind == "f" else labels
+        data = (inputs, tf.constant(labels))
+    else:
+        data = inputs
+    dataset = tf.data.Dataset.from_tensor_slices(data)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(frame), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def fit_model(
+    model,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    label: str | Callable[[pd.DataFrame], np.ndarray],
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+    class_weight: dict[int, float] | None = None,
+    monitor: str = "val_loss",
+    reduce_lr_factor: float = 0.0,
+) -> FitResult:
+    """Train until ``monitor`` (validation loss, or a validation metric such as ``val_auc``) stops
+    improving; the best weights are restored. With ``reduce_lr_factor``, the learning rate is
+    multiplied by it after every epoch without improvement."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    encode = label if callable(label) else (lambda frame: frame[label].astype("float32").to_numpy())
+    y_train, y_validation = encode(train), encode(validation)
+    train_data = make_dataset(model, train, y_train, batch_size, shuffle_seed=seed)
+    validation_data = make_dataset(model, validation, y_validation, batch_size)
+    mode = "min" if monitor.endswith("loss") else "max"
+    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)]
+    if reduce_lr_factor > 0:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=0))
+    started = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=max_epochs,
+        callbacks=callbacks,
+        class_weight=class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    losses = history.history.get("val_loss", [])
+    watched = history.history.get(monitor, losses)
+    best = (int(np.argmin(watched) if mode == "min" else np.argmax(watched)) + 1) if watched else 0
+    if losses and not np.all(np.isfinite(losses)):
+        raise FloatingPointError("validation loss became NaN/inf; lower the learning rate in params.yaml")
+    logger.info("fit %s: %d epochs (best %d) in %.1fs", model.name, len(losses), best, seconds)
+    return FitResult(
+        model=model,
+        epochs_run=len(losses),
+        best_epoch=best,
+        fit_seconds=seconds,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+    )
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted model with the splits it saw; ``serving`` is what gets registered and scored.
+
+    Binary models carry the decision threshold chosen on validation; multiclass models their
+    classes (the serving model maps argmax to the class name).
+    """
+
+    model: object
+    splits: object
+    fit: FitResult
+    threshold: float
+    serving: object = None
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.serving is None:
+            object.__setattr__(self, "serving", self.model)
+
+
+def distribution_scope(strategy: str):
+    """The ``tf.distribute`` strategy params.yaml chooses (``common.distribute_strategy``):
+    ``default`` (none), ``mirrored`` (all local CPUs/GPUs) or ``multi_worker`` (TF_CONFIG cluster).
+    Models built inside the scope create their variables under it; ``fit`` then uses it."""
+    import contextlib
+
+    if strategy == "default":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    strategies = {
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    if strategy not in strategies:
+        from components.errors import ConfigError
+
+        raise ConfigError(f"common.distribute_strategy must be one of default, {', '.join(strategies)}; got {strategy!r}")
+    return strategies[strategy]().scope()
+
+
+def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
+    """Split, build the use case's model, fit it; binary: choose the threshold on validation."""
+    from components.evaluation.binary import choose_use_case_threshold
+    from components.data.splits import label_array
+    from components.models.scorer import RowScorer
+
+    if use_case.task == "ranking":
+        return train_ranking_use_case(use_case, config, frame)
+    splits = use_case.split(frame, config)
+    classes: tuple[str, ...] = ()
+    label: str | Callable[[pd.DataFrame], np.ndarray] = config.label
+    extra = {}
+    if use_case.task == "multiclass":
+        classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
+        index = {c: i for i, c in enumerate(classes)}
+        label = lambda part: part[config.label].astype(str).map(index).fillna(-1).astype("int64").to_numpy()  # noqa: E731
+        extra = {"classes": classes}
+    with distribution_scope(config.distribute):
+        model = use_case.build_model(splits.train, config.features, config.train, config.seed, **extra)
+    fit = fit_model(
+        model, splits.train, splits.validation, label,
+        batch_size=config.train.batch_size, max_epochs=config.train.max_epochs,
+        patience=config.train.early_stopping_patience, seed=config.seed,
+        class_weight=use_case.class_weight(splits.train, config) if use_case.class_weight else None,
+        monitor=getattr(config.train, "early_stopping_monitor", "val_loss"),
+        reduce_lr_factor=getattr(config.train, "reduce_lr_factor", 0.0),
+    )
+    if use_case.task == "multiclass":
+        serving = use_case.make_serving(model, classes)
+        return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
+    validation_scores = RowScorer(model).score(splits.validation)
+    threshold = choose_use_case_threshold(config, label_array(splits.validation, config.label), validation_scores)
+    return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)
+
+
+def train_ranking_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
+    """Recommenders: early-stop on held-out validation items, then refit on all training rows
+    for the best epoch count; the serving model masks every item seen in training."""
+    import dataclasses
+
+    from components.models.recommender import Interactions, build_serving, fit_recommender
+
+    splits = use_case.split(frame, config)
+    features, params = config.features, config.train
+    seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
+    seen = Interactions.from_frame(seen_frame, features)
+    train = Interactions.from_frame(splits.train, features, seen.users, seen.items)
+    validation = Interactions.from_frame(splits.validation, features, seen.users, seen.items)
+    probe = fit_recommender(use_case.build_model(seen_frame, features, params, config.seed), train, validation, params, config.seed)
+    final_params = dataclasses.replace(params, max_epochs=probe.best_epoch)
+    network = use_case.build_model(seen_frame, features, final_params, config.seed)
+    started = time.perf_counter()
+    network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size,
+                epochs=probe.best_epoch, shuffle=True, verbose=0)
+    fit = dataclasses.replace(probe, model=network, fit_seconds=probe.fit_seconds + time.perf_counter() - started)
+    serving = build_serving(network, seen, features, params.top_k)
+    return TrainedModel(model=network, splits=splits, fit=fit, threshold=float("nan"), serving=serving)
+

@@ -1,0 +1,37 @@
+"""DVC versioning in a real temporary git + DVC repository."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.errors import VersioningError
+from components.data.ingest import write_snapshot
+from components.data.versioning import read_locked_md5, version_snapshot
+from tests.conftest import intent_slice, make_project
+
+
+def test_identical_data_same_md5_changed_data_new_version(tmp_path):
+    # given a funnel repository with a snapshot written
+    root = make_project(tmp_path / "repo", intent_rows=600)
+    remote = tmp_path / "remote"
+    frame = intent_slice(600)
+    snapshot = write_snapshot("intent", frame, "test", root / "data" / "snapshots")
+    # when it is versioned twice without change
+    first = version_snapshot(root, "snapshot@intent", snapshot.path, str(remote))
+    again = version_snapshot(root, "snapshot@intent", write_snapshot("intent", frame, "test", root / "data" / "snapshots").path, str(remote))
+    # then the md5 is the same and only the first was new
+    assert first.is_new
+    assert not again.is_new
+    assert first.md5 == again.md5 == read_locked_md5(root, "snapshot@intent", "data/snapshots/intent/snapshot.parquet")
+    assert (remote / "files" / "md5" / first.md5[:2] / first.md5[2:]).is_file()
+    # when the data changes, a new md5 is recorded
+    changed = write_snapshot("intent", frame.head(500), "test", root / "data" / "snapshots")
+    third = version_snapshot(root, "snapshot@intent", changed.path, str(remote))
+    assert third.is_new
+    assert third.md5 != first.md5
+
+
+def test_not_a_dvc_repo_is_a_clear_error(tmp_path):
+    snapshot = write_snapshot("intent", intent_slice(50), "test", tmp_path / "snapshots")
+    with pytest.raises(VersioningError, match="not a DVC repository"):
+        version_snapshot(tmp_path, "snapshot@intent", snapshot.path, str(tmp_path / "remote"))

@@ -1,0 +1,33 @@
+"""The MLflow adapter: the custom flavor logs a Keras model that pyfunc scores on raw rows."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+
+
+def test_pyfunc_scores_raw_rows_with_strings_and_keras_flavor_loads(tmp_path):
+    import keras
+    import mlflow
+    from mlflow.models import Model
+
+    from components.release import registry
+
+    number = keras.Input(shape=(1,), name="amount", dtype="float32")
+    word = keras.Input(shape=(1,), name="channel", dtype="string")
+    hot = keras.layers.StringLookup(vocabulary=["ads", "mail"], output_mode="one_hot")(word)
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([number, hot]))
+    model = keras.Model({"amount": number, "channel": word}, out)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    example = pd.DataFrame({"amount": [1.0, 2.5], "channel": ["ads", "unknown"]})
+    with mlflow.start_run():
+        info = Model.log(artifact_path=None, name="model", flavor=sys.modules["components.release.registry"],
+                         registered_model_name="toy", keras_model=model,
+                         signature=registry.build_signature(model), input_example=example)
+    assert info.registered_model_version == 1
+    scored = mlflow.pyfunc.load_model("models:/toy/1").predict(pd.DataFrame({"amount": [3, 4], "channel": ["mail", "ads"]}))
+    expected = model({"amount": np.array([[3.0], [4.0]], "float32"), "channel": np.array([["mail"], ["ads"]])})
+    np.testing.assert_allclose(scored, np.asarray(expected).reshape(-1), rtol=1e-5)
+    assert isinstance(mlflow.keras.load_model("models:/toy/1"), keras.Model)
