@@ -45,9 +45,9 @@ class RowScorer:
     def score_outputs(self, rows: pd.DataFrame | dict, batch_size: int = 8192) -> dict[str, np.ndarray]:
         """Every model output for ``rows`` as NumPy arrays (a single output is named ``output``)."""
         if not isinstance(rows, pd.DataFrame):
-            return _as_dict(self._call(rows_to_tensors(self.spec, rows)))
+            return as_numpy_outputs(self._call(rows_to_tensors(self.spec, rows)))
         parts = [
-            _as_dict(self._call(rows_to_tensors(self.spec, rows.iloc[start : start + batch_size])))
+            as_numpy_outputs(self._call(rows_to_tensors(self.spec, rows.iloc[start : start + batch_size])))
             for start in range(0, len(rows), batch_size)
         ]
         if not parts:
@@ -76,12 +76,12 @@ class RowScorer:
         return pd.DataFrame(columns)
 
 
-def _as_dict(result) -> dict[str, np.ndarray]:
+def as_numpy_outputs(result) -> dict[str, np.ndarray]:
     if isinstance(result, dict):
-        return {name: _numpy(value) for name, value in result.items()}
-    return {"output": _numpy(result)}
+        return {name: tensor_to_numpy(value) for name, value in result.items()}
+    return {"output": tensor_to_numpy(result)}
 
 
-def _numpy(tensor) -> np.ndarray:
+def tensor_to_numpy(tensor) -> np.ndarray:
     values = tensor.numpy()
     return np.char.decode(values.astype(bytes), "utf-8") if values.dtype.kind in "SO" else values

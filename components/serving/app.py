@@ -229,7 +229,7 @@ class CompiledScorer:
 
     def _fast_path(self, sample: dict[str, np.ndarray]) -> Callable[[dict[str, np.ndarray]], Any] | None:
         """The flat call (private TensorFlow API), or None unless it matches the public call on ``sample``."""
-        from components.models.scorer import _as_dict
+        from components.models.scorer import as_numpy_outputs
 
         try:
             import tensorflow as tf
@@ -244,7 +244,7 @@ class CompiledScorer:
             def fast(packed: dict[str, np.ndarray]):
                 return call_flat([eager(packed[dtype], device, enum) for dtype, enum in order], captured)
 
-            expected, got = _as_dict(self._public_call(sample)), _as_dict(fast(sample))
+            expected, got = as_numpy_outputs(self._public_call(sample)), as_numpy_outputs(fast(sample))
             same = expected.keys() == got.keys() and all(
                 np.array_equal(expected[k], got[k]) for k in expected)
         except Exception as exc:  # noqa: BLE001 - any change in TF internals means: use the public call
@@ -253,9 +253,9 @@ class CompiledScorer:
         return fast if same else None
 
     def __call__(self, packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from components.models.scorer import _as_dict
+        from components.models.scorer import as_numpy_outputs
 
-        return _as_dict(self._fast(packed) if self._fast is not None else self._public_call(packed))
+        return as_numpy_outputs(self._fast(packed) if self._fast is not None else self._public_call(packed))
 
     def score_packed(self, packed: dict[str, np.ndarray], batch_size: int = 8192) -> dict[str, np.ndarray]:
         """Score many rows in chunks (batch scoring)."""

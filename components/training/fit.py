@@ -22,6 +22,22 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
+def epoch_logger(name: str, max_epochs: int):
+    """A Keras callback that logs every finished epoch (INFO on this module's logger), so a long
+    training is never silent. Each record carries ``epoch``, ``max_epochs``, ``model`` and
+    ``metrics`` attributes for progress displays (the CLI draws a progress bar from them)."""
+    import keras
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            logger.info("%s epoch %d/%d %s", name, epoch + 1, max_epochs, shown,
+                        extra={"epoch": epoch + 1, "max_epochs": max_epochs, "model": name, "metrics": metrics})
+
+    return EpochLogger()
+
+
 def make_dataset(model, frame: pd.DataFrame, labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None):
     """A batched ``tf.data`` pipeline of the model's named inputs (and labels)."""
     import tensorflow as tf
@@ -64,7 +80,10 @@ def fit_model(
     train_data = make_dataset(model, train, y_train, batch_size, shuffle_seed=seed)
     validation_data = make_dataset(model, validation, y_validation, batch_size)
     mode = "min" if monitor.endswith("loss") else "max"
-    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)]
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True),
+        epoch_logger(model.name, max_epochs),
+    ]
     if reduce_lr_factor > 0:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=0))
     started = time.perf_counter()
