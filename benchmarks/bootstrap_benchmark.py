@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from components.config import load_params
-from components.evaluation.binary import bootstrap_intervals, compute_binary_metrics, gate_metric_names
+from components.evaluation.binary import compute_binary_metrics
+from components.evaluation.bootstrap import bootstrap_intervals
 from components.evaluation.multiclass import compute_multiclass_metrics, encode_labels
 from components.evaluation.ranking import per_user_ranking_metrics, ranking_metrics, summarize_ranking
+from components.evaluation.report import gate_metric_names
 from components.use_cases import get_use_case
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -56,9 +56,7 @@ def seed_spread(names: list[str], seeds: list[int]) -> dict:
     from pathlib import Path
 
     from components.config import load_params, load_settings
-    from components.evaluation.binary import evaluate_use_case
     from components.data.ingest import read_source
-    from components.training.fit import train_use_case
     from components.use_cases import get_use_case
 
     settings = load_settings()
@@ -68,8 +66,8 @@ def seed_spread(names: list[str], seeds: list[int]) -> dict:
         for seed in seeds:
             config = use_case.configure(load_params(settings.params_path, {"common.seed": seed}))
             frame, _ = read_source(name, config.params.data, settings)
-            trained = train_use_case(use_case, config, frame)
-            evaluation = evaluate_use_case(use_case, config, trained, Path("/tmp/funnel-benchmark-plots") / name)
+            trained = use_case.task.train(use_case, config, frame)
+            evaluation = use_case.task.evaluate(use_case, config, trained, Path("/tmp/funnel-benchmark-plots") / name)
             for metric in METRICS[name]:
                 spread.setdefault((name, metric), {"model": [], "baseline": []})
                 spread[(name, metric)]["model"].append(evaluation.metrics[metric])

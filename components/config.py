@@ -1,90 +1,73 @@
-"""Load params.yaml into frozen, validated objects, and the run-time settings from the environment."""
+"""Load params.yaml into frozen, validated pydantic objects, and the run-time settings from the environment."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import subprocess
-import types
-import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from components.errors import ConfigError
 
-T = TypeVar("T")
+T = TypeVar("T", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """A params.yaml section: frozen, unknown keys refused, numbers given as YAML strings such as
+    ``1.0e9`` (which YAML 1.1 reads as text) accepted where a number is expected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def describe_errors(error: ValidationError, where: str) -> str:
+    """One line per problem: the key path, what was expected and what was given (config values,
+    never data rows), with the allowed keys when a key is unknown."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join([where, *(str(part) for part in problem["loc"])])
+        kind = problem["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{path}: unknown key; check the spelling in params.yaml")
+        elif kind == "missing":
+            lines.append(f"{path}: missing required key")
+        else:
+            lines.append(f"{path}: {problem['msg'].lower()}, got {problem.get('input')!r}")
+    return "\n".join(lines)
 
 
 def parse_section(cls: type[T], raw: Any, where: str) -> T:
-    """Build the frozen dataclass ``cls`` from a mapping; unknown or missing keys fail fast."""
+    """Validate ``raw`` as the section model ``cls``; a ConfigError names every bad key path."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}. "
-            "Check the spelling in params.yaml."
-        )
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, f in fields.items():
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where}: missing required key {name!r}")
-            continue
-        values[name] = _coerce(hints[name], raw[name], f"{where}.{name}")
-    return cls(**values)
+    try:
+        return cls.model_validate(dict(raw))
+    except ValidationError as exc:
+        unknown = sorted(str(p["loc"][-1]) for p in exc.errors() if p["type"] == "extra_forbidden" and len(p["loc"]) == 1)
+        allowed = f"\nallowed keys of {where}: {sorted(cls.model_fields)}" if unknown else ""
+        raise ConfigError(f"{where}: invalid section\n{describe_errors(exc, where)}{allowed}") from None
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return parse_section(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict or origin is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return types.MappingProxyType(
-            {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
-        )
-    if hint is Any:
-        return _freeze(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint in (int, str, bool):
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-        return value
-    return value
+class FitSection(Section):
+    """What every Keras training section shares: batches, epochs and early stopping."""
+
+    batch_size: int
+    max_epochs: int
+    early_stopping_patience: int
+    validation_fraction: float
+    # the validation quantity early stopping watches (val_loss, or a compiled metric such as val_auc)
+    early_stopping_monitor: str = "val_loss"
+    # learning rate x this factor after each epoch without improvement (0: off)
+    reduce_lr_factor: float = 0.0
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-@dataclass(frozen=True)
-class ServingParams:
+class ServingParams(Section):
     """`funnel serve`: how often @champion is checked, request and micro-batch limits."""
 
     poll_interval_s: float = 5.0
@@ -95,8 +78,7 @@ class ServingParams:
     workers: int = 1
 
 
-@dataclass(frozen=True)
-class CommonParams:
+class CommonParams(Section):
     seed: int
     snapshot_dir: str
     reports_dir: str
@@ -108,12 +90,11 @@ class CommonParams:
     bootstrap_rounds: int = 200
     batch_chunk_rows: int = 10000
     # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
-    distribute_strategy: str = "default"
+    distribute_strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     serving: ServingParams = ServingParams()
 
 
-@dataclass(frozen=True)
-class ReplayParams:
+class ReplayParams(Section):
     """Release a data set in time order, as a live feed would: at date ``as_of`` a run sees the
     first ``1 + (as_of - start_date) // period_days`` periods (at least one, at most all).
 
@@ -128,8 +109,7 @@ class ReplayParams:
     periods: int | None = None
 
 
-@dataclass(frozen=True)
-class ScheduleParams:
+class ScheduleParams(Section):
     """When the retraining deployment of a use case runs (a cron line in ``timezone``)."""
 
     cron: str
@@ -137,8 +117,7 @@ class ScheduleParams:
     active: bool = True
 
 
-@dataclass(frozen=True)
-class DataParams:
+class DataParams(Section):
     """Where a use case's data comes from.
 
     ``source`` is a repo path or a local path (or, for a one-file download, a URL). Data that may
@@ -161,8 +140,7 @@ class DataParams:
     files: dict[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class ColumnRule:
+class ColumnRule(Section):
     type: str
     min: float | None = None
     max: float | None = None
@@ -173,8 +151,7 @@ class ColumnRule:
     max_null_fraction: float | None = None
 
 
-@dataclass(frozen=True)
-class ValidateParams:
+class ValidateParams(Section):
     label: str
     min_rows: int
     max_null_fraction: float
@@ -184,26 +161,20 @@ class ValidateParams:
     unique_together: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class GateParams:
+class GateParams(Section):
     primary_metric: str
     min_delta: float
     floors: dict[str, float]
     # per-slice floors (metric -> value), checked on every slice with at least min_slice_rows rows
-    slice_floors: dict[str, float] = dataclasses.field(default_factory=dict)
+    slice_floors: dict[str, float] = Field(default_factory=dict)
     min_slice_rows: int = 50
     # auto: the gate decides; review: a passing challenger waits for a reviewer's approval
-    promotion_mode: str = "auto"
+    promotion_mode: Literal["auto", "review"] = "auto"
     review_timeout_s: int = 86400
     review_poll_s: int = 10
 
-    def __post_init__(self) -> None:
-        if self.promotion_mode not in ("auto", "review"):
-            raise ConfigError(f"gate.promotion_mode must be 'auto' or 'review', got {self.promotion_mode!r}")
 
-
-@dataclass(frozen=True)
-class MonitorParams:
+class MonitorParams(Section):
     """Drift monitoring: when the newest data has shifted enough to retrain, and how often at most."""
 
     feature_psi_threshold: float = 0.25
@@ -212,22 +183,26 @@ class MonitorParams:
     min_hours_between_retrains: float = 24.0
 
 
-@dataclass(frozen=True)
-class UseCaseParams:
-    """One use case's section; ``features``, ``train`` and ``evaluate`` are typed by its use case."""
+# The params.yaml key is ``validate``: the field shadows pydantic's deprecated ``BaseModel.validate``
+# classmethod on purpose (instances read the field), so that one warning is silenced here only.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
 
-    data: DataParams
-    validate: ValidateParams
-    features: Any
-    train: Any
-    evaluate: Any
-    gate: GateParams
-    monitor: MonitorParams = MonitorParams()
-    schedule: ScheduleParams = ScheduleParams(cron="0 3 * * 1")
+    class UseCaseParams(Section):
+        """One use case's section; ``features``, ``train`` and ``evaluate`` are typed by its use case
+        (its builder and task kind) when it is configured (``components.use_cases``)."""
+
+        data: DataParams
+        validate: ValidateParams
+        features: dict[str, Any]
+        train: dict[str, Any]
+        evaluate: dict[str, Any]
+        gate: GateParams
+        monitor: MonitorParams = MonitorParams()
+        schedule: ScheduleParams = ScheduleParams(cron="0 3 * * 1")
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     common: CommonParams
     use_cases: dict[str, UseCaseParams]
 

@@ -6,22 +6,24 @@ key, MLflow experiment and registered model name.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from components.config import CommonParams, GateParams, Params, Section, UseCaseParams, parse_section
+from components.data.splits import Splits, official_split
+from components.errors import ConfigError, UnknownUseCaseError
 from components.evaluation.baselines import (
     Baseline,
     fit_gradient_boosting,
     fit_logistic_regression,
+    fit_most_popular,
     fit_onehot_logistic,
     fit_tfidf_logistic,
 )
-from components.config import Params, UseCaseParams, parse_section
-from components.errors import UnknownUseCaseError
-from components.data.splits import Splits, official_split, per_user_split, stratified_split
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
@@ -31,39 +33,7 @@ from components.models.text_intents import (
     build_intent_classifier,
     with_class_names,
 )
-
-
-@dataclass(frozen=True)
-class TabularEvaluate:
-    test_fraction: float
-    lift_fractions: tuple[float, ...]
-    baseline_max_iter: int = 300
-    baseline_learning_rate: float = 0.05
-    baseline_c: float = 1.0
-    natural_positive_rate: float | None = None
-    precision_target: float | None = None
-    slice_buckets: dict[str, tuple[float, ...]] | None = None
-
-
-@dataclass(frozen=True)
-class TextEvaluate:
-    test_fraction: float
-    lift_fractions: tuple[float, ...]
-    baseline_c: float
-
-
-@dataclass(frozen=True)
-class IntentTextEvaluate:
-    baseline_c: float
-    length_buckets: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RankingEvaluate:
-    test_fraction: float
-    top_k: int
-    # users are sliced by their number of training interactions at these edges
-    activity_buckets: tuple[int, ...]
+from components.tasks import BINARY, MULTICLASS, RANKING, Task
 
 
 @dataclass(frozen=True)
@@ -90,17 +60,19 @@ class UseCase:
 
     name: str
     title: str
-    features_type: type
-    train_type: type
-    evaluate_type: type
-    build_model: Callable[[pd.DataFrame, Any, Any, int], Any]
-    fit_baseline: Callable[[pd.DataFrame, UseCaseConfig], Baseline]
+    features_type: type[Section]
+    train_type: type[Section]
+    # builder(train_frame, features, train_params, seed, *, label, **task_extras) -> keras.Model
+    build_model: Callable[..., Any]
+    fit_baseline: Callable[[pd.DataFrame, UseCaseConfig], Any]
     data_licence: str
     data_citation: str
     published: Mapping[str, float] = field(default_factory=dict)
     published_source: str = ""
-    task: str = "binary"  # binary | multiclass | ranking
-    split: Callable[[pd.DataFrame, UseCaseConfig], Splits] = stratified_split
+    # the kind of task (components/tasks): split, labels, metrics, plots, drift score, business terms
+    task: Task = BINARY
+    # overrides the task's default split (e.g. a data set's official test split)
+    split: Callable[[pd.DataFrame, UseCaseConfig], Splits] | None = None
     class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
     make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
     # for model cards and release reviews
@@ -109,10 +81,13 @@ class UseCase:
     business_terms: Mapping[str, str] = field(default_factory=dict)
 
     def configure(self, params: Params) -> UseCaseConfig:
-        """Type this use case's section of params.yaml (unknown keys fail fast)."""
+        """Type this use case's section of params.yaml: unknown keys fail fast, and every metric
+        the gate names must be one the task computes."""
+        if self.name not in params.use_cases:
+            raise ConfigError(f"params.yaml has no section use_cases.{self.name}; add one (see README)")
         section = params.use_cases[self.name]
         where = f"params.use_cases.{self.name}"
-        return UseCaseConfig(
+        config = UseCaseConfig(
             name=self.name,
             seed=params.common.seed,
             bootstrap_rounds=params.common.bootstrap_rounds,
@@ -120,7 +95,24 @@ class UseCase:
             params=section,
             features=parse_section(self.features_type, section.features, f"{where}.features"),
             train=parse_section(self.train_type, section.train, f"{where}.train"),
-            evaluate=parse_section(self.evaluate_type, section.evaluate, f"{where}.evaluate"),
+            evaluate=parse_section(self.task.evaluate_type, section.evaluate, f"{where}.evaluate"),
+        )
+        check_gate_metrics(where, section.gate, self.task.metric_names(config.evaluate),
+                           self.task.slice_metric_names(config.evaluate))
+        return config
+
+
+def check_gate_metrics(where: str, gate: GateParams, metrics: frozenset[str], slice_metrics: frozenset[str]) -> None:
+    """A misspelt metric in the gate would silently disable its check: refuse it, listing the names."""
+    problems = []
+    named = {f"{where}.gate.primary_metric": [gate.primary_metric], f"{where}.gate.floors": list(gate.floors)}
+    for key, names in named.items():
+        problems += [f"{key}: {n!r} is not a metric of this task" for n in names if n not in metrics]
+    problems += [f"{where}.gate.slice_floors: {n!r} is not a per-slice metric of this task"
+                 for n in gate.slice_floors if n not in slice_metrics]
+    if problems:
+        raise ConfigError(
+            "\n".join(problems) + f"\nmetrics: {sorted(metrics)}\nper-slice metrics: {sorted(slice_metrics)}"
         )
 
 
@@ -152,8 +144,6 @@ def _ctr_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
 
 
 def _most_popular(train: pd.DataFrame, config: UseCaseConfig):
-    from components.evaluation.ranking import fit_most_popular
-
     return fit_most_popular(train, config.features.user, config.features.item)
 
 
@@ -172,7 +162,6 @@ REGISTRY: dict[str, UseCase] = {
         title="Purchase intent from session behaviour (UCI Online Shoppers)",
         features_type=TabularFeatures,
         train_type=TabularTrain,
-        evaluate_type=TabularEvaluate,
         build_model=build_tabular_classifier,
         fit_baseline=_intent_baseline,
         data_licence="CC BY 4.0",
@@ -188,7 +177,6 @@ REGISTRY: dict[str, UseCase] = {
         title="Review sentiment (UCI Sentiment Labelled Sentences: amazon, yelp, imdb)",
         features_type=TextFeatures,
         train_type=TextTrain,
-        evaluate_type=TextEvaluate,
         build_model=build_text_classifier,
         fit_baseline=_sentiment_baseline,
         data_licence="CC BY 4.0",
@@ -202,10 +190,9 @@ REGISTRY: dict[str, UseCase] = {
         limitations=('Banking77 is English, single-intent, short and clean; real messages mix intents, typos and languages. Several intents are near-duplicates (e.g. pending vs failed transfers), where most errors sit.'),
         business_terms={'rows': 'support messages', 'positives': 'intent'},
         title="Customer-service intent routing (Banking77, 77 intents)",
-        task="multiclass",
+        task=MULTICLASS,
         features_type=TextFeatures,
         train_type=IntentTextTrain,
-        evaluate_type=IntentTextEvaluate,
         build_model=build_intent_classifier,
         make_serving=with_class_names,
         split=official_split,
@@ -223,7 +210,6 @@ REGISTRY: dict[str, UseCase] = {
         title="Transaction fraud detection (ULB credit-card samples)",
         features_type=TabularFeatures,
         train_type=TabularTrain,
-        evaluate_type=TabularEvaluate,
         build_model=build_tabular_classifier,
         class_weight=_balanced_class_weight,
         fit_baseline=_fraud_baseline,
@@ -240,7 +226,6 @@ REGISTRY: dict[str, UseCase] = {
         title="Ad click-through prediction (frappe app-usage logs, 10 one-hot fields)",
         features_type=CtrFeatures,
         train_type=CtrTrain,
-        evaluate_type=TabularEvaluate,
         build_model=build_ctr_model,
         fit_baseline=_ctr_baseline,
         data_licence="frappe terms: research use only, no redistribution (never committed)",
@@ -257,13 +242,11 @@ REGISTRY: dict[str, UseCase] = {
         limitations=('MovieLens 100K: 943 users and 1,682 movies from 1997-98; every rating counts as a positive interaction, so it learns "what will they watch", not "what will they like". New items cannot be recommended until retrained; training histories are stored inside the model.'),
         business_terms={'rows': 'items', 'positives': 'interact with'},
         title="Product recommendation, top-10 unseen items per user (MovieLens 100K, implicit)",
-        task="ranking",
+        task=RANKING,
         features_type=RecommendFeatures,
         train_type=RecommendTrain,
-        evaluate_type=RankingEvaluate,
         build_model=build_recommender,
         fit_baseline=_most_popular,
-        split=per_user_split,
         data_licence="MovieLens terms: no redistribution without permission (never committed)",
         data_citation="Harper & Konstan, ACM TiiS 5(4) 19 (2015), doi:10.1145/2827872",
         published={"map_at_10": 0.146, "ndcg_at_10": 0.475, "precision_at_10": 0.412, "recall_at_10": 0.219},
@@ -282,3 +265,23 @@ def get_use_case(name: str) -> UseCase:
 
 def list_use_cases() -> list[str]:
     return list(REGISTRY)
+
+
+def params_json_schema() -> dict[str, Any]:
+    """The JSON Schema of params.yaml, with each registered use case's ``features``, ``train`` and
+    ``evaluate`` typed by its builder and task (``funnel params schema``; for editor completion)."""
+    from pydantic import create_model
+
+    sections: dict[str, Any] = {}
+    with warnings.catch_warnings():  # the ``validate`` key, see components.config.UseCaseParams
+        warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
+        for name, use_case in REGISTRY.items():
+            sections[name] = (create_model(
+                f"use_case_{name}", __base__=UseCaseParams, __doc__=use_case.title,
+                features=(use_case.features_type, ...), train=(use_case.train_type, ...),
+                evaluate=(use_case.task.evaluate_type, ...),
+            ), ...)
+    use_cases = create_model("use_cases", __base__=Section, **sections)
+    root = create_model("params", __base__=Section, __doc__="funnel's params.yaml",
+                        common=(CommonParams, ...), use_cases=(use_cases, ...))
+    return root.model_json_schema()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from components.release import registry
-from components.data import versioning
 from components.config import load_params, load_settings
-from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
+from components.data import versioning
 from components.data.ingest import read_source
-from components.monitoring.monitor import LAST_RETRAIN_TAG, champion_scores, detect_drift, retrain_allowed, utc_now
+from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
+from components.monitoring.monitor import LAST_RETRAIN_TAG, detect_drift, retrain_allowed, utc_now
+from components.release import registry
 from components.use_cases import get_use_case
 
 
@@ -47,10 +47,8 @@ def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None =
         raise FunnelError(f"the champion's training snapshot {md5} is neither in the DVC cache nor the remote; `dvc pull` it")
     current, _ = read_source(use_case, config.params.data, settings)
     columns = [c for c in config.params.validate.columns if c != config.label]
-    score = None
-    if use_case_record.task != "ranking":
-        _, scorer = registry.load_row_scorer(settings, use_case, alias)
-        score = champion_scores(scorer)
+    _, scorer = registry.load_row_scorer(settings, use_case, alias)
+    score = use_case_record.task.drift_score(scorer)
     report = detect_drift(reference, current, columns, config.label, config.params.monitor, score)
     create_table_artifact(
         key=f"{use_case}-drift", table=report.table(),

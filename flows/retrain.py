@@ -14,17 +14,16 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from components.release import registry
-from components.data import versioning
 from components.config import Settings, load_params, load_settings, read_git_commit
-from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
-from components.evaluation.binary import ChampionScorer, evaluate_use_case, write_metrics_json
+from components.data import versioning
 from components.data.ingest import apply_replay, read_source, resolve_source, write_snapshot
+from components.data.validate import check_report, validate_frame
+from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
+from components.evaluation.report import ChampionScorer, write_metrics_json
+from components.release import registry
 from components.release.promotion import apply_promotion, decide_promotion
 from components.release.review import collect_facts, write_review
-from components.training.fit import train_use_case
 from components.use_cases import get_use_case, list_use_cases
-from components.data.validate import check_report, validate_frame
 
 # Retries, timeouts and caching for every task, set in one place. Results stay in memory
 # (frames, Keras models), so nothing is cached or persisted between runs.
@@ -96,7 +95,7 @@ def version(ctx: RunContext, frame, source: str):
 
 @task(**ML_TASK)
 def train(ctx: RunContext, snapshot):
-    return train_use_case(ctx.use_case, ctx.config, snapshot.frame)
+    return ctx.use_case.task.train(ctx.use_case, ctx.config, snapshot.frame)
 
 
 @task(**ML_TASK)
@@ -107,7 +106,7 @@ def evaluate(ctx: RunContext, trained):
         champion_version, model, threshold = champion
         scorer = ChampionScorer(champion_version, lambda rows: registry.score_frame(model, rows), threshold)
     reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
-    evaluation = evaluate_use_case(ctx.use_case, ctx.config, trained, reports / "plots", scorer)
+    evaluation = ctx.use_case.task.evaluate(ctx.use_case, ctx.config, trained, reports / "plots", scorer)
     write_metrics_json(evaluation, reports / "metrics.json")
     versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}")
     return evaluation

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 
 from components.config import load_params, load_settings
-from components.evaluation.binary import evaluate_use_case, write_metrics_json
 from components.data.ingest import read_snapshot, read_source, write_snapshot
-from components.training.fit import train_use_case
-from components.use_cases import get_use_case
 from components.data.validate import check_report, validate_frame
+from components.evaluation.report import write_metrics_json
+from components.use_cases import get_use_case
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def run_train_stage(name: str) -> str:
     use_case = get_use_case(name)
     config = use_case.configure(params)
     snapshot = read_snapshot(name, settings.path(params.common.snapshot_dir))
-    trained = train_use_case(use_case, config, snapshot.frame)
+    trained = use_case.task.train(use_case, config, snapshot.frame)
     reports = settings.path(params.common.reports_dir) / name
-    evaluation = evaluate_use_case(use_case, config, trained, reports / "plots")
+    evaluation = use_case.task.evaluate(use_case, config, trained, reports / "plots")
     return str(write_metrics_json(evaluation, reports / "metrics.json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +87,6 @@ def fit_logistic_regression(
     return Baseline("logistic_regression", pipeline, tuple(numeric))
 
 
-
 def fit_onehot_logistic(
     train: pd.DataFrame, label: str, categorical: tuple[str, ...], numeric: tuple[str, ...], c: float, seed: int
 ) -> Baseline:
@@ -113,3 +113,28 @@ def fit_onehot_logistic(
     columns = (*categorical, *numeric)
     pipeline.fit(train[list(columns)], train[label].astype(int))
     return Baseline("onehot_logistic_regression", pipeline, columns)
+
+
+@dataclass(frozen=True)
+class MostPopular:
+    """The most-popular baseline: the training set's most interacted items, seen items removed."""
+
+    ranked_items: np.ndarray
+    seen: dict
+    name: str = "most_popular"
+
+    def recommend(self, users: Sequence, k: int) -> np.ndarray:
+        rows = []
+        for user in users:
+            seen = self.seen.get(user, ())
+            picks = [item for item in self.ranked_items[: k + len(seen)] if item not in seen][:k]
+            rows.append(picks + [-1] * (k - len(picks)))
+        return np.asarray(rows)
+
+
+def fit_most_popular(train: pd.DataFrame, user: str, item: str) -> MostPopular:
+    counts = train.groupby(item).size()
+    # ties broken by item id, so the baseline is deterministic
+    ranked = counts.reset_index(name="n").sort_values(["n", item], ascending=[False, True])[item].to_numpy()
+    seen = {u: set(group) for u, group in train.groupby(user)[item]}
+    return MostPopular(ranked_items=ranked, seen=seen)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
@@ -10,14 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from components.evaluation.binary import (
-    ChampionScorer,
-    Evaluation,
-    _save,
-    bootstrap_intervals,
-    gate_metric_names,
-    measure_champion,
-)
+from components.evaluation.plots import save_figure
 
 
 def compute_multiclass_metrics(
@@ -94,49 +86,12 @@ def write_multiclass_plots(y_true, predicted, classes: Sequence[str], folder: Pa
     fig, ax = plt.subplots(figsize=(9, 9))
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     ax.set(title="Confusion matrix (row-normalised)", xlabel="predicted class", ylabel="true class")
-    paths = [_save(fig, folder / "confusion_matrix.png")]
+    paths = [save_figure(fig, folder / "confusion_matrix.png")]
     f1 = skm.f1_score(y_true, predicted, labels=list(classes), average=None, zero_division=0)
     order = np.argsort(f1)
     fig, ax = plt.subplots(figsize=(7, 12))
     ax.barh(np.array(classes)[order], f1[order])
     ax.tick_params(axis="y", labelsize=6)
     ax.set(title="F1 per class", xlabel="F1", xlim=(0, 1))
-    paths.append(_save(fig, folder / "f1_per_class.png"))
+    paths.append(save_figure(fig, folder / "f1_per_class.png"))
     return paths
-
-
-def evaluate_multiclass_use_case(use_case, config, trained, plots_dir: Path, champion: ChampionScorer | None = None) -> Evaluation:
-    """Model vs same-run baseline vs champion on the official test split."""
-    from components.models.scorer import RowScorer
-
-    started = time.perf_counter()
-    test = trained.splits.test
-    y_test = test[config.label].astype(str).to_numpy()
-    outputs = RowScorer(trained.serving).score_outputs(test)
-    classes = list(trained.classes)
-    metrics = compute_multiclass_metrics(y_test, outputs["label"], outputs["probabilities"], classes)
-    baseline = use_case.fit_baseline(trained.splits.train, config)
-    baseline_probabilities = baseline.estimator.predict_proba(test[config.features.text].astype(str))
-    baseline_classes = list(baseline.estimator.classes_)
-    baseline_predicted = np.asarray(baseline_classes)[np.argmax(baseline_probabilities, axis=1)]
-    baseline_metrics = compute_multiclass_metrics(y_test, baseline_predicted, baseline_probabilities, baseline_classes)
-
-    champion_metrics, champion_error = measure_champion(
-        champion, lambda scorer: compute_multiclass_metrics(y_test, np.asarray(scorer.score(test)["label"]))
-    )
-
-    frame = test.assign(length=length_bucket(test[config.features.text], config.evaluate.length_buckets))
-    slices = compute_multiclass_slices(frame, y_test, outputs["label"], config.features.slices)
-    plots = write_multiclass_plots(y_test, outputs["label"], classes, plots_dir)
-    y_codes, predicted_codes = encode_labels(y_test, np.asarray(outputs["label"]).reshape(-1))
-    names = gate_metric_names(config)
-    intervals = bootstrap_intervals(
-        len(test), lambda index: compute_multiclass_metrics(y_codes[index], predicted_codes[index], only=names),
-        names, config.bootstrap_rounds, config.seed,
-    )
-    return Evaluation(
-        metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
-        champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
-        champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
-        test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
-    )

@@ -7,16 +7,16 @@ inside the model, so the registered model scores raw log rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from components.config import FitSection, Section
 
-@dataclass(frozen=True)
-class CtrFeatures:
+
+class CtrFeatures(Section):
     categorical: tuple[str, ...]
     slices: tuple[str, ...]
     # integer count fields of Criteo-style logs (missing allowed): log1p-scaled, with a missing flag
@@ -26,18 +26,13 @@ class CtrFeatures:
     count_crosses: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True)
-class CtrTrain:
+class CtrTrain(FitSection):
     embedding_dim: int
     cross_layers: int
     hidden_units: tuple[int, ...]
     dropout: float
     embedding_l2: float
     learning_rate: float
-    batch_size: int
-    max_epochs: int
-    early_stopping_patience: int
-    validation_fraction: float
     # categories seen fewer times than this in training share the out-of-vocabulary slot
     min_category_count: int = 1
     batch_norm: bool = True
@@ -76,7 +71,7 @@ def expand_crosses(features: CtrFeatures) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(crosses))
 
 
-def build_ctr_model(train: pd.DataFrame, features: CtrFeatures, params: CtrTrain, seed: int):
+def build_ctr_model(train: pd.DataFrame, features: CtrFeatures, params: CtrTrain, seed: int, *, label: str = ""):
     """Embeddings per field -> [cross network (DCN-V2) | deep MLP] -> click probability."""
     import keras
 

@@ -17,24 +17,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from components.config import FitSection, Section
 
-@dataclass(frozen=True)
-class RecommendFeatures:
+
+class RecommendFeatures(Section):
     user: str
     item: str
 
 
-@dataclass(frozen=True)
-class RecommendTrain:
+class RecommendTrain(FitSection):
     hidden_units: tuple[int, ...]
     embedding_dim: int
     input_dropout: float
     l2: float
     learning_rate: float
-    batch_size: int
-    max_epochs: int
-    early_stopping_patience: int
-    validation_fraction: float
     # items the registered model returns per user (also the k of the validation nDCG)
     top_k: int
     activation: str = "tanh"
@@ -62,7 +58,9 @@ class Interactions:
         return cls(users=np.asarray(users), items=np.asarray(items), matrix=matrix)
 
 
-def build_recommender(train: pd.DataFrame, features: RecommendFeatures, params: RecommendTrain, seed: int):
+def build_recommender(
+    train: pd.DataFrame, features: RecommendFeatures, params: RecommendTrain, seed: int, *, label: str = ""
+):
     """The trainable network: a history bag (users x items row) in, one logit per item out."""
     import keras
 
@@ -85,55 +83,6 @@ def build_recommender(train: pd.DataFrame, features: RecommendFeatures, params: 
 
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=multinomial_nll)
     return model
-
-
-def validation_ndcg(network, train: Interactions, validation: Interactions, k: int) -> float:
-    """nDCG@k of held-out validation items, training items masked (the serving rule)."""
-    from components.evaluation.ranking import ranking_metrics
-
-    users = np.flatnonzero(validation.matrix.sum(axis=1) > 0)
-    logits = np.array(network(train.matrix[users], training=False))
-    logits[train.matrix[users] > 0] = -np.inf
-    top = np.argsort(-logits, axis=1)[:, :k]
-    relevant = [set(np.flatnonzero(row)) for row in validation.matrix[users]]
-    return ranking_metrics(top, relevant, k, train.matrix.shape[1])[f"ndcg_at_{k}"]
-
-
-def fit_recommender(network, train: Interactions, validation: Interactions, params: RecommendTrain, seed: int):
-    """Fit on training histories (target = the bag: -sum of log softmax over the user's items,
-    as in Mult-DAE); every ``eval_every_epochs`` epochs, measure nDCG@top_k on held-out validation
-    items and stop after ``early_stopping_patience`` measurements without improvement, keeping the
-    best weights. The held-out likelihood is a poor stopping signal here: it bottoms out within a
-    few epochs while the ranking keeps improving for dozens."""
-    import time
-
-    import keras
-
-    from components.training.fit import FitResult
-
-    keras.utils.set_random_seed(seed)
-    started = time.perf_counter()
-    best, best_epoch, best_weights, waited, epoch = -1.0, 0, network.get_weights(), 0, 0
-    history: dict[str, list[float]] = {"loss": [], "val_ndcg": []}
-    while epoch < params.max_epochs and waited < params.early_stopping_patience:
-        step = min(params.eval_every_epochs, params.max_epochs - epoch)
-        result = network.fit(train.matrix, train.matrix, batch_size=params.batch_size, epochs=step, shuffle=True, verbose=0)
-        epoch += step
-        losses = result.history["loss"]
-        if not np.all(np.isfinite(losses)):
-            raise FloatingPointError("training loss became NaN/inf; lower the learning rate in params.yaml")
-        score = validation_ndcg(network, train, validation, params.top_k)
-        history["loss"] += [float(v) for v in losses]
-        history["val_ndcg"].append(score)
-        if score > best:
-            best, best_epoch, best_weights, waited = score, epoch, network.get_weights(), 0
-        else:
-            waited += 1
-    network.set_weights(best_weights)
-    return FitResult(
-        model=network, epochs_run=epoch, best_epoch=best_epoch,
-        fit_seconds=time.perf_counter() - started, history=history,
-    )
 
 
 def build_serving(network, seen: Interactions, features: RecommendFeatures, top_k: int):

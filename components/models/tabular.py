@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from components.config import FitSection, Section
 
-@dataclass(frozen=True)
-class TabularFeatures:
+
+class TabularFeatures(Section):
     numeric: tuple[str, ...]
     log_scaled: tuple[str, ...]
     categorical: tuple[str, ...]
@@ -18,15 +17,10 @@ class TabularFeatures:
     positive_indicators: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class TabularTrain:
+class TabularTrain(FitSection):
     hidden_units: tuple[int, ...]
     dropout: float
     learning_rate: float
-    batch_size: int
-    max_epochs: int
-    early_stopping_patience: int
-    validation_fraction: float
     # 0: one-hot categoricals; > 0: a learned embedding of at most this size per categorical
     embedding_dim: int = 0
     l2: float = 0.0
@@ -43,7 +37,7 @@ def input_kind(series: pd.Series) -> str:
 
 
 def build_tabular_classifier(
-    train: pd.DataFrame, features: TabularFeatures, params: TabularTrain, seed: int
+    train: pd.DataFrame, features: TabularFeatures, params: TabularTrain, seed: int, *, label: str = ""
 ):
     """A binary classifier with one named input per raw column; vocabularies come from ``train``."""
     import keras

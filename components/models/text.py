@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from components.config import FitSection, Section
 
-@dataclass(frozen=True)
-class TextFeatures:
+
+class TextFeatures(Section):
     text: str
     slices: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class TextTrain:
+class TextTrain(FitSection):
     max_tokens: int
     word_ngrams: int
     char_ngrams: int
@@ -23,17 +21,11 @@ class TextTrain:
     dropout: float
     l2: float
     learning_rate: float
-    batch_size: int
-    max_epochs: int
-    early_stopping_patience: int
-    validation_fraction: float
     # Naive Bayes log-count-ratio smoothing; <= 0 keeps plain idf weights (no NB scaling).
     nb_alpha: float = 1.0
     # Coefficients start at coefficient_init * sign(NB ratio): training starts from the NB
     # classifier and moves towards logistic regression; early stopping picks the blend.
     coefficient_init: float = 1.0
-    # The label column of the training frame (NB ratios are training-split statistics).
-    label_column: str = "label"
 
 
 def _ngram_statistics(layer, texts, labels: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +85,7 @@ def adaptation_texts(texts: pd.Series):
     return tf.constant(cleaned.to_numpy(dtype=object).reshape(-1, 1))
 
 
-def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: TextTrain, seed: int):
+def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: TextTrain, seed: int, *, label: str):
     """NB-weighted TF-IDF bags of word 1..n-grams and character n-grams, one linear head each.
 
     Each branch turns the text into n-gram ids (TextVectorization, ``int`` mode), looks up a
@@ -108,10 +100,8 @@ def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: T
     import keras
 
     keras.utils.set_random_seed(seed)
-    if params.label_column not in train:
-        raise KeyError(f"the label column {params.label_column!r} is not in the training frame")
     texts = adaptation_texts(train[features.text])
-    labels = train[params.label_column].astype(int).to_numpy()
+    labels = train[label].astype(int).to_numpy()
     text = keras.Input(shape=(1,), name=features.text, dtype="string")
     branches = {
         "word": keras.layers.TextVectorization(

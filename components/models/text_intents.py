@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pandas as pd
 
+from components.config import FitSection
 from components.models.text import TextFeatures, adaptation_texts
 
 
-@dataclass(frozen=True)
-class IntentTextTrain:
+class IntentTextTrain(FitSection):
     max_tokens: int
     word_ngrams: int
     char_ngrams: int
@@ -20,14 +19,11 @@ class IntentTextTrain:
     dropout: float
     l2: float
     learning_rate: float
-    batch_size: int
-    max_epochs: int
-    early_stopping_patience: int
-    validation_fraction: float
 
 
 def build_intent_classifier(
-    train: pd.DataFrame, features: TextFeatures, params: IntentTextTrain, seed: int, classes: Sequence[str]
+    train: pd.DataFrame, features: TextFeatures, params: IntentTextTrain, seed: int, *, classes: Sequence[str],
+    label: str = "",
 ):
     """Word and character n-gram TF-IDF bags, one hidden layer, softmax over ``classes``.
 

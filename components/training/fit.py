@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from components.config import FitSection
+from components.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,6 +25,14 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
+def log_epoch(name: str, epoch: int, max_epochs: int, metrics: dict[str, float]) -> None:
+    """Log one finished epoch (INFO on this module's logger) with ``epoch``, ``max_epochs``,
+    ``model`` and ``metrics`` record attributes for progress displays."""
+    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+    logger.info("%s epoch %d/%d %s", name, epoch, max_epochs, shown,
+                extra={"epoch": epoch, "max_epochs": max_epochs, "model": name, "metrics": metrics})
+
+
 def epoch_logger(name: str, max_epochs: int):
     """A Keras callback that logs every finished epoch (INFO on this module's logger), so a long
     training is never silent. Each record carries ``epoch``, ``max_epochs``, ``model`` and
@@ -31,9 +42,7 @@ def epoch_logger(name: str, max_epochs: int):
     class EpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
-            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-            logger.info("%s epoch %d/%d %s", name, epoch + 1, max_epochs, shown,
-                        extra={"epoch": epoch + 1, "max_epochs": max_epochs, "model": name, "metrics": metrics})
+            log_epoch(name, epoch + 1, max_epochs, metrics)
 
     return EpochLogger()
 
@@ -147,67 +156,17 @@ def distribution_scope(strategy: str):
         "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
     }
     if strategy not in strategies:
-        from components.errors import ConfigError
-
         raise ConfigError(f"common.distribute_strategy must be one of default, {', '.join(strategies)}; got {strategy!r}")
     return strategies[strategy]().scope()
 
 
-def train_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
-    """Split, build the use case's model, fit it; binary: choose the threshold on validation."""
-    from components.evaluation.binary import choose_use_case_threshold
-    from components.data.splits import label_array
-    from components.models.scorer import RowScorer
-
-    if use_case.task == "ranking":
-        return train_ranking_use_case(use_case, config, frame)
-    splits = use_case.split(frame, config)
-    classes: tuple[str, ...] = ()
-    label: str | Callable[[pd.DataFrame], np.ndarray] = config.label
-    extra = {}
-    if use_case.task == "multiclass":
-        classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
-        index = {c: i for i, c in enumerate(classes)}
-        label = lambda part: part[config.label].astype(str).map(index).fillna(-1).astype("int64").to_numpy()  # noqa: E731
-        extra = {"classes": classes}
-    with distribution_scope(config.distribute):
-        model = use_case.build_model(splits.train, config.features, config.train, config.seed, **extra)
-    fit = fit_model(
-        model, splits.train, splits.validation, label,
-        batch_size=config.train.batch_size, max_epochs=config.train.max_epochs,
-        patience=config.train.early_stopping_patience, seed=config.seed,
-        class_weight=use_case.class_weight(splits.train, config) if use_case.class_weight else None,
-        monitor=getattr(config.train, "early_stopping_monitor", "val_loss"),
-        reduce_lr_factor=getattr(config.train, "reduce_lr_factor", 0.0),
+def fit_with_params(
+    model, train: pd.DataFrame, validation: pd.DataFrame, label: str | Callable[[pd.DataFrame], np.ndarray],
+    params: FitSection, seed: int, class_weight: dict[int, float] | None = None,
+) -> FitResult:
+    """``fit_model`` with the batch, epoch and early-stopping settings of a training section."""
+    return fit_model(
+        model, train, validation, label, batch_size=params.batch_size, max_epochs=params.max_epochs,
+        patience=params.early_stopping_patience, seed=seed, class_weight=class_weight,
+        monitor=params.early_stopping_monitor, reduce_lr_factor=params.reduce_lr_factor,
     )
-    if use_case.task == "multiclass":
-        serving = use_case.make_serving(model, classes)
-        return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
-    validation_scores = RowScorer(model).score(splits.validation)
-    threshold = choose_use_case_threshold(config, label_array(splits.validation, config.label), validation_scores)
-    return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)
-
-
-def train_ranking_use_case(use_case, config, frame: pd.DataFrame) -> TrainedModel:
-    """Recommenders: early-stop on held-out validation items, then refit on all training rows
-    for the best epoch count; the serving model masks every item seen in training."""
-    import dataclasses
-
-    from components.models.recommender import Interactions, build_serving, fit_recommender
-
-    splits = use_case.split(frame, config)
-    features, params = config.features, config.train
-    seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
-    seen = Interactions.from_frame(seen_frame, features)
-    train = Interactions.from_frame(splits.train, features, seen.users, seen.items)
-    validation = Interactions.from_frame(splits.validation, features, seen.users, seen.items)
-    probe = fit_recommender(use_case.build_model(seen_frame, features, params, config.seed), train, validation, params, config.seed)
-    final_params = dataclasses.replace(params, max_epochs=probe.best_epoch)
-    network = use_case.build_model(seen_frame, features, final_params, config.seed)
-    started = time.perf_counter()
-    network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size,
-                epochs=probe.best_epoch, shuffle=True, verbose=0)
-    fit = dataclasses.replace(probe, model=network, fit_seconds=probe.fit_seconds + time.perf_counter() - started)
-    serving = build_serving(network, seen, features, params.top_k)
-    return TrainedModel(model=network, splits=splits, fit=fit, threshold=float("nan"), serving=serving)
-

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from components.config import DataParams, load_settings
-from components.errors import DataUnavailableError, DataValidationError
 from components.data.ingest import read_snapshot, read_source, resolve_source, write_snapshot
+from components.errors import DataUnavailableError, DataValidationError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -196,31 +196,29 @@ def test_files_are_fetched_from_a_base_url_and_checked(http_folder, tmp_path):
     repo = repo_with_params(tmp_path / "repo")
     settings = load_settings(env={}, repo_root=repo)  # no mirror: the URL is the only way
     data = mirror_params("ctr")
-    from dataclasses import replace
-
-    frame, source = read_source("ctr", replace(data, url=f"{base}/frappe"), settings)
+    
+    frame, source = read_source("ctr", data.model_copy(update={'url': f"{base}/frappe"}), settings)
     assert len(frame) == 86582
     assert source == str(repo / "data" / "ctr")
     # a server handing out a changed file is refused and nothing is kept
     shutil.rmtree(repo / "data" / "ctr")
     (www / "frappe" / "frappe.test.libfm").write_text("1 1:1\n")
     with pytest.raises(DataUnavailableError, match="does not match the expected"):
-        read_source("ctr", replace(data, url=f"{base}/frappe"), settings)
+        read_source("ctr", data.model_copy(update={'url': f"{base}/frappe"}), settings)
     assert not (repo / "data" / "ctr" / "frappe.test.libfm").exists()
 
 
 @needs_mirror
 def test_movielens_zip_is_fetched_and_its_member_checked(http_folder, tmp_path):
     import zipfile
-    from dataclasses import replace
-
+    
     www, base = http_folder
     with zipfile.ZipFile(www / "ml-100k.zip", "w") as archive:
         archive.write(SHARED / "movielens_100k" / "u.data", "ml-100k/u.data")
         archive.write(SHARED / "movielens_100k" / "u.item", "ml-100k/u.item")
     repo = repo_with_params(tmp_path / "repo")
     settings = load_settings(env={}, repo_root=repo)
-    data = replace(mirror_params("recommend"), url=f"{base}/ml-100k.zip")
+    data = mirror_params("recommend").model_copy(update={'url': f"{base}/ml-100k.zip"})
     frame, _ = read_source("recommend", data, settings)
     assert len(frame) == 100000
     assert sorted(p.name for p in (repo / "data" / "recommend").iterdir()) == ["u.data"]

@@ -6,8 +6,14 @@ import pandas as pd
 import pytest
 
 from components.config import load_params
+from components.data.validate import (
+    as_gx_types,
+    build_expectations,
+    check_report,
+    label_classes,
+    validate_frame,
+)
 from components.errors import DataValidationError
-from components.data.validate import as_gx_types, build_expectations, check_report, label_classes, validate_frame
 from tests.conftest import ROOT, intent_slice
 
 PARAMS = load_params(ROOT / "params.yaml").use_cases["intent"].validate

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.errors import VersioningError
 from components.data.ingest import write_snapshot
 from components.data.versioning import read_locked_md5, version_snapshot
+from components.errors import VersioningError
 from tests.conftest import intent_slice, make_project
 
 

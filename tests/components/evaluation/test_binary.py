@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from components.evaluation.binary import (
-    bootstrap_intervals,
     capture_rate,
     choose_threshold,
     compute_binary_metrics,
     compute_slice_metrics,
-    write_binary_plots,
 )
+from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.plots import write_binary_plots
 
 Y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
 

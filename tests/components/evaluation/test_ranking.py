@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.evaluation.baselines import fit_most_popular
 from components.evaluation.ranking import (
     activity_bucket,
     champion_items,
-    fit_most_popular,
     per_user_ranking_metrics,
     ranking_metrics,
     summarize_ranking,

@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from components.config import load_params
-from components.data.splits import split_frame
 from components.data.ingest import read_sentences
+from components.data.splits import split_frame
 from components.models.scorer import RowScorer
 from components.training.fit import fit_model
 from components.use_cases import get_use_case
@@ -25,7 +25,7 @@ def configured(name: str, epochs: int):
 def fit_and_score(name: str, frame, epochs: int):
     use_case, config = configured(name, epochs)
     splits = split_frame(frame, config.label, 0.25, 0.15, config.seed)
-    model = use_case.build_model(splits.train, config.features, config.train, config.seed)
+    model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
     fit = fit_model(model, splits.train, splits.validation, config.label, config.train.batch_size,
                     config.train.max_epochs, config.train.early_stopping_patience, config.seed)
     scores = RowScorer(model).score(splits.test)
@@ -67,8 +67,8 @@ def test_text_model_handles_empty_text_and_round_trips(tmp_path):
 def test_builders_are_deterministic_for_a_seed(name):
     use_case, config = configured(name, 1)
     frame = intent_slice(400) if name == "intent" else read_sentences(SENTIMENT_DIR, config.params.data).head(400)
-    first = use_case.build_model(frame, config.features, config.train, config.seed)
-    second = use_case.build_model(frame, config.features, config.train, config.seed)
+    first = use_case.build_model(frame, config.features, config.train, config.seed, label=config.label)
+    second = use_case.build_model(frame, config.features, config.train, config.seed, label=config.label)
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -131,11 +131,10 @@ def test_ctr_builder_takes_criteo_style_counts_with_missing_values():
 def test_recommender_serves_top_k_unseen_items_and_popular_items_to_cold_users(tmp_path):
     import keras
 
-    from components.evaluation.ranking import fit_most_popular
-    from components.training.fit import train_ranking_use_case
+    from components.evaluation.baselines import fit_most_popular
 
     use_case, config = configured("recommend", 5)
-    trained = train_ranking_use_case(use_case, config, movielens_slice(120))
+    trained = use_case.task.train(use_case, config, movielens_slice(120))
     seen = pd.concat([trained.splits.train, trained.splits.validation])
     users = np.sort(seen["user_id"].unique())[:20]
     scorer = RowScorer(trained.serving)
@@ -155,13 +154,11 @@ def test_recommender_serves_top_k_unseen_items_and_popular_items_to_cold_users(t
 
 
 def test_a_mirrored_strategy_from_params_trains_the_same_builder():
-    from components.training.fit import train_use_case
-
     params = load_params(ROOT / "params.yaml", {"common.distribute_strategy": "mirrored",
                                                 "use_cases.intent.train.max_epochs": 2})
     use_case = get_use_case("intent")
     config = use_case.configure(params)
     assert config.distribute == "mirrored"
-    trained = train_use_case(use_case, config, intent_slice(1500))
+    trained = use_case.task.train(use_case, config, intent_slice(1500))
     assert "Mirrored" in type(trained.model.optimizer._distribution_strategy).__name__
     assert np.all(np.isfinite(RowScorer(trained.model).score(trained.splits.test)))

@@ -1,0 +1,93 @@
+"""What an evaluation hands to the gate, the registry and the review; the DVC metrics file."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChampionScorer:
+    """The serving champion, able to score the same test rows as the challenger."""
+
+    version: str
+    score: Callable[[pd.DataFrame], np.ndarray]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Model vs baseline (vs champion) on one seeded test split."""
+
+    metrics: dict[str, float]
+    baseline_name: str
+    baseline_metrics: dict[str, float]
+    champion_version: str | None
+    champion_metrics: dict[str, float] | None
+    champion_error: str | None
+    slices: list[dict]
+    plots: list[Path]
+    threshold: float
+    test_rows: int
+    seconds: float = 0.0
+    # 95% bootstrap confidence intervals of the gate's metrics: name -> (low, high)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "model": self.metrics,
+            "baseline": {"name": self.baseline_name, **self.baseline_metrics},
+            "champion": (
+                {"version": self.champion_version, **self.champion_metrics}
+                if self.champion_metrics else None
+            ),
+            "threshold": self.threshold,
+            "test_rows": self.test_rows,
+            "slices": self.slices,
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+        }
+
+
+def measure_champion(
+    champion: ChampionScorer | None, measure: Callable[[ChampionScorer], dict[str, float]], rows: str = "test split",
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on the same rows, or why it could not be scored (a champion with
+    another input schema must not stop the run; the gate then fails safe)."""
+    if champion is None:
+        return None, None
+    try:
+        return measure(champion), None
+    except Exception as exc:
+        error = f"champion v{champion.version} could not score the {rows}: {exc}"
+        logger.warning(error)
+        return None, error
+
+
+def gate_metric_names(config) -> list[str]:
+    gate = config.params.gate
+    return list(dict.fromkeys((gate.primary_metric, *gate.floors)))
+
+
+def write_metrics_json(evaluation: Evaluation, path: Path) -> Path:
+    """The DVC metrics file (``reports/<use_case>/metrics.json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(evaluation.as_json()), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,65 @@
+"""The Task protocol: what every kind of task (binary, multiclass, ranking, ...) provides.
+
+A task kind owns how a use case's rows are split, how labels are encoded for training, which
+metrics and plots it computes, how its same-run baseline and the champion are compared, what
+drift score it offers and how its results read in business terms. The generic flow only ever
+calls these methods, so a new kind of task is one new module under ``components/tasks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from components.config import Section
+from components.data.splits import Splits
+from components.evaluation.report import ChampionScorer, Evaluation
+from components.training.fit import TrainedModel
+
+if TYPE_CHECKING:
+    from components.use_cases import UseCase, UseCaseConfig
+
+
+class Task(Protocol):
+    """One kind of task; implementations are stateless singletons registered in ``TASKS``."""
+
+    name: str
+    # the typed ``evaluate`` section of params.yaml this task reads
+    evaluate_type: type[Section]
+
+    def metric_names(self, evaluate: Any) -> frozenset[str]:
+        """Every metric ``evaluate`` computes for this task (gate floors and the primary metric
+        must name one of these)."""
+        ...
+
+    def slice_metric_names(self, evaluate: Any) -> frozenset[str]:
+        """The metrics computed per slice (``gate.slice_floors`` must name one of these)."""
+        ...
+
+    def split(self, frame: pd.DataFrame, config: UseCaseConfig) -> Splits:
+        """The default train / validation / test split of this task (a use case may override it)."""
+        ...
+
+    def train(self, use_case: UseCase, config: UseCaseConfig, frame: pd.DataFrame) -> TrainedModel:
+        """Split, encode the labels, build the use case's model and fit it."""
+        ...
+
+    def evaluate(
+        self, use_case: UseCase, config: UseCaseConfig, trained: TrainedModel, plots_dir: Path,
+        champion: ChampionScorer | None = None,
+    ) -> Evaluation:
+        """Model vs same-run baseline vs champion on the test split: metrics, slices, plots, intervals."""
+        ...
+
+    def drift_score(self, scorer: Any) -> Callable[[pd.DataFrame], np.ndarray | None] | None:
+        """A one-number-per-row score of the champion whose distribution shift counts as drift,
+        or None when the task has none."""
+        ...
+
+    def business_sentences(self, evaluation: Evaluation, terms: Mapping[str, str]) -> list[str]:
+        """The evaluation in the shop's words (``terms``: what rows and positives are called)."""
+        ...

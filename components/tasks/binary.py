@@ -1,0 +1,157 @@
+"""Binary classification (purchase intent, sentiment, fraud, click-through): one probability per row."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.config import Section
+from components.data.splits import Splits, label_array, stratified_split
+from components.evaluation.binary import (
+    add_bucket_columns,
+    choose_threshold,
+    compute_binary_metrics,
+    compute_slice_metrics,
+    natural_rate_weights,
+)
+from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.plots import write_binary_plots, write_gains_plot
+from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names, measure_champion
+from components.models.scorer import RowScorer
+from components.monitoring.monitor import champion_scores
+from components.training.fit import TrainedModel, distribution_scope, fit_with_params
+
+BASE_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
+SLICE_METRICS = ("roc_auc", "accuracy", "f1")
+
+
+class BinaryEvaluate(Section):
+    """The ``evaluate`` section of a binary use case."""
+
+    test_fraction: float
+    # shares of rows ranked by score whose positives are counted (capture_top_<pct>pct)
+    lift_fractions: tuple[float, ...]
+    baseline_max_iter: int = 300
+    baseline_learning_rate: float = 0.05
+    baseline_c: float = 1.0
+    # under-sampled data: metrics re-weighted to this production positive rate (pr_auc_natural, ...)
+    natural_positive_rate: float | None = None
+    # the threshold maximises recall at this precision (else F1); adds recall_at_precision_<pct>
+    precision_target: float | None = None
+    # numeric columns sliced into buckets at these edges (``<column>_bucket`` slices)
+    slice_buckets: dict[str, tuple[float, ...]] | None = None
+
+
+def binary_options(evaluate: BinaryEvaluate) -> dict:
+    """The optional binary-metric settings of an ``evaluate`` section."""
+    return {
+        "lift_fractions": evaluate.lift_fractions,
+        "natural_positive_rate": evaluate.natural_positive_rate,
+        "precision_target": evaluate.precision_target,
+    }
+
+
+def choose_use_case_threshold(evaluate: BinaryEvaluate, y_validation: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold rule of a binary use case (max F1, or max recall at its precision target)."""
+    weights = natural_rate_weights(y_validation, evaluate.natural_positive_rate)
+    return choose_threshold(y_validation, scores, evaluate.precision_target, weights)
+
+
+class BinaryTask:
+    """Stratified split, 0/1 labels, a decision threshold chosen on validation, ROC/PR/gains."""
+
+    name = "binary"
+    evaluate_type = BinaryEvaluate
+
+    def metric_names(self, evaluate: BinaryEvaluate) -> frozenset[str]:
+        names = {*BASE_METRICS, *(f"capture_top_{round(f * 100)}pct" for f in evaluate.lift_fractions)}
+        if evaluate.natural_positive_rate is not None:
+            names |= {"pr_auc_natural", "precision_natural"}
+        if evaluate.precision_target is not None:
+            names.add(f"recall_at_precision_{round(evaluate.precision_target * 100)}")
+        return frozenset(names)
+
+    def slice_metric_names(self, evaluate: BinaryEvaluate) -> frozenset[str]:
+        return frozenset(SLICE_METRICS)
+
+    def split(self, frame: pd.DataFrame, config) -> Splits:
+        return stratified_split(frame, config)
+
+    def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
+        splits = (use_case.split or self.split)(frame, config)
+        with distribution_scope(config.distribute):
+            model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
+        class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None
+        fit = fit_with_params(model, splits.train, splits.validation, config.label, config.train, config.seed, class_weight)
+        validation_scores = RowScorer(model).score(splits.validation)
+        threshold = choose_use_case_threshold(config.evaluate, label_array(splits.validation, config.label), validation_scores)
+        return TrainedModel(model=model, splits=splits, fit=fit, threshold=threshold)
+
+    def evaluate(self, use_case, config, trained: TrainedModel, plots_dir: Path,
+                 champion: ChampionScorer | None = None) -> Evaluation:
+        """Score model, same-run baseline and current champion on the test split; plot them."""
+        started = time.perf_counter()
+        splits = trained.splits
+        test = splits.test
+        y_test = label_array(test, config.label)
+        options = binary_options(config.evaluate)
+
+        def measure(scores: np.ndarray, threshold: float) -> dict[str, float]:
+            return compute_binary_metrics(y_test, scores, threshold, **options)
+
+        model_scores = RowScorer(trained.model).score(test)
+        metrics = measure(model_scores, trained.threshold)
+        baseline = use_case.fit_baseline(splits.train, config)
+        y_validation = label_array(splits.validation, config.label)
+        baseline_threshold = choose_use_case_threshold(config.evaluate, y_validation, baseline.score(splits.validation))
+        baseline_scores = baseline.score(test)
+        baseline_metrics = measure(baseline_scores, baseline_threshold)
+        curves = {"model": model_scores, baseline.name: baseline_scores}
+
+        def measure_scores(scorer: ChampionScorer) -> dict[str, float]:
+            scores = np.asarray(scorer.score(test), dtype="float64").reshape(-1)
+            curves[f"champion v{scorer.version}"] = scores
+            return measure(scores, scorer.threshold)
+
+        champion_metrics, champion_error = measure_champion(champion, measure_scores)
+        sliced = add_bucket_columns(test, config.evaluate.slice_buckets or {})
+        slices = compute_slice_metrics(sliced, y_test, model_scores, trained.threshold, config.features.slices)
+        plots = write_binary_plots(y_test, curves, trained.threshold, plots_dir)
+        plots.append(write_gains_plot(y_test, curves, plots_dir))
+        names = gate_metric_names(config)
+        intervals = bootstrap_intervals(
+            len(test),
+            lambda index: compute_binary_metrics(y_test[index], model_scores[index], trained.threshold, **options, only=names),
+            names, config.bootstrap_rounds, config.seed,
+        )
+        return Evaluation(
+            metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
+            champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
+            champion_error=champion_error, slices=slices, plots=plots, threshold=trained.threshold,
+            test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
+        )
+
+    def drift_score(self, scorer):
+        """The champion's probability per row."""
+        return champion_scores(scorer)
+
+    def business_sentences(self, evaluation: Evaluation, terms: Mapping[str, str]) -> list[str]:
+        """Positives captured by contacting the top x% of rows, vs the champion and the baseline."""
+        champion = evaluation.champion_metrics or {}
+        things, wins = terms.get("rows", "rows"), terms.get("positives", "positives")
+        sentences = []
+        for name, value in evaluation.metrics.items():
+            if name.startswith("capture_top_") and name.endswith("pct"):
+                share = name.removeprefix("capture_top_").removesuffix("pct")
+                text = f"Contacting the top {share}% of {things} by score captures {value:.0%} of {wins}"
+                text += f", vs {champion[name]:.0%} with the champion (v{evaluation.champion_version})" if name in champion else ""
+                text += f" and {evaluation.baseline_metrics[name]:.0%} with the baseline." if name in evaluation.baseline_metrics else "."
+                sentences.append(text)
+        return sentences
+
+
+BINARY = BinaryTask()

@@ -1,0 +1,126 @@
+"""Multiclass classification (customer-service intents): the class name and its probability per row."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.config import Section
+from components.data.splits import Splits, stratified_split
+from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.multiclass import (
+    compute_multiclass_metrics,
+    compute_multiclass_slices,
+    encode_labels,
+    length_bucket,
+    write_multiclass_plots,
+)
+from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names, measure_champion
+from components.models.scorer import RowScorer
+from components.monitoring.monitor import champion_scores
+from components.training.fit import TrainedModel, distribution_scope, fit_with_params
+
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "log_loss")
+SLICE_METRICS = ("accuracy", "macro_f1", "weighted_f1")
+
+
+class MulticlassEvaluate(Section):
+    """The ``evaluate`` section of a multiclass use case."""
+
+    baseline_c: float
+    # texts are sliced by word count at these edges (the ``length`` slice)
+    length_buckets: tuple[int, ...]
+    # the share of rows held out for testing when the data has no official test split
+    test_fraction: float = 0.2
+
+
+def class_codes(classes: tuple[str, ...], label: str):
+    """Encode the label column as integer codes of ``classes`` (unknown classes: -1)."""
+    index = {c: i for i, c in enumerate(classes)}
+
+    def encode(part: pd.DataFrame) -> np.ndarray:
+        return part[label].astype(str).map(index).fillna(-1).astype("int64").to_numpy()
+
+    return encode
+
+
+class MulticlassTask:
+    """Classes from the training split, softmax models with a class-name serving head, macro-F1."""
+
+    name = "multiclass"
+    evaluate_type = MulticlassEvaluate
+
+    def metric_names(self, evaluate: MulticlassEvaluate) -> frozenset[str]:
+        return frozenset(METRICS)
+
+    def slice_metric_names(self, evaluate: MulticlassEvaluate) -> frozenset[str]:
+        return frozenset(SLICE_METRICS)
+
+    def split(self, frame: pd.DataFrame, config) -> Splits:
+        return stratified_split(frame, config)
+
+    def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
+        splits = (use_case.split or self.split)(frame, config)
+        classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
+        with distribution_scope(config.distribute):
+            model = use_case.build_model(splits.train, config.features, config.train, config.seed,
+                                         label=config.label, classes=classes)
+        class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None
+        fit = fit_with_params(model, splits.train, splits.validation, class_codes(classes, config.label),
+                              config.train, config.seed, class_weight)
+        serving = use_case.make_serving(model, classes) if use_case.make_serving else model
+        return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
+
+    def evaluate(self, use_case, config, trained: TrainedModel, plots_dir: Path,
+                 champion: ChampionScorer | None = None) -> Evaluation:
+        """Model vs same-run baseline vs champion on the test split."""
+        started = time.perf_counter()
+        test = trained.splits.test
+        y_test = test[config.label].astype(str).to_numpy()
+        outputs = RowScorer(trained.serving).score_outputs(test)
+        classes = list(trained.classes)
+        metrics = compute_multiclass_metrics(y_test, outputs["label"], outputs["probabilities"], classes)
+        baseline = use_case.fit_baseline(trained.splits.train, config)
+        baseline_probabilities = baseline.estimator.predict_proba(test[config.features.text].astype(str))
+        baseline_classes = list(baseline.estimator.classes_)
+        baseline_predicted = np.asarray(baseline_classes)[np.argmax(baseline_probabilities, axis=1)]
+        baseline_metrics = compute_multiclass_metrics(y_test, baseline_predicted, baseline_probabilities, baseline_classes)
+        champion_metrics, champion_error = measure_champion(
+            champion, lambda scorer: compute_multiclass_metrics(y_test, np.asarray(scorer.score(test)["label"]))
+        )
+        frame = test.assign(length=length_bucket(test[config.features.text], config.evaluate.length_buckets))
+        slices = compute_multiclass_slices(frame, y_test, outputs["label"], config.features.slices)
+        plots = write_multiclass_plots(y_test, outputs["label"], classes, plots_dir)
+        y_codes, predicted_codes = encode_labels(y_test, np.asarray(outputs["label"]).reshape(-1))
+        names = gate_metric_names(config)
+        intervals = bootstrap_intervals(
+            len(test), lambda index: compute_multiclass_metrics(y_codes[index], predicted_codes[index], only=names),
+            names, config.bootstrap_rounds, config.seed,
+        )
+        return Evaluation(
+            metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
+            champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
+            champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
+            test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
+        )
+
+    def drift_score(self, scorer):
+        """The champion's probability of its top class per row."""
+        return champion_scores(scorer)
+
+    def business_sentences(self, evaluation: Evaluation, terms: Mapping[str, str]) -> list[str]:
+        """The share of messages routed to the right class, vs the champion."""
+        if "accuracy" not in evaluation.metrics:
+            return []
+        champion = evaluation.champion_metrics or {}
+        things, wins = terms.get("rows", "rows"), terms.get("positives", "positives")
+        text = f"{evaluation.metrics['accuracy']:.1%} of {things} are routed to the right {wins}"
+        text += f", vs {champion['accuracy']:.1%} with the champion." if "accuracy" in champion else "."
+        return [text]
+
+
+MULTICLASS = MulticlassTask()

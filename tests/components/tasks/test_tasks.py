@@ -1,0 +1,76 @@
+"""The Task protocol: every kind declares the metrics it computes, and the gate may name only those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.config import load_params
+from components.errors import ConfigError
+from components.evaluation.binary import compute_binary_metrics
+from components.evaluation.multiclass import compute_multiclass_metrics
+from components.evaluation.ranking import ranking_metrics
+from components.tasks import TASKS, Task, get_task
+from components.tasks.binary import BinaryEvaluate
+from components.tasks.multiclass import MulticlassEvaluate
+from components.tasks.ranking import RankingEvaluate
+from components.use_cases import REGISTRY, get_use_case
+
+ROOT = Path(__file__).resolve().parents[3]
+PROTOCOL = ("metric_names", "slice_metric_names", "split", "train", "evaluate", "drift_score", "business_sentences")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_kind_implements_the_protocol(name):
+    task: Task = get_task(name)
+    assert task.name == name
+    for method in PROTOCOL:
+        assert callable(getattr(task, method)), method
+    assert task.evaluate_type.model_config["extra"] == "forbid"
+
+
+def test_unknown_task_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown task kind 'sequence'"):
+        get_task("sequence")
+
+
+def test_binary_metric_names_are_the_metrics_it_computes():
+    rng = np.random.default_rng(1)
+    y, scores = rng.integers(0, 2, 200), rng.random(200)
+    evaluate = BinaryEvaluate(test_fraction=0.2, lift_fractions=(0.1, 0.25), natural_positive_rate=0.01,
+                              precision_target=0.5)
+    computed = compute_binary_metrics(y, scores, 0.5, evaluate.lift_fractions, evaluate.natural_positive_rate,
+                                      evaluate.precision_target)
+    assert get_task("binary").metric_names(evaluate) == set(computed)
+
+
+def test_multiclass_and_ranking_metric_names_are_the_metrics_they_compute():
+    classes = ["a", "b", "c"]
+    probabilities = np.full((3, 3), 1 / 3)
+    computed = compute_multiclass_metrics(["a", "b", "c"], ["a", "c", "c"], probabilities, classes)
+    assert get_task("multiclass").metric_names(MulticlassEvaluate(baseline_c=1.0, length_buckets=(5,))) == set(computed)
+    ranked = ranking_metrics(np.array([[1, 2], [3, 1]]), [{1}, {2}], 2, 4)
+    names = get_task("ranking").metric_names(RankingEvaluate(test_fraction=0.2, top_k=2, activity_buckets=(5,)))
+    assert names == set(ranked) - {"users"}
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("use_cases.intent.gate.primary_metric", "roc_acu", "gate.primary_metric: 'roc_acu' is not a metric"),
+    ("use_cases.intent.gate.floors", {"roc_auc": 0.9, "pr_acu": 0.6}, "gate.floors: 'pr_acu' is not a metric"),
+    ("use_cases.intent.gate.slice_floors", {"pr_auc": 0.5}, "gate.slice_floors: 'pr_auc' is not a per-slice metric"),
+    ("use_cases.recommend.gate.primary_metric", "ndcg_at_20", "'ndcg_at_20' is not a metric"),
+])
+def test_a_misspelt_gate_metric_fails_when_params_load(key, value, message):
+    use_case = key.split(".")[1]
+    params = load_params(ROOT / "params.yaml", {key: value})
+    with pytest.raises(ConfigError, match=message):
+        get_use_case(use_case).configure(params)
+
+
+def test_every_shipped_use_case_gates_on_metrics_its_task_computes():
+    params = load_params(ROOT / "params.yaml")
+    for use_case in REGISTRY.values():
+        config = use_case.configure(params)
+        assert config.params.gate.primary_metric in use_case.task.metric_names(config.evaluate)
