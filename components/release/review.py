@@ -4,16 +4,22 @@ Everything here is pure rendering of facts gathered by the flow: the evaluation 
 champion and baseline on one test split, slices, plots, bootstrap intervals), the gate's checks,
 the data (md5, rows, GX result, PSI against the champion's snapshot), the training-config diff
 and the lineage. MLflow writes no model cards (mlflow#3613); funnel writes one per version.
+
+Python turns the facts into rows (``metric_rows``, ``gate_rows``, ...); the layout is in the Jinja2
+templates under ``components/release/templates/``: ``review.html.j2`` (autoescaped),
+``review.md.j2`` and ``model_card.md.j2`` (Markdown, tables from ``_tables.md.j2``).
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from components.release.promotion import slice_check_name
 
@@ -105,29 +111,8 @@ def slice_rows(facts: ReviewFacts) -> tuple[tuple[str, ...], list[list[str]]]:
 
 
 def business_sentences(facts: ReviewFacts) -> list[str]:
-    """The evaluation in the shop's words (rows contacted, positives captured, items shown)."""
-    ev, terms = facts.evaluation, facts.use_case.business_terms
-    champion = ev.champion_metrics or {}
-    things, wins = terms.get("rows", "rows"), terms.get("positives", "positives")
-    sentences = []
-    for name, value in ev.metrics.items():
-        if name.startswith("capture_top_") and name.endswith("pct"):
-            share = name.removeprefix("capture_top_").removesuffix("pct")
-            text = f"Contacting the top {share}% of {things} by score captures {value:.0%} of {wins}"
-            text += f", vs {champion[name]:.0%} with the champion (v{ev.champion_version})" if name in champion else ""
-            text += f" and {ev.baseline_metrics[name]:.0%} with the baseline." if name in ev.baseline_metrics else "."
-            sentences.append(text)
-    if "accuracy" in ev.metrics and facts.use_case.task == "multiclass":
-        text = f"{ev.metrics['accuracy']:.1%} of {things} are routed to the right {wins}"
-        text += f", vs {champion['accuracy']:.1%} with the champion." if "accuracy" in champion else "."
-        sentences.append(text)
-    for name, value in ev.metrics.items():
-        if name.startswith("precision_at_"):
-            k = name.removeprefix("precision_at_")
-            text = f"Of the {k} {things} shown to a customer, {value * float(k):.1f} are ones they went on to {wins}"
-            text += f", vs {champion[name] * float(k):.1f} with the champion" if name in champion else ""
-            text += f" and {ev.baseline_metrics[name] * float(k):.1f} with the baseline ({ev.baseline_name})."
-            sentences.append(text)
+    """The evaluation in the shop's words, as the use case's task kind phrases it."""
+    sentences = facts.use_case.task.business_sentences(facts.evaluation, facts.use_case.business_terms)
     return sentences or [f"{facts.use_case.title}: see the metrics above."]
 
 
@@ -151,17 +136,6 @@ def lineage_rows(facts: ReviewFacts) -> list[list[str]]:
     return [[k, v] for k, v in facts.lineage.items()]
 
 
-# --- Markdown --------------------------------------------------------------------------------
-
-def _md_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
-    if not rows:
-        return "_none_\n"
-    cell = lambda x: str(x).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def summary_lines(facts: ReviewFacts) -> list[str]:
     ev, gate = facts.evaluation, facts.config.params.gate
     primary = gate.primary_metric
@@ -179,114 +153,76 @@ def summary_lines(facts: ReviewFacts) -> list[str]:
     return lines
 
 
+def card_data_rows(facts: ReviewFacts) -> list[list[str]]:
+    """The model card's data table: where the data comes from and how much of it there is."""
+    uc = facts.use_case
+    return [
+        ["source", str(facts.data.get("source", "–"))], ["licence", uc.data_licence], ["citation", uc.data_citation],
+        ["snapshot md5", facts.data.get("md5", "–")], ["rows", str(facts.data.get("rows", "–"))],
+        ["test rows", str(facts.evaluation.test_rows)],
+    ]
+
+
+def card_metric_rows(facts: ReviewFacts) -> list[list[str]]:
+    """The model card's metrics: value, 95% bootstrap interval and the baseline's value."""
+    ev = facts.evaluation
+    return [[n, _num(v), (f"[{ev.intervals[n][0]:.4f}, {ev.intervals[n][1]:.4f}]" if n in ev.intervals else "–"),
+             _num(ev.baseline_metrics.get(n))] for n, v in ev.metrics.items() if n != "users"]
+
+
+def plot_figures(facts: ReviewFacts) -> list[dict[str, str]]:
+    """The evaluation's plots as base64 PNGs, for embedding in the HTML page."""
+    return [{"stem": p.stem, "name": p.name, "png": base64.b64encode(p.read_bytes()).decode("ascii")}
+            for p in facts.evaluation.plots]
+
+
+# --- Templates (components/release/templates/*.j2) ------------------------------------------
+
+def _md_cell(value: Any) -> str:
+    """A Markdown table cell: ``|`` escaped, newlines flattened (Markdown is never HTML-escaped)."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+@functools.cache
+def template_environment() -> jinja2.Environment:
+    """The templates' environment, built on first use: ``*.html.j2`` autoescaped, Markdown not;
+    an undefined variable raises instead of rendering blank."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("components.release", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md_cell"] = _md_cell
+    return env
+
+
+def template_context(facts: ReviewFacts) -> dict[str, Any]:
+    """The rows every template draws from; the layout (headers, headings, markup) is the templates'."""
+    slice_headers, slices = slice_rows(facts)
+    return {
+        "facts": facts, "titles": SECTION_TITLES, "summary": summary_lines(facts),
+        "metric_headers": METRIC_HEADERS, "metric_rows": metric_rows(facts), "gate_rows": gate_rows(facts),
+        "slice_headers": slice_headers, "slice_rows": slices, "business": business_sentences(facts),
+        "data_rows": data_rows(facts), "shift_rows": shift_rows(facts), "lineage_rows": lineage_rows(facts),
+    }
+
+
 def render_markdown(facts: ReviewFacts) -> str:
-    headers, rows = slice_rows(facts)
-    parts = [f"# Release review: {facts.use_case.name} v{facts.version}\n"]
-    parts += ["## Summary\n", "\n".join(f"- {line}" for line in summary_lines(facts)) + "\n"]
-    parts += ["## Challenger vs champion vs baseline\n", _md_table(METRIC_HEADERS, metric_rows(facts))]
-    parts += ["## Gate checks\n", _md_table(("check", "result", "numbers"), gate_rows(facts))]
-    parts += ["## Slices\n", _md_table(headers, rows)]
-    parts += ["## Business impact\n", "\n".join(f"- {s}" for s in business_sentences(facts)) + "\n"]
-    parts += ["## Plots\n", "\n".join(f"- `{p.name}` (in the HTML report and the run's `plots/`)" for p in facts.evaluation.plots) + "\n"]
-    parts += ["## Data\n", _md_table(("", "challenger", "champion"), data_rows(facts))]
-    parts += ["### Feature shift (PSI, champion's snapshot → challenger's)\n",
-              (facts.shift_note + "\n\n" if facts.shift_note else "") + _md_table(("column", "kind", "PSI", "reading"), shift_rows(facts))]
-    parts += ["## Training configuration diff\n",
-              _md_table(("parameter", "champion", "challenger"), [list(r) for r in facts.config_diff])
-              if facts.config_diff else "_identical to the champion's (or no champion)_\n"]
-    parts += ["## Lineage\n", _md_table(("", ""), lineage_rows(facts))]
-    return "\n".join(parts)
-
-
-# --- HTML ------------------------------------------------------------------------------------
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}
-th{background:#f3f3f3}.pass{color:#176617}.fail{color:#b00020;font-weight:bold}
-.verdict{font-size:20px;padding:8px 12px;display:inline-block;border-radius:6px}
-.passed{background:#e3f5e3}.failed{background:#fde7ea}figure{display:inline-block;margin:8px}
-img{max-width:520px;border:1px solid #eee}section{margin-bottom:2em}
-"""
-
-
-def _html_table(headers: tuple[str, ...], rows: list[list[str]]) -> str:
-    if not rows:
-        return "<p><em>none</em></p>"
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-
-    def cell(x: str) -> str:
-        css = ' class="pass"' if x == "pass" or x.startswith("pass ") else (' class="fail"' if x.startswith("FAIL") else "")
-        return f"<td{css}>{html.escape(str(x))}</td>"
-
-    body = "".join("<tr>" + "".join(cell(str(x)) for x in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _image(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
+    return template_environment().get_template("review.md.j2").render(template_context(facts))
 
 
 def render_html(facts: ReviewFacts) -> str:
     """One self-contained page (plots embedded), one ``<section id=...>`` per part."""
-    verdict = facts.decision.verdict
-    headers, rows = slice_rows(facts)
-    gains = [p for p in facts.evaluation.plots if p.stem == "gains"]
-    body = {
-        "summary": f'<p class="verdict {verdict}">Gate {verdict.upper()}</p><ul>'
-                   + "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(facts)) + "</ul>",
-        "metrics": _html_table(METRIC_HEADERS, metric_rows(facts)),
-        "gate": _html_table(("check", "result", "numbers"), gate_rows(facts)),
-        "slices": _html_table(headers, rows),
-        "business": "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in business_sentences(facts)) + "</ul>"
-                    + "".join(_image(p) for p in gains),
-        "plots": "".join(_image(p) for p in facts.evaluation.plots if p.stem != "gains"),
-        "data": _html_table(("", "challenger", "champion"), data_rows(facts))
-                + "<h3>Feature shift (PSI, champion's snapshot → challenger's)</h3>"
-                + (f"<p>{html.escape(facts.shift_note)}</p>" if facts.shift_note else "")
-                + _html_table(("column", "kind", "PSI", "reading"), shift_rows(facts))
-                + (f"<p>label {html.escape(str(facts.label_shift.get('label')))}: champion's data "
-                   f"{html.escape(str(facts.label_shift.get('reference')))} → challenger's "
-                   f"{html.escape(str(facts.label_shift.get('current')))} (PSI {facts.label_shift.get('psi', 0):.4f})</p>"
-                   if facts.label_shift else ""),
-        "config": _html_table(("parameter", "champion", "challenger"), [list(r) for r in facts.config_diff])
-                  if facts.config_diff else "<p>Identical to the champion's training configuration (or no champion yet).</p>",
-        "lineage": _html_table(("", ""), lineage_rows(facts)),
-    }
-    sections = "".join(
-        f'<section id="{key}"><h2>{SECTION_TITLES[key]}</h2>{body[key]}</section>' for key in SECTIONS
-    )
-    title = f"Release review: {facts.use_case.name} v{facts.version}"
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{sections}</body></html>")
+    return template_environment().get_template("review.html.j2").render(template_context(facts), plots=plot_figures(facts))
 
-
-# --- Model card ------------------------------------------------------------------------------
 
 def render_model_card(facts: ReviewFacts) -> str:
     """Markdown model card: intended use, data, metrics with 95% CIs, slices, limitations, lineage."""
-    uc, ev = facts.use_case, facts.evaluation
-    metrics = [[n, _num(v), (f"[{ev.intervals[n][0]:.4f}, {ev.intervals[n][1]:.4f}]" if n in ev.intervals else "–"),
-                _num(ev.baseline_metrics.get(n))] for n, v in ev.metrics.items() if n != "users"]
-    headers, rows = slice_rows(facts)
-    parts = [
-        f"# Model card: {uc.name} v{facts.version}\n",
-        f"## Intended use\n\n{uc.intended_use}\n",
-        "## Data\n",
-        _md_table(("", ""), [
-            ["source", str(facts.data.get("source", "–"))], ["licence", uc.data_licence], ["citation", uc.data_citation],
-            ["snapshot md5", facts.data.get("md5", "–")], ["rows", str(facts.data.get("rows", "–"))],
-            ["test rows", str(ev.test_rows)],
-        ]),
-        f"## Metrics (test split; 95% bootstrap intervals over {facts.config.bootstrap_rounds} resamples)\n",
-        _md_table(("metric", "value", "95% CI", f"baseline ({ev.baseline_name})"), metrics),
-        "## Slices\n", _md_table(headers, rows),
-        f"## Known limitations\n\n{uc.limitations}\n",
-        "## Lineage\n", _md_table(("", ""), lineage_rows(facts)),
-    ]
-    return "\n".join(parts)
+    context = template_context(facts) | {"card_data_rows": card_data_rows(facts), "card_metric_rows": card_metric_rows(facts)}
+    return template_environment().get_template("model_card.md.j2").render(context)
 
 
 def write_review(facts: ReviewFacts, folder: Path) -> dict[str, Path]:
@@ -310,9 +246,9 @@ def collect_facts(
     champion's training params for the config diff, and the lineage."""
     import json
 
-    from components.release import registry
     from components.data import versioning
     from components.monitoring.drift import feature_shift, label_shift
+    from components.release import registry
 
     champion = None
     shift, labels, note, diff = [], {}, "", []

@@ -147,10 +147,13 @@ class BinaryTask:
         for name, value in evaluation.metrics.items():
             if name.startswith("capture_top_") and name.endswith("pct"):
                 share = name.removeprefix("capture_top_").removesuffix("pct")
+                others = []
+                if name in champion:
+                    others.append(f"{champion[name]:.0%} with the champion (v{evaluation.champion_version})")
+                if name in evaluation.baseline_metrics:
+                    others.append(f"{evaluation.baseline_metrics[name]:.0%} with the baseline ({evaluation.baseline_name})")
                 text = f"Contacting the top {share}% of {things} by score captures {value:.0%} of {wins}"
-                text += f", vs {champion[name]:.0%} with the champion (v{evaluation.champion_version})" if name in champion else ""
-                text += f" and {evaluation.baseline_metrics[name]:.0%} with the baseline." if name in evaluation.baseline_metrics else "."
-                sentences.append(text)
+                sentences.append(text + (f", vs {' and '.join(others)}." if others else "."))
         return sentences
 
 

@@ -74,3 +74,26 @@ def test_every_shipped_use_case_gates_on_metrics_its_task_computes():
     for use_case in REGISTRY.values():
         config = use_case.configure(params)
         assert config.params.gate.primary_metric in use_case.task.metric_names(config.evaluate)
+
+
+def _evaluation(metrics, baseline, champion=None):
+    from components.evaluation.report import Evaluation
+
+    return Evaluation(metrics=metrics, baseline_name="peer", baseline_metrics=baseline,
+                      champion_version="3" if champion else None, champion_metrics=champion, champion_error=None,
+                      slices=[], plots=[], threshold=0.5, test_rows=100)
+
+
+def test_business_sentences_speak_the_shops_terms_per_task():
+    terms = {"rows": "sessions", "positives": "purchases"}
+    first = get_task("binary").business_sentences(_evaluation({"capture_top_20pct": 0.75}, {"capture_top_20pct": 0.7}), terms)
+    assert first == ["Contacting the top 20% of sessions by score captures 75% of purchases, vs 70% with the baseline (peer)."]
+    later = get_task("binary").business_sentences(
+        _evaluation({"capture_top_20pct": 0.75}, {"capture_top_20pct": 0.7}, {"capture_top_20pct": 0.6}), terms)
+    assert later == ["Contacting the top 20% of sessions by score captures 75% of purchases, vs 60% with the champion (v3) "
+                     "and 70% with the baseline (peer)."]
+    routed = get_task("multiclass").business_sentences(_evaluation({"accuracy": 0.9}, {"accuracy": 0.8}), {"rows": "messages", "positives": "intent"})
+    assert routed == ["90.0% of messages are routed to the right intent."]
+    shown = get_task("ranking").business_sentences(_evaluation({"precision_at_10": 0.4}, {"precision_at_10": 0.2}),
+                                                   {"rows": "items", "positives": "interact with"})
+    assert shown == ["Of the 10 items shown to a customer, 4.0 are ones they went on to interact with and 2.0 with the baseline (peer)."]
