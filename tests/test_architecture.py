@@ -1,8 +1,9 @@
-"""The dependency rule: components never import prefect; flows never import the reverse."""
+"""The architecture, enforced: the dependency rule, import contracts, no task-name switches, module sizes."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,45 @@ def test_cli_help_does_not_import_the_engines():
     help_text = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert help_text.returncode == 0
     assert "retrain" in help_text.stdout
+
+
+def test_import_contracts_hold():
+    """import-linter (pyproject.toml): components never import Prefect or flows, the layers of
+    components import only downwards, and no package of components has an import cycle."""
+    out = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "0 broken" in out.stdout
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Top-level packages imported when the module is imported (not inside functions)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_flows_import_no_pandas_or_tensorflow_at_module_level():
+    heavy = {"pandas", "tensorflow", "keras", "numpy", "sklearn"}
+    offenders = {str(p.relative_to(ROOT)): module_level_imports(p) & heavy for p in (ROOT / "flows").rglob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_nothing_outside_the_task_registry_switches_on_a_task_name():
+    switch = re.compile(r"""\btask(?:\.name)?\s*(?:==|!=|\bin\b)\s*[\"'(\[]|[\"']\w+[\"']\s*(?:==|!=)\s*\w*\.?task\b""")
+    offenders = [
+        f"{p.relative_to(ROOT)}:{number}"
+        for folder in ("components", "flows")
+        for p in (ROOT / folder).rglob("*.py") if "tasks" not in p.relative_to(ROOT).parts
+        for number, line in enumerate(p.read_text().splitlines(), 1) if switch.search(line)
+    ]
+    assert offenders == []
+
+
+def test_no_components_module_is_over_400_lines():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in (ROOT / "components").rglob("*.py")}
+    assert {k: v for k, v in sizes.items() if v > 400} == {}

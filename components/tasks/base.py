@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,11 @@ from components.data.splits import Splits
 from components.evaluation.report import ChampionScorer, Evaluation
 from components.training.fit import TrainedModel
 
-if TYPE_CHECKING:
-    from components.use_cases import UseCase, UseCaseConfig
+# A use case (components.use_cases.UseCase: its builder, baseline and split) and its typed
+# configuration (UseCaseConfig) are passed in; tasks sit below the use-case registry, so they
+# are typed loosely here rather than imported.
+UseCase = Any
+UseCaseConfig = Any
 
 
 class Task(Protocol):
