@@ -258,7 +258,8 @@ def batch_scoring(version: str, repeats: int = 3) -> list[list[str]]:
 
     from components.config import load_settings
     from components.release.registry import connect
-    from components.serving.app import CompiledScorer, pack_frame, read_fields
+    from components.serving.schema import pack_frame, read_fields
+    from components.serving.scorer import CompiledScorer
 
     connect(load_settings())
     model = mlflow.pyfunc.load_model(f"models:/intent/{version}")
@@ -300,7 +301,7 @@ def main() -> None:
     import orjson
 
     from components.release.registry import connect
-    from components.serving.app import read_fields
+    from components.serving.schema import read_fields
     from flows.cli import render_table
 
     root, version = find_or_train_champion()

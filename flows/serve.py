@@ -36,7 +36,8 @@ def serve_command(
     """
     configure_environment()
     from components.config import load_params, load_settings
-    from components.serving.app import ServeParams, ServingError
+    from components.serving.schema import ServingError
+    from components.serving.store import ServeParams
     from components.use_cases import get_use_case
 
     if not use_cases:
@@ -74,7 +75,8 @@ def _serve_workers(settings, use_cases: list[str], params, host: str, port: int,
     """``workers`` uvicorn processes on one socket; Prometheus counts in a shared folder."""
     from uvicorn.supervisors import Multiprocess
 
-    from components.serving.app import check_champions, server_config
+    from components.serving.app import server_config
+    from components.serving.store import check_champions
 
     versions = check_champions(settings, use_cases, params.alias)  # fail here, not in every worker
     metrics_dir = tempfile.mkdtemp(prefix="funnel-serve-metrics-")
@@ -102,7 +104,8 @@ def worker_app():
     """The app of one worker process (uvicorn's factory): its own store of champions."""
     configure_environment()
     from components.config import load_settings
-    from components.serving.app import ServeParams, build_app, open_store
+    from components.serving.app import build_app, open_store
+    from components.serving.store import ServeParams
 
     spec = json.loads(os.environ[SPEC_ENV])
     return build_app(open_store(load_settings(), spec["use_cases"], ServeParams(**spec["params"])))

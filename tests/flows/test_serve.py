@@ -15,7 +15,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from components.config import load_settings
-from components.serving.app import BackgroundServer, ModelStore, ServeParams, build_app, open_store
+from components.serving.app import BackgroundServer, build_app, open_store
+from components.serving.store import ModelStore, ServeParams
 from tests.conftest import FAST, intent_slice, make_project
 
 pytestmark = pytest.mark.integration

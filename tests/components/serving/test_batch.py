@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from components.serving.batch import REASON, check_columns, output_columns, split_valid_rows
 from components.errors import DataValidationError
+from components.serving.batch import REASON, check_columns, output_columns, split_valid_rows
 
 SPEC = {"PageValues": "float32", "Browser": "int64", "Month": "string"}
 

@@ -1,0 +1,64 @@
+"""The OpenAPI 3.0 spec of the served models: one predict path per use case, rows typed by its signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components.serving.schema import field_schema
+from components.serving.store import ServedModel, ServeParams
+
+
+def _json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def build_openapi(models: Mapping[str, ServedModel], params: ServeParams) -> dict[str, Any]:
+    """OpenAPI 3.0 for the served models: one predict path per use case, rows typed by its signature."""
+    error = {"$ref": "#/components/schemas/Error"}
+    schemas: dict[str, Any] = {"Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "string"}, "details": {"type": "array", "items": {"type": "string"}}},
+    }}
+    paths: dict[str, Any] = {
+        "/health": {"get": {"operationId": "health", "summary": "Liveness: the process answers",
+                            "responses": {"200": _json_content({"type": "object"}, "alive")}}},
+        "/ready": {"get": {"operationId": "ready", "summary": "Readiness: every use case has a model loaded",
+                           "responses": {"200": _json_content({"type": "object"}, "ready"),
+                                         "503": _json_content({"type": "object"}, "a use case has no model yet")}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "metrics",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    }
+    for use_case, model in sorted(models.items()):
+        schemas[f"{use_case}_row"] = {
+            "type": "object", "additionalProperties": False, "required": [f.name for f in model.fields],
+            "properties": {f.name: field_schema(f) for f in model.fields},
+        }
+        schemas[f"{use_case}_request"] = {
+            "type": "object", "additionalProperties": False, "required": ["rows"],
+            "properties": {"rows": {"type": "array", "minItems": 1, "maxItems": params.max_rows,
+                                    "items": {"$ref": f"#/components/schemas/{use_case}_row"}}},
+        }
+        schemas[f"{use_case}_response"] = {
+            "type": "object", "required": ["use_case", "model_version", "predictions"],
+            "properties": {"use_case": {"type": "string"}, "model_version": {"type": "string"},
+                           "decision_threshold": {"type": "number"},
+                           "predictions": {"type": "array", "items": {"type": "object"}}},
+        }
+        paths[f"/predict/{use_case}"] = {"post": {
+            "operationId": f"predict_{use_case}",
+            "summary": f"Score raw rows with {use_case}@{params.alias} (v{model.version} now)",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{use_case}_request"}}}},
+            "responses": {
+                "200": _json_content({"$ref": f"#/components/schemas/{use_case}_response"}, "one prediction per row"),
+                "400": _json_content(error, "the body is not JSON"),
+                "413": _json_content(error, f"the body is larger than {params.max_body_bytes} bytes"),
+                "422": _json_content(error, "the rows do not match the model signature"),
+            },
+        }}
+    return {"openapi": "3.0.3",
+            "info": {"title": "funnel serving", "version": "1",
+                     "description": "Raw rows in, predictions of each use case's @champion out."},
+            "paths": paths, "components": {"schemas": schemas}}

@@ -1,0 +1,168 @@
+"""The request schema of a served model: input fields, row validation and packing (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from components.errors import FunnelError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# JSON Schema type of each tensor dtype a funnel signature uses
+JSON_TYPES = {"float32": "number", "int64": "integer", "int32": "integer", "string": "string"}
+MAX_REPORTED_ERRORS = 20
+
+
+class ServingError(FunnelError):
+    """A model cannot be served (no champion, or a signature the server cannot read)."""
+
+
+class RequestError(FunnelError):
+    """A request the server refuses; ``status`` is the 4xx answer and ``details`` say why."""
+
+    def __init__(self, status: int, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": self.message, **({"details": list(self.details)} if self.details else {})}
+
+
+@dataclass(frozen=True)
+class InputField:
+    name: str
+    dtype: str  # the tensor dtype fed to the model: float32 | int64 | int32 | string
+
+    @property
+    def json_type(self) -> str:
+        return JSON_TYPES[self.dtype]
+
+
+def read_fields(signature, spec: Mapping[str, str]) -> tuple[InputField, ...]:
+    """The input fields of a model: names from its MLflow signature, dtypes from the Keras inputs.
+
+    Raises ServingError when the signature and the model disagree or a dtype is not servable.
+    """
+    named = [s.name for s in signature.inputs.inputs] if signature is not None else []
+    if sorted(named) != sorted(spec):
+        raise ServingError(
+            f"the model signature names {sorted(named)} but the Keras model takes {sorted(spec)}; "
+            "re-register the model with `funnel retrain` so both agree"
+        )
+    unknown = {name: dtype for name, dtype in spec.items() if dtype not in JSON_TYPES}
+    if unknown:
+        raise ServingError(f"inputs {unknown} have dtypes the server cannot take (known: {sorted(JSON_TYPES)})")
+    return tuple(InputField(name, dtype) for name, dtype in spec.items())
+
+
+def group_fields(fields: tuple[InputField, ...]) -> dict[str, tuple[str, ...]]:
+    """Input names grouped by dtype, in model order: one packed matrix per dtype goes to the model."""
+    groups: dict[str, list[str]] = {}
+    for f in fields:
+        groups.setdefault(f.dtype, []).append(f.name)
+    return {dtype: tuple(names) for dtype, names in groups.items()}
+
+
+def _check_value(value: Any, json_type: str) -> str | None:
+    """Why ``value`` does not fit ``json_type``, or None when it does."""
+    kind = type(value)
+    if json_type == "string":
+        return None if kind is str else f"expected a string, got {_describe(value)}"
+    if json_type == "integer":
+        # 3.0 is an integer in JSON; past 2**53 a float is not exact (an out-of-range literal parses to one)
+        if kind is float and value.is_integer() and abs(value) <= 2**53:
+            value, kind = int(value), int
+        if kind is not int:
+            return f"expected an integer, got {_describe(value)}"
+        return None if INT64_MIN <= value <= INT64_MAX else f"integer {value} is outside the int64 range"
+    if kind is not int and kind is not float:
+        return f"expected a number, got {_describe(value)}"
+    return None if abs(value) <= FLOAT32_MAX else f"number {value} is outside the float32 range"
+
+
+def _describe(value: Any) -> str:
+    names = {bool: "a boolean", type(None): "null", str: "a string", list: "an array", dict: "an object",
+             int: "an integer", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> tuple[dict[str, np.ndarray], int]:
+    """Validate ``{"rows": [...]}`` against the fields; return one (rows, k) matrix per dtype.
+
+    Raises RequestError (422) listing every problem found (up to 20), with its row and field.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+        raise RequestError(422, 'the body must be a JSON object {"rows": [{...}, ...]}')
+    extra = sorted(set(payload) - {"rows"})
+    rows = payload["rows"]
+    if extra:
+        raise RequestError(422, f"unknown top-level key(s) {extra}; the body takes only 'rows'")
+    if not rows:
+        raise RequestError(422, "'rows' is empty; send at least one row")
+    if len(rows) > max_rows:
+        raise RequestError(422, f"{len(rows)} rows in one request; the limit is {max_rows}, split the request")
+    names = {f.name for f in fields}
+    groups = group_fields(fields)
+    types = [(f.name, f.json_type) for f in fields]
+    columns: dict[str, list[list[Any]]] = {dtype: [] for dtype in groups}
+    errors: list[str] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(f"rows[{index}]: expected an object of column values, got {_describe(row)}")
+            continue
+        if row.keys() != names:
+            errors += _key_errors(index, row, names)
+            continue
+        for name, json_type in types:
+            problem = _check_value(row[name], json_type)
+            if problem:
+                errors.append(f"rows[{index}].{name}: {problem}")
+        if len(errors) >= MAX_REPORTED_ERRORS:
+            break
+        if not errors:
+            for dtype, group in groups.items():
+                columns[dtype].append([row[name] for name in group])
+    if errors:
+        raise RequestError(422, "the rows do not match the model signature", tuple(errors[:MAX_REPORTED_ERRORS]))
+    packed = {
+        dtype: np.array(values, dtype=object if dtype == "string" else dtype).reshape(len(rows), len(groups[dtype]))
+        for dtype, values in columns.items()
+    }
+    return packed, len(rows)
+
+
+def _key_errors(index: int, row: dict, names: set[str]) -> list[str]:
+    missing, unknown = sorted(names - row.keys()), sorted(row.keys() - names)
+    out = [f"rows[{index}]: missing field(s) {missing}"] if missing else []
+    return out + ([f"rows[{index}]: unknown field(s) {unknown}; the model takes {sorted(names)}"] if unknown else [])
+
+
+def pack_frame(fields: tuple[InputField, ...], frame) -> dict[str, np.ndarray]:
+    """Raw rows of a DataFrame as one (rows, k) matrix per dtype (the batch-scoring path)."""
+    packed = {}
+    for dtype, names in group_fields(fields).items():
+        values = np.stack([np.asarray(frame[name]) for name in names], axis=1)
+        packed[dtype] = values.astype(str).astype(object) if dtype == "string" else values.astype(dtype)
+    return packed
+
+
+def warm_up_rows(fields: tuple[InputField, ...], rows: int = 2) -> dict[str, np.ndarray]:
+    """Neutral rows (0, 0.0, "") in packed form: the first call traces nothing at request time."""
+    example = {f.name: ("" if f.dtype == "string" else 0) for f in fields}
+    packed, _ = parse_rows(fields, {"rows": [example] * rows}, rows)
+    return packed
+
+
+def field_schema(f: InputField) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": f.json_type}
+    if f.json_type == "number":
+        schema |= {"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    elif f.json_type == "integer":
+        schema |= {"format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
+    return schema

@@ -1,0 +1,215 @@
+"""The served model versions and the store that hot-reloads each use case's ``@champion``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from components.config import Settings
+from components.serving.batching import MicroBatcher
+from components.serving.metrics import ServingMetrics
+from components.serving.schema import InputField, ServingError, read_fields, warm_up_rows
+from components.serving.scorer import CompiledScorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    """How the server behaves; defaults suit one 2-core machine."""
+
+    alias: str = "champion"
+    poll_interval_s: float = 5.0
+    max_rows: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+    # a micro-batch takes every queued request up to this many rows
+    max_batch_rows: int = 512
+    # a batch smaller than the recent concurrency waits this long for the rest (0: never waits)
+    max_batch_wait_ms: float = 0.0
+    scoring_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if (self.poll_interval_s <= 0 or self.max_rows < 1 or self.max_batch_rows < 1 or self.scoring_threads < 1
+                or self.max_batch_wait_ms < 0):
+            raise ServingError(
+                f"invalid serving settings {self}: poll_interval_s must be > 0, max_batch_wait_ms >= 0, "
+                "max_rows, max_batch_rows and scoring_threads >= 1"
+            )
+
+
+@dataclass
+class ServedModel:
+    use_case: str
+    version: str
+    run_id: str
+    fields: tuple[InputField, ...]
+    output_names: dict[str, str]  # scorer output key -> name in the answer
+    threshold: float | None
+    scorer: CompiledScorer
+    batcher: MicroBatcher
+    loaded_at: float = field(default_factory=time.time)
+
+    def to_predictions(self, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """One JSON object per row: every output under its signature name."""
+        columns = {}
+        for key, values in outputs.items():
+            if values.ndim == 2 and values.shape[1] == 1:
+                values = values[:, 0]
+            columns[self.output_names.get(key, key)] = values.tolist()
+        names = list(columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def output_names(signature, outputs: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """A single unnamed output takes the signature's output name (``probability``)."""
+    if set(outputs) == {"output"} and signature is not None and signature.outputs is not None:
+        names = signature.outputs.input_names()
+        if len(names) == 1 and names[0]:
+            return {"output": names[0]}
+    return {name: name for name in outputs}
+
+
+def load_served_model(settings: Settings, use_case: str, params: ServeParams, executor: Executor,
+                      observe_batch: Callable[[int], None] = lambda n: None) -> ServedModel | None:
+    """Load ``<use_case>@<alias>`` fully, compile and warm it up; None when the alias is unset.
+
+    The registry resolves the alias once and loads that version by number, so a move during the
+    load is simply picked up by the next poll.
+    """
+    from components.release import registry
+
+    loaded = registry.load_scorer(settings, use_case, params.alias)
+    if loaded is None:
+        return None
+    version, model, threshold = loaded
+    run_id = model.metadata.run_id
+    from components.models.scorer import input_spec
+
+    keras_model = model.get_raw_model()  # funnel's pyfunc loader hands out the Keras model
+    signature = model.metadata.signature
+    return build_served_model(use_case, version, run_id, keras_model, read_fields(signature, input_spec(keras_model)),
+                              signature, threshold, executor, params.max_batch_rows, observe_batch,
+                              params.max_batch_wait_ms)
+
+
+def build_served_model(use_case: str, version: str, run_id: str, keras_model, fields: tuple[InputField, ...],
+                       signature, threshold: float, executor: Executor, max_batch_rows: int,
+                       observe_batch: Callable[[int], None] = lambda n: None,
+                       max_batch_wait_ms: float = 0.0) -> ServedModel:
+    """Compile ``keras_model``, warm it up and give it a micro-batcher on ``executor``."""
+    scorer = CompiledScorer(keras_model, fields)
+    outputs = scorer(warm_up_rows(fields))
+    batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch, max_batch_wait_ms)
+    return ServedModel(
+        use_case=use_case, version=version, run_id=run_id, fields=fields,
+        output_names=output_names(signature, outputs),
+        threshold=threshold if set(outputs) == {"output"} and math.isfinite(threshold) else None,
+        scorer=scorer, batcher=batcher,
+    )
+
+
+class ModelStore:
+    """The served version of each use case; a watcher thread swaps in a new ``@champion``.
+
+    A new version is loaded, compiled and warmed up before one reference swap, so requests never
+    wait for a load and in-flight requests finish on the version that took them.
+    """
+
+    def __init__(self, settings: Settings, use_cases: list[str], params: ServeParams, metrics: ServingMetrics) -> None:
+        self.settings = settings
+        self.use_cases = list(dict.fromkeys(use_cases))
+        self.params = params
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(params.scoring_threads, thread_name_prefix="funnel-score")
+        self._models: dict[str, ServedModel] = {}
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def get(self, use_case: str) -> ServedModel | None:
+        return self._models.get(use_case)
+
+    def served(self) -> dict[str, ServedModel]:
+        return dict(self._models)
+
+    def load_all(self) -> None:
+        """Load every use case's champion now; raises ServingError naming those without one."""
+        missing = [uc for uc in self.use_cases if not self.refresh_one(uc, raise_errors=True)]
+        if missing:
+            raise no_champion_error(self.settings, missing, self.params.alias)
+
+    def refresh_one(self, use_case: str, raise_errors: bool = False) -> bool:
+        """Load the alias's version if it is not the one served; True when a model is being served."""
+        from components.release import registry
+
+        current = self._models.get(use_case)
+        try:
+            found = registry.get_alias_version(self.settings, use_case, self.params.alias)
+            if found is None or (current is not None and str(found.version) == current.version):
+                return current is not None
+            started = time.perf_counter()
+            model = load_served_model(self.settings, use_case, self.params, self.executor,
+                                      self.metrics.batch_rows.labels(use_case).observe)
+        except Exception as exc:
+            self.metrics.reloads.labels(use_case, "failed").inc()
+            logger.warning("could not load %s@%s (still serving %s): %s", use_case, self.params.alias,
+                           f"v{current.version}" if current else "nothing", exc)
+            if raise_errors:
+                raise
+            return current is not None
+        if model is None:
+            return current is not None
+        self.put(model)
+        logger.info("serving %s v%s (loaded in %.1f s, was %s)", use_case, model.version,
+                    time.perf_counter() - started, f"v{current.version}" if current else "none")
+        return True
+
+    def put(self, model: ServedModel) -> None:
+        """Serve ``model`` from the next request on (one reference swap: atomic for every reader)."""
+        self._models[model.use_case] = model
+        self.metrics.reloads.labels(model.use_case, "loaded").inc()
+        self.metrics.version.labels(model.use_case).set(float(model.version))
+
+    def refresh(self) -> None:
+        for use_case in self.use_cases:
+            self.refresh_one(use_case)
+
+    def start_watching(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="funnel-champion-watcher", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.params.poll_interval_s):
+            self.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=60)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def no_champion_error(settings: Settings, missing: list[str], alias: str) -> ServingError:
+    return ServingError(
+        f"no @{alias} to serve for {missing}; train one first with "
+        f"`funnel retrain {missing[0]}` (or check MLFLOW_TRACKING_URI: {settings.tracking_uri})"
+    )
+
+
+def check_champions(settings: Settings, use_cases: list[str], alias: str) -> dict[str, str]:
+    """The version each use case's ``alias`` points at; ServingError naming those without one."""
+    from components.release import registry
+
+    found = {uc: registry.get_alias_version(settings, uc, alias) for uc in use_cases}
+    missing = [uc for uc, version in found.items() if version is None]
+    if missing:
+        raise no_champion_error(settings, missing, alias)
+    return {uc: str(version.version) for uc, version in found.items()}
