@@ -193,7 +193,7 @@ with warnings.catch_warnings():
         (its builder and task kind) when it is configured (``components.use_cases``)."""
 
         data: DataParams
-        validate: ValidateParams
+        validate: ValidateParams  # type: ignore[assignment]  # shadows BaseModel.validate on purpose (above)
         features: dict[str, Any]
         train: dict[str, Any]
         evaluate: dict[str, Any]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from components.config import load_params, load_settings
 from components.release import registry
 from components.serving.batch import score_file
-from components.config import load_params, load_settings
 
 
 @flow(name="batch-score", flow_run_name="batch-score-{use_case}")
@@ -23,6 +24,7 @@ def batch_score(use_case: str, input_path: str, output_path: str | None = None) 
     source = Path(input_path).resolve()
     target = Path(output_path).resolve() if output_path else source.with_name(f"{source.stem}.scored.csv")
     progress_id = create_progress_artifact(progress=0.0, description=f"{use_case} v{version}: scoring {source.name}")
+    assert not inspect.isawaitable(progress_id)  # a sync flow gets Prefect's sync API: the id itself
 
     def progress(done: int, total: int) -> None:
         update_progress_artifact(progress_id, progress=100.0 * done / max(total, 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
@@ -25,6 +27,7 @@ def trigger_deployment(use_case: str, overrides: dict | None) -> str | None:
                                  timeout=0, as_subflow=True)
     except ObjectNotFound:
         return None
+    assert not inspect.isawaitable(started)  # called from the sync drift flow: the FlowRun itself
     return f"triggered deployment retrain/{use_case}: flow run {started.id}"
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
@@ -16,19 +17,37 @@ from prefect.runtime import flow_run
 
 from components.config import Settings, load_params, load_settings, read_git_commit
 from components.data import versioning
-from components.data.ingest import apply_replay, read_source, resolve_source, write_snapshot
-from components.data.validate import check_report, validate_frame
+from components.data.ingest import Snapshot, apply_replay, read_source, resolve_source, write_snapshot
+from components.data.validate import ValidationReport, check_report, validate_frame
+from components.data.versioning import DataVersion
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
-from components.evaluation.report import ChampionScorer, write_metrics_json
+from components.evaluation.report import ChampionScorer, Evaluation, write_metrics_json
 from components.release import registry
-from components.release.promotion import apply_promotion, decide_promotion
+from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
+from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
+from components.training.fit import TrainedModel
 from components.use_cases import get_use_case, list_use_cases
+
+if TYPE_CHECKING:  # flows import no pandas at module level
+    import pandas as pd
+
+
+class TaskOptions(TypedDict, total=False):
+    """The ``@task`` options set here (typed, so ``@task(**options)`` type-checks)."""
+
+    cache_policy: CachePolicy
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float
+
 
 # Retries, timeouts and caching for every task, set in one place. Results stay in memory
 # (frames, Keras models), so nothing is cached or persisted between runs.
-IO_TASK = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 600}
-ML_TASK = {"cache_policy": NO_CACHE, "retries": 0, "timeout_seconds": 3600}
+IO_TASK: TaskOptions = {
+    "cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 600,
+}
+ML_TASK: TaskOptions = {"cache_policy": NO_CACHE, "retries": 0, "timeout_seconds": 3600}
 
 
 @dataclass(frozen=True)
@@ -48,7 +67,7 @@ def load_context(name: str, overrides: dict[str, Any] | None) -> RunContext:
 
 
 @task(**IO_TASK)
-def ingest(ctx: RunContext, as_of: str | None = None):
+def ingest(ctx: RunContext, as_of: str | None = None) -> tuple[pd.DataFrame, str]:
     """Read the source; a replay source releases the periods due by ``as_of`` (default: the
     run's scheduled date, so each scheduled or backfilled run sees its own snapshot)."""
     frame, source = read_source(ctx.config.name, ctx.config.params.data, ctx.settings)
@@ -66,7 +85,7 @@ def run_date() -> date:
 
 
 @task(**IO_TASK | {"retries": 0})
-def validate(ctx: RunContext, frame):
+def validate(ctx: RunContext, frame) -> ValidationReport:
     docs = ctx.settings.path(ctx.common.data_docs_dir)
     report = validate_frame(ctx.config.name, frame, ctx.config.params.validate, docs)
     rows = [{"expectation": c["expectation"], "column": c["kwargs"].get("column", ""),
@@ -85,7 +104,7 @@ def validate(ctx: RunContext, frame):
 
 
 @task(**IO_TASK)
-def version(ctx: RunContext, frame, source: str):
+def version(ctx: RunContext, frame, source: str) -> tuple[Snapshot, DataVersion]:
     snapshot = write_snapshot(ctx.config.name, frame, source, ctx.settings.path(ctx.common.snapshot_dir))
     data_version = versioning.version_snapshot(
         ctx.settings.repo_root, f"snapshot@{ctx.config.name}", snapshot.path, ctx.settings.dvc_remote
@@ -94,12 +113,12 @@ def version(ctx: RunContext, frame, source: str):
 
 
 @task(**ML_TASK)
-def train(ctx: RunContext, snapshot):
+def train(ctx: RunContext, snapshot) -> TrainedModel:
     return ctx.use_case.task.train(ctx.use_case, ctx.config, snapshot.frame)
 
 
 @task(**ML_TASK)
-def evaluate(ctx: RunContext, trained):
+def evaluate(ctx: RunContext, trained) -> Evaluation:
     champion = registry.load_scorer(ctx.settings, ctx.config.name, ctx.common.champion_alias)
     scorer = None
     if champion is not None:
@@ -113,7 +132,7 @@ def evaluate(ctx: RunContext, trained):
 
 
 @task(**IO_TASK | {"retries": 0})
-def register(ctx: RunContext, snapshot, data_version, trained, evaluation, report):
+def register(ctx: RunContext, snapshot, data_version, trained, evaluation, report) -> RegisteredVersion:
     context = {"git_commit": read_git_commit(ctx.settings.repo_root), "flow_run_id": str(flow_run.id or "")}
     return registry.log_training_run(
         ctx.settings, ctx.config, snapshot, data_version, trained, evaluation, report, context,
@@ -122,7 +141,7 @@ def register(ctx: RunContext, snapshot, data_version, trained, evaluation, repor
 
 
 @task(**IO_TASK | {"retries": 0})
-def gate(ctx: RunContext, registered, evaluation):
+def gate(ctx: RunContext, registered, evaluation) -> PromotionDecision:
     decision = decide_promotion(
         ctx.config.name, registered.version, evaluation.metrics, ctx.config.params.gate,
         evaluation.champion_version, evaluation.champion_metrics, evaluation.champion_error,
@@ -137,7 +156,9 @@ def gate(ctx: RunContext, registered, evaluation):
 
 
 @task(**IO_TASK | {"retries": 0})
-def review_report(ctx: RunContext, registered, evaluation, decision, snapshot, data_version, report):
+def review_report(
+    ctx: RunContext, registered, evaluation, decision, snapshot, data_version, report,
+) -> dict[str, Path]:
     """Release review (HTML + Markdown) and model card: reports/<uc>/, the MLflow run, Prefect."""
     context = {"git_commit": read_git_commit(ctx.settings.repo_root), "flow_run_id": str(flow_run.id or "")}
     facts = collect_facts(ctx.settings, ctx.use_case, ctx.config, registered, evaluation, decision,
@@ -276,7 +297,8 @@ def with_dask(address: str | None, workers: int):
         runner = DaskTaskRunner(address=address)
     else:
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
-    return retrain_all.with_options(task_runner=runner)
+    # prefect_dask subclasses the bare TaskRunner, which Prefect's invariant future type rejects
+    return retrain_all.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
 def outcome(name: str, state) -> dict[str, Any]:

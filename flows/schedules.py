@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ def deploy_to_pool(
     built = deployments(params, names, flow=remote, **options)
     if not built:
         raise ValueError(f"no active schedule among {names or 'the use cases'}; nothing to deploy")
-    return deploy(*built, work_pool_name=work_pool, build=False, push=False, print_next_steps_message=False)
+    ids = deploy(*built, work_pool_name=work_pool, build=False, push=False, print_next_steps_message=False)
+    assert not inspect.isawaitable(ids)  # called outside any event loop: Prefect's sync API returns the ids
+    return ids
 
 
 def serve_schedules(params: Params, names: list[str] | None = None) -> None:

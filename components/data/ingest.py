@@ -90,6 +90,7 @@ class SourcePlan:
 def plan_source(use_case: str, data: DataParams, settings: Settings) -> SourcePlan:
     """Decide, without copying or downloading, where the data comes from: ``source`` in the repo,
     else the mirror, else the official URL; DataUnavailableError says what was tried."""
+    url: str | None
     if data.source.startswith(REMOTE_SCHEMES):  # one-file URL source, cached under data/downloads
         name = data.source.rstrip("/").rsplit("/", 1)[-1]
         local, url = settings.repo_root / "data" / "downloads" / use_case / name, data.source

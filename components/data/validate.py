@@ -168,7 +168,7 @@ def validate_frame(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{use_case}_validation", data=batch_definition, suite=suite)
     )
-    actions = []
+    actions: list[gx.checkpoint.ValidationAction] = []
     docs_path = None
     if docs_dir is not None:
         site = docs_dir / use_case

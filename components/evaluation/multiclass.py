@@ -13,8 +13,9 @@ from components.evaluation.plots import save_figure
 
 
 def compute_multiclass_metrics(
-    y_true: Sequence[str], predicted: Sequence[str], probabilities: np.ndarray | None = None,
-    classes: Sequence[str] | None = None, only: Collection[str] | None = None,
+    y_true: Sequence[str] | np.ndarray, predicted: Sequence[str] | np.ndarray,
+    probabilities: np.ndarray | None = None, classes: Sequence[str] | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, float]:
     """Accuracy, macro/weighted F1; top-3 accuracy and log loss when probabilities are given.
 

@@ -26,6 +26,14 @@ def rows_to_tensors(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict:
     return tensors
 
 
+def call_model(model, inputs: dict):
+    """Call a Keras model on named input tensors; a model built on one bare ``Input`` (not a dict
+    of inputs) takes that tensor itself, as Keras expects its input structure to match."""
+    if len(inputs) == 1 and not isinstance(model.input, dict):
+        return model(next(iter(inputs.values())), training=False)
+    return model(inputs, training=False)
+
+
 class RowScorer:
     """Wraps a Keras model with named inputs; ``score(rows)`` returns one probability per row."""
 
@@ -38,9 +46,7 @@ class RowScorer:
             name: tf.TensorSpec(shape=(None, 1), dtype=dtype, name=name)
             for name, dtype in self.spec.items()
         }
-        self._call = tf.function(
-            lambda inputs: model(inputs, training=False), input_signature=[signature]
-        )
+        self._call = tf.function(lambda inputs: call_model(model, inputs), input_signature=[signature])
 
     def score_outputs(self, rows: pd.DataFrame | dict, batch_size: int = 8192) -> dict[str, np.ndarray]:
         """Every model output for ``rows`` as NumPy arrays (a single output is named ``output``)."""

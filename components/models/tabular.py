@@ -74,7 +74,7 @@ def build_tabular_classifier(
         mode = "int" if params.embedding_dim > 0 else "one_hot"
         if kind == "int":
             inputs[column] = keras.Input(shape=(1,), name=column, dtype="int64")
-            vocabulary = sorted(int(v) for v in train[column].unique())
+            vocabulary: list[int] | list[str] = sorted(int(v) for v in train[column].unique())
             lookup = keras.layers.IntegerLookup(
                 vocabulary=vocabulary, output_mode=mode, name=f"{column}_lookup"
             )

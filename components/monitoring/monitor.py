@@ -41,7 +41,7 @@ def detect_drift(
     columns: list[str],
     label: str,
     thresholds: MonitorParams,
-    score: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    score: Callable[[pd.DataFrame], np.ndarray | None] | None = None,
 ) -> DriftReport:
     """PSI per feature, the label's PSI and (with ``score``) the PSI of the champion's scores on
     both snapshots; every threshold crossed is a reason to retrain."""

@@ -44,16 +44,17 @@ class PromotionDecision:
         return tags
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
+def _finite(value: float | None) -> float | None:
+    """``value`` when it is a number; None when it is missing or NaN (so ``is None`` narrows it)."""
+    return None if value is None or math.isnan(value) else value
 
 
 def check_floors(metrics: Mapping[str, float], floors: Mapping[str, float]) -> list[Check]:
     """Every metric must reach its absolute floor."""
     checks = []
     for metric, floor in floors.items():
-        value = metrics.get(metric)
-        if not _finite(value):
+        value = _finite(metrics.get(metric))
+        if value is None:
             checks.append(Check(f"floor.{metric}", False, f"{metric} is missing or NaN (floor {floor:.4f})"))
             continue
         passed = value >= floor
@@ -75,8 +76,8 @@ def check_slices(slices: list[dict], floors: Mapping[str, float], min_rows: int)
         if row.get("rows", 0) < min_rows:
             continue
         for metric, floor in floors.items():
-            value = row.get(metric)
-            if not _finite(value):
+            value = _finite(row.get(metric))
+            if value is None:
                 continue
             passed = value >= floor
             checks.append(Check(
@@ -97,11 +98,11 @@ def check_champion(
     metric = gate.primary_metric
     if champion_version is None:
         return Check("beats_champion", True, "no champion yet: the first version that passes its floors becomes champion")
-    if champion_metrics is None or not _finite(champion_metrics.get(metric)):
+    if champion_metrics is None or _finite(champion_metrics.get(metric)) is None:
         reason = champion_error or f"champion v{champion_version} has no {metric} on this test split"
         return Check("beats_champion", False, f"{reason}; promote by hand only after a review")
-    challenger = metrics.get(metric)
-    if not _finite(challenger):
+    challenger = _finite(metrics.get(metric))
+    if challenger is None:
         return Check("beats_champion", False, f"challenger has no {metric}")
     needed = champion_metrics[metric] + gate.min_delta
     passed = challenger >= needed

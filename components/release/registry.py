@@ -158,6 +158,7 @@ def log_training_run(
 ) -> RegisteredVersion:
     """Log params, metrics, plots, data lineage and the model; register it as ``@challenger``."""
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas  # where mlflow.data.from_pandas is defined (typed)
     from mlflow.models import Model
 
     client = connect(settings)
@@ -198,7 +199,7 @@ def log_training_run(
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(evaluation.as_json(), "evaluation.json")
         mlflow.log_dict({"checks": list(validation.checks)}, "validation/gx_result.json")
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             snapshot.frame, source=str(settings.repo_root / data_version.path),
             name=f"{use_case}-snapshot", targets=config.label, digest=data_version.md5[:36],
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from components.config import Settings
@@ -24,7 +25,7 @@ from components.serving.store import ModelStore, ServeParams
 logger = logging.getLogger(__name__)
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None):
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None):
     import orjson
     from starlette.responses import Response
 
@@ -96,7 +97,10 @@ class PredictEndpoint:
             raise RequestError(400, f"the body is not valid JSON: {exc}") from None
         packed, rows = parse_rows(model.fields, payload, store.params.max_rows)
         outputs = await model.batcher.submit(packed, rows)
-        answer = {"use_case": use_case, "model_version": model.version, "predictions": model.to_predictions(outputs)}
+        answer: dict[str, Any] = {
+            "use_case": use_case, "model_version": model.version,
+            "predictions": model.to_predictions(outputs),
+        }
         if model.threshold is not None:
             answer["decision_threshold"] = model.threshold
         return 200, answer, model.version
@@ -158,7 +162,9 @@ def build_app(store: ModelStore):
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    framework = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    handlers = {HTTPException: http_error, Exception: server_error}
+    # Starlette types every handler as taking any Exception; http_error is registered for HTTPException only
+    framework = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
 
     async def app(scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/predict/"):

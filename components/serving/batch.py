@@ -64,6 +64,7 @@ def split_valid_rows(frame: pd.DataFrame, spec: dict[str, str]) -> tuple[pd.Data
     """Rows whose inputs match the model signature (cast to its types), and the rest with a reason."""
     reasons = pd.Series("", index=frame.index, dtype="object")
     cast = {}
+    why: str | np.ndarray  # one reason for the column, or one per row
     for name, dtype in spec.items():
         raw = frame[name]
         empty = raw.isna() | (raw.astype(str).str.strip() == "")
@@ -90,7 +91,7 @@ def output_columns(outputs: dict[str, np.ndarray]) -> dict[str, list | np.ndarra
     """Model outputs as columns: one probability as ``score``; named outputs by name (lists as JSON)."""
     if set(outputs) == {"output"}:
         return {"score": outputs["output"].reshape(-1)}
-    columns = {}
+    columns: dict[str, list | np.ndarray] = {}
     for name, values in outputs.items():
         if values.ndim > 1 and values.shape[1] > 1:
             columns[name] = [json.dumps(row.tolist()) for row in values]

@@ -51,7 +51,8 @@ class MicroBatcher:
         return await future
 
     def _take(self) -> list[tuple[dict[str, np.ndarray], int, asyncio.Future]]:
-        taken, total = [], 0
+        taken: list[tuple[dict[str, np.ndarray], int, asyncio.Future]] = []
+        total = 0
         while self._pending and (not taken or total + self._pending[0][1] <= self._max_batch_rows):
             item = self._pending.pop(0)
             taken.append(item)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from components.models.scorer import as_numpy_outputs
+from components.models.scorer import as_numpy_outputs, call_model
 from components.serving.schema import InputField, group_fields, warm_up_rows
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class CompiledScorer:
 
         def call(packed):
             inputs = {name: packed[dtype][:, i : i + 1] for dtype, names in groups.items() for i, name in enumerate(names)}
-            return keras_model(inputs, training=False)
+            return call_model(keras_model, inputs)
 
         self._function = tf.function(call, input_signature=[signature]).get_concrete_function()
         self._constant = tf.constant

@@ -30,9 +30,17 @@ UseCaseConfig = Any
 class Task(Protocol):
     """One kind of task; implementations are stateless singletons registered in ``TASKS``."""
 
-    name: str
-    # the typed ``evaluate`` section of params.yaml this task reads
-    evaluate_type: type[Section]
+    # Read-only properties, so an implementation's plain class attributes (``name = "binary"``,
+    # ``evaluate_type = BinaryEvaluate``, a subclass of Section) satisfy the protocol.
+    @property
+    def name(self) -> str:
+        """The kind's name in params.yaml (``task:``) and the ``TASKS`` registry."""
+        ...
+
+    @property
+    def evaluate_type(self) -> type[Section]:
+        """The typed ``evaluate`` section of params.yaml this task reads."""
+        ...
 
     def metric_names(self, evaluate: Any) -> frozenset[str]:
         """Every metric ``evaluate`` computes for this task (gate floors and the primary metric

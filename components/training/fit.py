@@ -6,11 +6,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from components.config import FitSection
+from components.data.splits import Splits
 from components.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ def make_dataset(model, frame: pd.DataFrame, labels: np.ndarray | None, batch_si
     from components.models.scorer import input_spec, rows_to_tensors
 
     inputs = rows_to_tensors(input_spec(model), frame)
+    data: dict | tuple[dict, Any]  # the inputs, or (inputs, labels)
     if labels is not None:
         labels = labels.reshape(-1, 1) if labels.dtype.kind == "f" else labels
         data = (inputs, tf.constant(labels))
@@ -129,11 +132,11 @@ class TrainedModel:
     classes (the serving model maps argmax to the class name).
     """
 
-    model: object
-    splits: object
+    model: Any  # a Keras model (untyped)
+    splits: Splits
     fit: FitResult
     threshold: float
-    serving: object = None
+    serving: Any = None  # what gets registered: the model, or a serving wrapper around it
     classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -8,8 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.conftest import skip_or_fail
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 COMPOSE = INFRA / "docker-compose.yml"
@@ -18,7 +19,7 @@ COMPOSE = INFRA / "docker-compose.yml"
 def test_compose_file_validates_with_docker_compose():
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.skip("docker-compose (Debian package) is not installed; .ci/run installs it")
+        skip_or_fail("docker-compose (Debian package) is not installed; .ci/run installs it")
     result = subprocess.run([tool, "--env-file", str(INFRA / ".env.example"), "-f", str(COMPOSE), "config", "-q"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from components.config import DataParams, load_settings
 from components.data.ingest import read_snapshot, read_source, resolve_source, write_snapshot
 from components.errors import DataUnavailableError, DataValidationError
+from tests.conftest import MIRROR, needs_mirror
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -76,6 +76,7 @@ def http_folder(tmp_path):
     thread.start()
     yield www, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_url_is_fetched_and_checked(http_folder, tmp_path):
@@ -125,8 +126,7 @@ def test_a_folder_without_test_csv_is_a_clear_error(settings, tmp_path):
 
 # --- data that may not be redistributed: mirror or official URL, sha256-checked ---------------
 
-SHARED = Path(os.environ.get("FUNNEL_DATA_MIRROR") or ROOT.parent / "shared" / "data")
-needs_mirror = pytest.mark.skipif(not (SHARED / "frappe").is_dir(), reason=f"no data mirror at {SHARED}")
+SHARED = MIRROR
 
 
 def mirror_params(name: str) -> DataParams:
@@ -196,7 +196,7 @@ def test_files_are_fetched_from_a_base_url_and_checked(http_folder, tmp_path):
     repo = repo_with_params(tmp_path / "repo")
     settings = load_settings(env={}, repo_root=repo)  # no mirror: the URL is the only way
     data = mirror_params("ctr")
-    
+
     frame, source = read_source("ctr", data.model_copy(update={'url': f"{base}/frappe"}), settings)
     assert len(frame) == 86582
     assert source == str(repo / "data" / "ctr")
@@ -211,7 +211,7 @@ def test_files_are_fetched_from_a_base_url_and_checked(http_folder, tmp_path):
 @needs_mirror
 def test_movielens_zip_is_fetched_and_its_member_checked(http_folder, tmp_path):
     import zipfile
-    
+
     www, base = http_folder
     with zipfile.ZipFile(www / "ml-100k.zip", "w") as archive:
         archive.write(SHARED / "movielens_100k" / "u.data", "ml-100k/u.data")
