@@ -158,3 +158,4 @@ class BinaryTask:
 
 
 BINARY = BinaryTask()
+TASK = BINARY

@@ -124,3 +124,4 @@ class MulticlassTask:
 
 
 MULTICLASS = MulticlassTask()
+TASK = MULTICLASS

@@ -192,3 +192,4 @@ class RankingTask:
 
 
 RANKING = RankingTask()
+TASK = RANKING

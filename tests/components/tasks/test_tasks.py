@@ -97,3 +97,29 @@ def test_business_sentences_speak_the_shops_terms_per_task():
     shown = get_task("ranking").business_sentences(_evaluation({"precision_at_10": 0.4}, {"precision_at_10": 0.2}),
                                                    {"rows": "items", "positives": "interact with"})
     assert shown == ["Of the 10 items shown to a customer, 4.0 are ones they went on to interact with and 2.0 with the baseline (peer)."]
+
+
+def test_the_readme_example_task_kind_is_one_module_that_registers_itself(tmp_path):
+    """The README's "Add a task kind" example, dropped into a copy of components/, is registered
+    by its presence alone and configures a use case's evaluate section."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n# components/tasks/lead_scoring\.py\n(.*?)```", readme, flags=re.S)
+    assert example is not None, "the README lost its task-kind example"
+    shutil.copytree(ROOT / "components", tmp_path / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "components" / "tasks" / "lead_scoring.py").write_text(example.group(1))
+    probe = (
+        "from components.tasks import TASKS, get_task\n"
+        "from components.tasks.binary import BinaryEvaluate\n"
+        "task = get_task('lead_scoring')\n"
+        "names = task.metric_names(BinaryEvaluate(test_fraction=0.2, lift_fractions=(0.2,)))\n"
+        "print(sorted(TASKS), 'capture_top_20pct' in names)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['binary', 'lead_scoring', 'multiclass', 'ranking'] True"
