@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 FUNNEL_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export FUNNEL_DATA_MIRROR
 
-.PHONY: install dev run test test-stack repro benchmark lint ui clean
+.PHONY: install dev run test test-stack repro benchmark lint types check ui clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,15 @@ repro: install
 benchmark: install
 	$(BIN)/python benchmarks/retrain_benchmark.py
 
+# the house rules (ruff), the import contracts (import-linter: layers, no cycles) and the types (mypy)
 lint: dev
-	$(BIN)/ruff check components flows tests benchmarks
+	$(BIN)/ruff check components flows tests benchmarks infra
+	$(BIN)/lint-imports
+
+types: dev
+	$(BIN)/mypy
+
+check: lint types test
 
 ui: install
 	$(BIN)/funnel ui

@@ -320,8 +320,8 @@ def test_recommend_serves_top_k_unseen_items_per_user(project, mirror):
 def _test_items(project, user: int) -> list[int]:
     """The user's held-out test items (allowed in recommendations: the model never saw them)."""
     from components.config import load_params
-    from components.data.splits import per_user_split
     from components.data.ingest import read_snapshot
+    from components.data.splits import per_user_split
     from components.use_cases import get_use_case
 
     config = get_use_case("recommend").configure(load_params(project / "params.yaml"))
