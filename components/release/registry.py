@@ -140,6 +140,8 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
         for key, item in value.items():
             out.update(_flatten(f"{prefix}.{key}" if prefix else str(key), item))
         return out
+    if hasattr(value, "model_dump"):  # a pydantic section of params.yaml
+        return _flatten(prefix, {k: getattr(value, k) for k in type(value).model_fields})
     if hasattr(value, "__dataclass_fields__"):
         return _flatten(prefix, {k: getattr(value, k) for k in value.__dataclass_fields__})
     return {prefix: value}

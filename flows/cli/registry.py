@@ -1,0 +1,137 @@
+"""Registry commands: history, rollback, lineage, review approve|reject."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from flows.cli import output
+from flows.cli.app import FAILED, REGISTRY, app, check_use_cases, fail, settings_and_params
+
+review_app = typer.Typer(help="Approve or reject a challenger waiting for review.", no_args_is_help=True)
+app.add_typer(review_app, name="review", rich_help_panel=REGISTRY)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
+HISTORY_COLUMNS = ("#", "when (UTC)", "action", "alias", "from", "to", "who", "flow run", "why")
+ACTION_STYLES = {"promote": "green", "approve": "green", "rollback": "yellow"}
+
+
+@app.command(rich_help_panel=REGISTRY)
+def history(
+    use_case: Annotated[str, typer.Argument(help="Use case (see `funnel list`).")],
+    json_: JsonOption = False,
+) -> None:
+    """Every alias move of USE_CASE (promotions, approvals, rollbacks), oldest first."""
+    from components.release.ledger import read_ledger
+
+    settings, params = settings_and_params()
+    check_use_cases(params, [use_case])
+    entries = read_ledger(settings, use_case)
+    if json_:
+        output.print_json([asdict(e) for e in entries])
+        return
+    if not entries:
+        typer.echo(f"{use_case}: no alias moves recorded yet")
+        return
+    rows = [[str(e.sequence), e.at, output.styled(e.action, ACTION_STYLES.get(e.action, "")), f"@{e.alias}",
+             f"v{e.from_version}" if e.from_version else "-", f"v{e.to_version}", e.actor, e.flow_run_id[:8] or "-",
+             e.reason[:90]] for e in entries]
+    output.print_table(rows, HISTORY_COLUMNS)
+
+
+@app.command(rich_help_panel=REGISTRY)
+def rollback(
+    use_case: Annotated[str, typer.Argument(help="Use case whose @champion moves back.")],
+    to: Annotated[str | None, typer.Option("--to", help="Version to serve (default: the previous champion).")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "rollback",
+) -> None:
+    """Move @champion back in one step (to the previous champion, or --to VERSION); recorded in the ledger."""
+    from components.release import registry
+    from components.release.ledger import move_alias, read_ledger, rollback_target
+
+    settings, params = settings_and_params()
+    check_use_cases(params, [use_case])
+    alias = params.common.champion_alias
+    current = registry.get_alias_version(settings, use_case, alias)
+    current_version = str(current.version) if current is not None else None
+    target = to or rollback_target(read_ledger(settings, use_case), alias, current_version)
+    entry = move_alias(settings, use_case, alias, target, expected_from=current_version, require_expected=True,
+                       action="rollback", reason=reason)
+    typer.echo(f"{use_case}: @{alias} v{entry.from_version} -> v{entry.to_version} (ledger #{entry.sequence})")
+
+
+@app.command(rich_help_panel=REGISTRY)
+def lineage(
+    use_case: Annotated[str | None, typer.Argument(help="Use case (omit with --data).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Model version (default: @champion).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="A snapshot md5: list the versions trained on it.")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Lineage both ways: a model version's data, code, flow run, GX result and previous champion; or, with --data MD5, every model version trained on that snapshot."""
+    from components.release.ledger import describe_lineage, versions_trained_on
+
+    settings, params = settings_and_params()
+    if data:
+        rows = versions_trained_on(settings, data)
+        if json_:
+            output.print_json(rows)
+        elif rows:
+            output.print_table([list(r.values()) for r in rows], tuple(rows[0]))
+        if not rows:
+            fail(f"no model version was trained on data md5 {data}", FAILED)
+        return
+    if not use_case:
+        raise typer.BadParameter("give USE_CASE (and optionally --version) or --data MD5")
+    check_use_cases(params, [use_case])
+    facts = describe_lineage(settings, use_case, version, params.common.champion_alias)
+    if json_:
+        output.print_json(facts)
+    else:
+        output.print_pairs(facts)
+
+
+def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> None:
+    from uuid import UUID
+
+    from flows.runtime import configure_environment
+
+    configure_environment()
+    from prefect.flow_runs import resume_flow_run
+
+    from components.errors import ReviewError
+    from components.release import registry
+    from components.release.ledger import current_actor
+
+    settings, params = settings_and_params()
+    check_use_cases(params, [use_case])
+    found = registry.get_version(settings, use_case, version)
+    if found is None:
+        raise ReviewError(f"{use_case} has no version {version}; see `funnel history {use_case}`")
+    status = found.tags.get("review.status")
+    if status != "pending":
+        raise ReviewError(f"{use_case} v{version} is not waiting for a review (review status: {status or 'none'})")
+    run_id = found.tags.get("prefect_flow_run_id")
+    if not run_id:
+        raise ReviewError(f"{use_case} v{version} has no Prefect flow run to resume")
+    resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason, "reviewer": current_actor()})
+    typer.echo(f"{use_case} v{version}: {'approved' if approve else 'rejected'} ({reason}); flow run {run_id} resumes")
+
+
+@review_app.command("approve")
+def review_approve(
+    use_case: str, version: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger and on the version).")],
+) -> None:
+    """Approve USE_CASE VERSION: its paused flow run resumes and promotes it to @champion."""
+    _answer_review(use_case, version, True, reason)
+
+
+@review_app.command("reject")
+def review_reject(
+    use_case: str, version: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on the version).")],
+) -> None:
+    """Reject USE_CASE VERSION: its paused flow run ends and @champion stays where it is."""
+    _answer_review(use_case, version, False, reason)
