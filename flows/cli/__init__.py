@@ -14,6 +14,7 @@ from flows.cli.output import render_table
 from flows.cli import training  # noqa: F401
 from flows.cli import registry  # noqa: F401
 from flows.cli import operations  # noqa: F401
+from flows.cli import params  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main", "render_table"]

@@ -316,3 +316,21 @@ def test_the_console_script_returns_the_usage_exit_code(bare_repo):
     assert done.stderr.strip().splitlines() == [
         "unknown use case 'nosuch'; registered use cases are: ctr, fraud, intent, recommend, sentiment, support. "
         "Run `funnel list` to see them."]
+
+
+def test_params_schema_is_valid_json_schema_that_params_yaml_meets_and_a_typo_breaks():
+    import jsonschema
+    import yaml
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["params", "schema"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    jsonschema.validate(raw, schema)
+    raw["use_cases"]["intent"]["train"]["max_epoch"] = 3  # a typo of max_epochs
+    with pytest.raises(jsonschema.ValidationError, match="max_epoch"):
+        jsonschema.validate(raw, schema)
