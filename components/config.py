@@ -161,6 +161,23 @@ class ValidateParams(Section):
     unique_together: tuple[str, ...] = ()
 
 
+class SplitParams(Section):
+    """How rows are assigned to train / validation / test (``evaluate.test_fraction`` and
+    ``train.validation_fraction`` give the sizes).
+
+    ``hash`` (default): a row's side is a function of its key — ``key_columns`` (e.g. a user id:
+    all of a user's rows on one side), else the whole row — so rows never change sides as data
+    grows. ``time``: the newest rows by ``time_column`` are the test split (train on the past).
+    ``official``: the data set's own ``column`` marks its test rows (validation by key)."""
+
+    method: Literal["hash", "time", "official"] = "hash"
+    key_columns: tuple[str, ...] = ()
+    time_column: str | None = None
+    column: str = "split"
+    # the seed of the assignment (default: common.seed); fixing it keeps the split while training seeds vary
+    seed: int | None = None
+
+
 class GateParams(Section):
     primary_metric: str
     min_delta: float
@@ -172,6 +189,17 @@ class GateParams(Section):
     promotion_mode: Literal["auto", "review"] = "auto"
     review_timeout_s: int = 86400
     review_poll_s: int = 10
+    # paired: the lower bound of the 95% bootstrap interval of (challenger - champion) on the
+    # primary metric must exceed min_delta; point: the challenger's value must (the old rule)
+    compare: Literal["paired", "point"] = "paired"
+    # model vs its same-run peer on the primary metric (paired interval of model - baseline):
+    # non_inferior: lower bound > -baseline_margin; superior: lower bound > 0; advisory: reported only
+    baseline_policy: Literal["non_inferior", "superior", "advisory"] = "non_inferior"
+    baseline_margin: float = 0.01
+    # no gated slice may fall more than this below the champion's value on it
+    max_slice_drop: float = 0.05
+    # fewer test rows than this that the champion never trained on: no comparison, a review decides
+    min_compare_rows: int = 100
 
 
 class MonitorParams(Section):
@@ -197,6 +225,7 @@ with warnings.catch_warnings():
         features: dict[str, Any]
         train: dict[str, Any]
         evaluate: dict[str, Any]
+        split: SplitParams = SplitParams()
         gate: GateParams
         monitor: MonitorParams = MonitorParams()
         schedule: ScheduleParams = ScheduleParams(cron="0 3 * * 1")

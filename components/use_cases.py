@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 
 from components.config import CommonParams, GateParams, Params, Section, UseCaseParams, parse_section
-from components.data.splits import Splits, official_split
 from components.errors import ConfigError, UnknownUseCaseError
 from components.evaluation.baselines import (
     Baseline,
@@ -71,8 +70,6 @@ class UseCase:
     published_source: str = ""
     # the kind of task (components/tasks): split, labels, metrics, plots, drift score, business terms
     task: Task = BINARY
-    # overrides the task's default split (e.g. a data set's official test split)
-    split: Callable[[pd.DataFrame, UseCaseConfig], Splits] | None = None
     class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
     make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
     # for model cards and release reviews
@@ -195,7 +192,6 @@ REGISTRY: dict[str, UseCase] = {
         train_type=IntentTextTrain,
         build_model=build_intent_classifier,
         make_serving=with_class_names,
-        split=official_split,
         fit_baseline=_sentiment_baseline,
         data_licence="CC BY 4.0",
         data_citation="Casanueva et al., NLP4ConvAI @ ACL 2020, arXiv:2003.04807",

@@ -21,8 +21,9 @@ from components.data.ingest import Snapshot, apply_replay, read_source, resolve_
 from components.data.validate import ValidationReport, check_report, validate_frame
 from components.data.versioning import DataVersion
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
-from components.evaluation.report import ChampionScorer, Evaluation, write_metrics_json
+from components.evaluation.report import Evaluation, write_metrics_json
 from components.release import registry
+from components.release.champion import load_champion
 from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
 from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
@@ -119,13 +120,9 @@ def train(ctx: RunContext, snapshot) -> TrainedModel:
 
 @task(**ML_TASK)
 def evaluate(ctx: RunContext, trained) -> Evaluation:
-    champion = registry.load_scorer(ctx.settings, ctx.config.name, ctx.common.champion_alias)
-    scorer = None
-    if champion is not None:
-        champion_version, model, threshold = champion
-        scorer = ChampionScorer(champion_version, lambda rows: registry.score_frame(model, rows), threshold)
+    champion = load_champion(ctx.settings, ctx.config, ctx.common.champion_alias)
     reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
-    evaluation = ctx.use_case.task.evaluate(ctx.use_case, ctx.config, trained, reports / "plots", scorer)
+    evaluation = ctx.use_case.task.evaluate(ctx.use_case, ctx.config, trained, reports / "plots", champion)
     write_metrics_json(evaluation, reports / "metrics.json")
     versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}")
     return evaluation
@@ -145,7 +142,9 @@ def gate(ctx: RunContext, registered, evaluation) -> PromotionDecision:
     decision = decide_promotion(
         ctx.config.name, registered.version, evaluation.metrics, ctx.config.params.gate,
         evaluation.champion_version, evaluation.champion_metrics, evaluation.champion_error,
-        evaluation.slices,
+        evaluation.slices, champion_comparison=evaluation.champion_comparison,
+        baseline_comparison=evaluation.baseline_comparison, baseline_name=evaluation.baseline_name,
+        champion_slices=evaluation.champion_slices,
     )
     rows = [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in decision.checks]
     create_table_artifact(

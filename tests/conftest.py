@@ -36,6 +36,9 @@ FAST = {
     "use_cases.recommend.gate.floors": {"ndcg_at_10": 0.1, "precision_at_10": 0.05},
     # per-slice floors are unit-tested; small slices trained for a few epochs are not held to them
     **{f"use_cases.{name}.gate.slice_floors": {} for name in ("intent", "sentiment", "support", "fraud", "ctr", "recommend")},
+    # a few epochs on a small slice need not match the same-run peer: the baseline check is
+    # reported (advisory) here and table-tested in tests/components/release/test_promotion.py
+    **{f"use_cases.{name}.gate.baseline_policy": "advisory" for name in ("intent", "sentiment", "support", "fraud", "ctr", "recommend")},
 }
 SUPPORT_DIR = ROOT / "data" / "support"
 # frappe and MovieLens may not be committed: tests read them from the data mirror (.ci/run sets it)

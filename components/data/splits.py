@@ -16,6 +16,8 @@ class Splits:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    # each split's row identity keys (``row_keys``), when the split assigned rows by key
+    keys: dict[str, np.ndarray] | None = None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -74,3 +76,94 @@ def per_user_split(frame: pd.DataFrame, config) -> Splits:
     rest, test = holdout_per_user(frame, user, config.evaluate.test_fraction, config.seed)
     train, validation = holdout_per_user(rest, user, config.train.validation_fraction, config.seed + 1)
     return Splits(train, validation, test)
+
+
+# --- stable split assignment --------------------------------------------------------------------
+# A row's side is a function of the row alone (its key), never of the other rows, so as the
+# snapshot grows (replay, backfill, new data) no row moves between train, validation and test,
+# and a champion is never scored on rows it trained on.
+
+# the hash key of row identities: fixed, so keys compare across runs, seeds and split settings
+IDENTITY_KEY = "funnel-rowkey-01"
+# the version tag holding the split settings a model was trained with (``split_spec``)
+SPLIT_TAG = "split.spec"
+TRAIN, VALIDATION, TEST = 0, 1, 2
+
+
+def row_keys(frame: pd.DataFrame, key_columns: tuple[str, ...] = ()) -> np.ndarray:
+    """One uint64 identity per row: a hash of ``key_columns``, or of the whole row (every column,
+    in name order) when none are configured. Identical rows share a key, so duplicates stay together."""
+    columns = list(key_columns) or sorted(frame.columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        from components.errors import ConfigError
+
+        raise ConfigError(f"split.key_columns {missing} are not columns of the data; columns are {sorted(frame.columns)}")
+    hashed = pd.util.hash_pandas_object(frame[columns], index=False, hash_key=IDENTITY_KEY)
+    return hashed.to_numpy(dtype="uint64")
+
+
+def unit_interval(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per key, mixed with ``seed`` (splitmix64's finaliser)."""
+    with np.errstate(over="ignore"):
+        x = np.asarray(keys, dtype="uint64") ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype("float64") / float(2**53)
+
+
+def hash_sides(keys: np.ndarray, test_fraction: float, validation_fraction: float, seed: int) -> np.ndarray:
+    """TRAIN / VALIDATION / TEST per key: ``test_fraction`` of keys go to test, then
+    ``validation_fraction`` of the rest to validation (the proportions ``split_frame`` uses)."""
+    u = unit_interval(keys, seed)
+    validation_edge = test_fraction + (1 - test_fraction) * validation_fraction
+    return np.where(u < test_fraction, TEST, np.where(u < validation_edge, VALIDATION, TRAIN)).astype("int8")
+
+
+def time_sides(times: pd.Series, test_fraction: float, validation_fraction: float) -> np.ndarray:
+    """Train on the past, test on the newest period: the newest ``test_fraction`` of rows are the
+    test split, the newest ``validation_fraction`` of the rest the validation split (ties share a side)."""
+    rank = times.rank(method="max", pct=True).to_numpy()
+    validation_edge = 1 - test_fraction
+    train_edge = validation_edge * (1 - validation_fraction)
+    return np.where(rank > validation_edge, TEST, np.where(rank > train_edge, VALIDATION, TRAIN)).astype("int8")
+
+
+def assign_sides(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int) -> np.ndarray:
+    """The side of every row under the ``split`` section of a use case (``SplitParams``)."""
+    if split.method == "hash":
+        return hash_sides(row_keys(frame, split.key_columns), test_fraction, validation_fraction, seed)
+    if split.method == "time":
+        return time_sides(frame[split.time_column], test_fraction, validation_fraction)
+    if split.method == "official":
+        # the data set's own test rows; validation carved out of the rest by key, so it is stable too
+        rest = hash_sides(row_keys(frame, split.key_columns), 0.0, validation_fraction, seed)
+        return np.where(frame[split.column].astype(str).to_numpy() == "test", TEST, rest).astype("int8")
+    raise ValueError(f"split method {split.method!r} has no stable side assignment")
+
+
+def split_rows(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int) -> Splits:
+    """Train / validation / test frames by ``assign_sides``, each with its rows' identity keys."""
+    sides = assign_sides(frame, split, test_fraction, validation_fraction, seed)
+    keys = row_keys(frame, split.key_columns)
+    parts = {name: side for name, side in (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))}
+    frames = {name: frame[sides == side].reset_index(drop=True) for name, side in parts.items()}
+    return Splits(frames["train"], frames["validation"], frames["test"],
+                  keys={name: keys[sides == side] for name, side in parts.items()})
+
+
+def split_use_case(frame: pd.DataFrame, config) -> Splits:
+    """A use case's split by its ``split`` section, ``evaluate.test_fraction`` and
+    ``train.validation_fraction`` (the default split of every task kind)."""
+    split = config.params.split
+    return split_rows(frame, split, config.evaluate.test_fraction, config.train.validation_fraction,
+                      config.seed if split.seed is None else split.seed)
+
+
+def split_spec(config) -> dict:
+    """A use case's split settings, as recorded on every registered version (``split.spec``)."""
+    split = config.params.split
+    return {**split.model_dump(mode="json"), "test_fraction": config.evaluate.test_fraction,
+            "validation_fraction": config.train.validation_fraction,
+            "seed": config.seed if split.seed is None else split.seed}

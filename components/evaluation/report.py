@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.evaluation.compare import ComparedRows, PairedComparison
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,6 +23,9 @@ class ChampionScorer:
     version: str
     score: Callable[[pd.DataFrame], np.ndarray]
     threshold: float
+    # identity keys of the rows it trained on (None: unknown) and how they were found
+    seen_keys: np.ndarray | None = None
+    seen_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,15 @@ class Evaluation:
     seconds: float = 0.0
     # 95% bootstrap confidence intervals of the gate's metrics: name -> (low, high)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # paired intervals on the primary metric: challenger - champion (on the test rows the champion
+    # never trained on) and model - same-run baseline (on every test row)
+    champion_comparison: PairedComparison | None = None
+    baseline_comparison: PairedComparison | None = None
+    champion_slices: list[dict] = field(default_factory=list)
+    # champion training rows among the compared test rows (None: unknown) and test rows left out
+    champion_rows_seen: int | None = None
+    champion_rows_excluded: int = 0
+    champion_note: str = ""
 
     def as_json(self) -> dict:
         return {
@@ -53,6 +67,10 @@ class Evaluation:
             "test_rows": self.test_rows,
             "slices": self.slices,
             "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "champion_comparison": self.champion_comparison.as_json() if self.champion_comparison else None,
+            "baseline_comparison": self.baseline_comparison.as_json() if self.baseline_comparison else None,
+            "champion_rows_seen_in_training": self.champion_rows_seen,
+            "champion_rows_excluded": self.champion_rows_excluded,
         }
 
 
@@ -69,6 +87,14 @@ def measure_champion(
         error = f"champion v{champion.version} could not score the {rows}: {exc}"
         logger.warning(error)
         return None, error
+
+
+def compared_fields(compared: ComparedRows | None) -> dict:
+    """The Evaluation fields that say which test rows the champion was compared on."""
+    if compared is None:
+        return {}
+    return {"champion_rows_seen": compared.seen_in_training, "champion_rows_excluded": compared.excluded,
+            "champion_note": compared.note}
 
 
 def gate_metric_names(config) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from components.config import GateParams
 from components.errors import GateFailedError
+from components.evaluation.compare import PairedComparison
 
 
 @dataclass(frozen=True)
@@ -93,25 +94,75 @@ def check_champion(
     champion_version: str | None,
     champion_metrics: Mapping[str, float] | None,
     champion_error: str | None = None,
+    comparison: PairedComparison | None = None,
 ) -> Check:
-    """The challenger must beat the champion by ``min_delta`` on the primary metric (same test split)."""
+    """The challenger must beat the champion on the primary metric, on the same test rows the
+    champion never trained on. ``paired``: the lower bound of the 95% interval of
+    (challenger - champion) must exceed ``min_delta``; ``point``: challenger >= champion + min_delta."""
     metric = gate.primary_metric
     if champion_version is None:
         return Check("beats_champion", True, "no champion yet: the first version that passes its floors becomes champion")
-    if champion_metrics is None or _finite(champion_metrics.get(metric)) is None:
+    if comparison is None and (champion_metrics is None or _finite(champion_metrics.get(metric)) is None):
         reason = champion_error or f"champion v{champion_version} has no {metric} on this test split"
         return Check("beats_champion", False, f"{reason}; promote by hand only after a review")
-    challenger = _finite(metrics.get(metric))
-    if challenger is None:
-        return Check("beats_champion", False, f"challenger has no {metric}")
-    needed = champion_metrics[metric] + gate.min_delta
-    passed = challenger >= needed
-    return Check(
-        "beats_champion",
-        passed,
-        f"{metric} {challenger:.4f} {'>=' if passed else '<'} champion v{champion_version} "
-        f"{champion_metrics[metric]:.4f} + min_delta {gate.min_delta:.4f}",
-    )
+    if gate.compare == "point":
+        challenger = _finite(comparison.a if comparison else metrics.get(metric))
+        champion = _finite(comparison.b if comparison else (champion_metrics or {}).get(metric))
+        if challenger is None or champion is None:
+            return Check("beats_champion", False, f"challenger or champion has no {metric}")
+        passed = challenger >= champion + gate.min_delta
+        return Check("beats_champion", passed,
+                     f"{metric} {challenger:.4f} {'>=' if passed else '<'} champion v{champion_version} "
+                     f"{champion:.4f} + min_delta {gate.min_delta:.4f}")
+    if comparison is None:
+        reason = champion_error or f"no paired comparison with champion v{champion_version}"
+        return Check("beats_champion", False, f"{reason}; promote by hand only after a review")
+    if _finite(comparison.low) is None:
+        return Check("beats_champion", False,
+                     f"the paired interval vs champion v{champion_version} is undefined ({comparison.rows} rows); review by hand")
+    passed = comparison.low > gate.min_delta
+    return Check("beats_champion", passed,
+                 f"vs champion v{champion_version}: {comparison.describe()}; lower bound "
+                 f"{'>' if passed else '<='} min_delta {gate.min_delta:.4f}")
+
+
+def check_baseline(gate: GateParams, comparison: PairedComparison | None, baseline_name: str = "baseline") -> Check:
+    """The model against its same-run peer (paired, all test rows): ``non_inferior`` — not clearly
+    worse (lower bound > -baseline_margin); ``superior`` — clearly better (lower bound > 0);
+    ``advisory`` — reported, never blocking."""
+    if comparison is None or _finite(comparison.low) is None:
+        detail = f"no paired comparison with {baseline_name}"
+        return Check("beats_baseline", gate.baseline_policy == "advisory", f"{detail} (policy {gate.baseline_policy})")
+    words = {"better": "significantly better than", "tied": "tied with", "worse": "significantly worse than"}
+    summary = f"the model is {words[comparison.verdict()]} {baseline_name}: {comparison.describe()}"
+    if gate.baseline_policy == "advisory":
+        return Check("beats_baseline", True, f"{summary} (advisory)")
+    bound = -gate.baseline_margin if gate.baseline_policy == "non_inferior" else 0.0
+    passed = comparison.low > bound
+    return Check("beats_baseline", passed,
+                 f"{summary}; lower bound {'>' if passed else '<='} {bound:+.4f} (policy {gate.baseline_policy})")
+
+
+def check_slice_regression(
+    slices: list[dict], champion_slices: list[dict], gate: GateParams, champion_version: str | None,
+) -> list[Check]:
+    """No gated slice (at least ``min_slice_rows`` rows) may fall more than ``max_slice_drop``
+    below the champion's value on the same slice, for the metrics ``slice_floors`` names."""
+    theirs = {(row["slice"], row["value"]): row for row in champion_slices}
+    checks = []
+    for row in slices:
+        other = theirs.get((row["slice"], row["value"]))
+        if other is None or row.get("rows", 0) < gate.min_slice_rows:
+            continue
+        for metric in gate.slice_floors:
+            mine, champion = _finite(row.get(metric)), _finite(other.get(metric))
+            if mine is None or champion is None:
+                continue
+            passed = mine >= champion - gate.max_slice_drop
+            name = slice_check_name(row["slice"], row["value"], metric).replace("slice.", "slice_vs_champion.", 1)
+            checks.append(Check(name, passed, f"{metric} {mine:.4f} {'>=' if passed else '<'} champion v{champion_version} "
+                                               f"{champion:.4f} - max_slice_drop {gate.max_slice_drop:.4f} on {row['rows']} rows"))
+    return checks
 
 
 def decide_promotion(
@@ -123,13 +174,21 @@ def decide_promotion(
     champion_metrics: Mapping[str, float] | None,
     champion_error: str | None = None,
     slices: list[dict] | None = None,
+    *,
+    champion_comparison: PairedComparison | None = None,
+    baseline_comparison: PairedComparison | None = None,
+    baseline_name: str = "baseline",
+    champion_slices: list[dict] | None = None,
 ) -> PromotionDecision:
-    """Promote only when every floor (overall and per slice) holds and the champion is beaten on
-    the same test split."""
+    """Promote only when every floor (overall and per slice) holds, the model is not worse than
+    its same-run peer, no slice regresses against the champion, and the champion is beaten on
+    the same test rows it never trained on."""
     checks = (
         *check_floors(metrics, gate.floors),
         *check_slices(slices or [], gate.slice_floors, gate.min_slice_rows),
-        check_champion(metrics, gate, champion_version, champion_metrics, champion_error),
+        check_baseline(gate, baseline_comparison, baseline_name),
+        *check_slice_regression(slices or [], champion_slices or [], gate, champion_version),
+        check_champion(metrics, gate, champion_version, champion_metrics, champion_error, champion_comparison),
     )
     return PromotionDecision(
         use_case=use_case,

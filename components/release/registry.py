@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Settings
+from components.data.splits import SPLIT_TAG, split_spec
 
 logger = logging.getLogger(__name__)
 
@@ -231,12 +232,31 @@ def log_training_run(
         "data_remote": data_version.remote,
         **{f"metric.{k}": f"{v:.6f}" for k, v in evaluation.metrics.items() if np.isfinite(v)},
         **{f"baseline.{k}": f"{v:.6f}" for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)},
+        SPLIT_TAG: json.dumps(split_spec(config), sort_keys=True),
+        **comparison_tags(evaluation),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(use_case, version, key, value)
     client.set_registered_model_alias(use_case, challenger_alias, version)
     logger.info("registered %s v%s (run %s) as @%s", use_case, version, run_id, challenger_alias)
     return RegisteredVersion(use_case, version, run_id, f"models:/{use_case}/{version}")
+
+
+def comparison_tags(evaluation) -> dict[str, str]:
+    """What the gate compared: champion training rows among the compared test rows (must be 0),
+    rows left out, and the paired intervals vs the champion and the baseline."""
+    tags = {"eval.baseline_comparison": evaluation.baseline_comparison.describe()
+            if evaluation.baseline_comparison else "none"}
+    if evaluation.champion_version is None:
+        return {**tags, "eval.champion_rows_seen_in_training": "no champion"}
+    seen = evaluation.champion_rows_seen
+    return {
+        **tags,
+        "eval.champion_rows_seen_in_training": "unknown" if seen is None else str(seen),
+        "eval.champion_rows_excluded": str(evaluation.champion_rows_excluded),
+        "eval.champion_comparison": (evaluation.champion_comparison.describe() if evaluation.champion_comparison
+                                     else f"none: {evaluation.champion_error or 'not compared'}")[:5000],
+    }
 
 
 def get_alias_version(settings: Settings, use_case: str, alias: str):

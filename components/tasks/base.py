@@ -20,7 +20,7 @@ from components.data.splits import Splits
 from components.evaluation.report import ChampionScorer, Evaluation
 from components.training.fit import TrainedModel
 
-# A use case (components.use_cases.UseCase: its builder, baseline and split) and its typed
+# A use case (components.use_cases.UseCase: its builder and baseline) and its typed
 # configuration (UseCaseConfig) are passed in; tasks sit below the use-case registry, so they
 # are typed loosely here rather than imported.
 UseCase = Any
@@ -52,7 +52,7 @@ class Task(Protocol):
         ...
 
     def split(self, frame: pd.DataFrame, config: UseCaseConfig) -> Splits:
-        """The default train / validation / test split of this task (a use case may override it)."""
+        """Train / validation / test for this task, by the use case's ``split`` section (stable: rows keep their side)."""
         ...
 
     def train(self, use_case: UseCase, config: UseCaseConfig, frame: pd.DataFrame) -> TrainedModel:

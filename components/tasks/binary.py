@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits, label_array, stratified_split
+from components.data.splits import Splits, label_array, split_use_case
 from components.evaluation.binary import (
     add_bucket_columns,
     choose_threshold,
@@ -19,8 +19,15 @@ from components.evaluation.binary import (
     natural_rate_weights,
 )
 from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.plots import write_binary_plots, write_gains_plot
-from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names, measure_champion
+from components.evaluation.report import (
+    ChampionScorer,
+    Evaluation,
+    compared_fields,
+    gate_metric_names,
+    measure_champion,
+)
 from components.models.scorer import RowScorer
 from components.monitoring.monitor import champion_scores
 from components.training.fit import TrainedModel, distribution_scope, fit_with_params
@@ -62,7 +69,7 @@ def choose_use_case_threshold(evaluate: BinaryEvaluate, y_validation: np.ndarray
 
 
 class BinaryTask:
-    """Stratified split, 0/1 labels, a decision threshold chosen on validation, ROC/PR/gains."""
+    """Stable split, 0/1 labels, a decision threshold chosen on validation, ROC/PR/gains."""
 
     name = "binary"
     evaluate_type = BinaryEvaluate
@@ -79,10 +86,10 @@ class BinaryTask:
         return frozenset(SLICE_METRICS)
 
     def split(self, frame: pd.DataFrame, config) -> Splits:
-        return stratified_split(frame, config)
+        return split_use_case(frame, config)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
-        splits = (use_case.split or self.split)(frame, config)
+        splits = self.split(frame, config)
         with distribution_scope(config.distribute):
             model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
         class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None
@@ -112,27 +119,50 @@ class BinaryTask:
         baseline_metrics = measure(baseline_scores, baseline_threshold)
         curves = {"model": model_scores, baseline.name: baseline_scores}
 
+        champion_scores: dict[str, np.ndarray] = {}
+
         def measure_scores(scorer: ChampionScorer) -> dict[str, float]:
             scores = np.asarray(scorer.score(test), dtype="float64").reshape(-1)
-            curves[f"champion v{scorer.version}"] = scores
+            curves[f"champion v{scorer.version}"] = champion_scores["scores"] = scores
             return measure(scores, scorer.threshold)
 
         champion_metrics, champion_error = measure_champion(champion, measure_scores)
         sliced = add_bucket_columns(test, config.evaluate.slice_buckets or {})
         slices = compute_slice_metrics(sliced, y_test, model_scores, trained.threshold, config.features.slices)
+        gate, primary = config.params.gate, config.params.gate.primary_metric
+
+        def primary_of(scores: np.ndarray, threshold: float):
+            return lambda rows: compute_binary_metrics(y_test[rows], scores[rows], threshold, **options, only=[primary])[primary]
+
+        rounds, seed = config.bootstrap_rounds, config.seed
+        baseline_comparison = paired_on_rows(primary, np.arange(len(test)), primary_of(model_scores, trained.threshold),
+                                             primary_of(baseline_scores, baseline_threshold), rounds, seed)
+        champion_comparison, champion_slices, compared = None, [], None
+        if champion is not None and "scores" in champion_scores:
+            compared = rows_unseen_by(splits.keys["test"] if splits.keys else None, champion.seen_keys, len(test),
+                                      champion.seen_note)
+            champion_comparison, why = compare_with_champion(
+                primary, compared, gate.min_compare_rows, primary_of(model_scores, trained.threshold),
+                primary_of(champion_scores["scores"], champion.threshold), rounds, seed)
+            champion_error = champion_error or why
+            rows = compared.positions
+            champion_slices = compute_slice_metrics(sliced.iloc[rows].reset_index(drop=True), y_test[rows],
+                                                    champion_scores["scores"][rows], champion.threshold, config.features.slices)
         plots = write_binary_plots(y_test, curves, trained.threshold, plots_dir)
         plots.append(write_gains_plot(y_test, curves, plots_dir))
         names = gate_metric_names(config)
         intervals = bootstrap_intervals(
             len(test),
             lambda index: compute_binary_metrics(y_test[index], model_scores[index], trained.threshold, **options, only=names),
-            names, config.bootstrap_rounds, config.seed,
+            names, rounds, seed,
         )
         return Evaluation(
             metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
             champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
             champion_error=champion_error, slices=slices, plots=plots, threshold=trained.threshold,
             test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
+            champion_comparison=champion_comparison, baseline_comparison=baseline_comparison,
+            champion_slices=champion_slices, **compared_fields(compared),
         )
 
     def drift_score(self, scorer):

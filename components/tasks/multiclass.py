@@ -10,16 +10,22 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits, stratified_split
+from components.data.splits import Splits, split_use_case
 from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.multiclass import (
     compute_multiclass_metrics,
     compute_multiclass_slices,
-    encode_labels,
     length_bucket,
     write_multiclass_plots,
 )
-from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names, measure_champion
+from components.evaluation.report import (
+    ChampionScorer,
+    Evaluation,
+    compared_fields,
+    gate_metric_names,
+    measure_champion,
+)
 from components.models.scorer import RowScorer
 from components.monitoring.monitor import champion_scores
 from components.training.fit import TrainedModel, distribution_scope, fit_with_params
@@ -61,10 +67,10 @@ class MulticlassTask:
         return frozenset(SLICE_METRICS)
 
     def split(self, frame: pd.DataFrame, config) -> Splits:
-        return stratified_split(frame, config)
+        return split_use_case(frame, config)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
-        splits = (use_case.split or self.split)(frame, config)
+        splits = self.split(frame, config)
         classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
         with distribution_scope(config.distribute):
             model = use_case.build_model(splits.train, config.features, config.train, config.seed,
@@ -89,23 +95,53 @@ class MulticlassTask:
         baseline_classes = list(baseline.estimator.classes_)
         baseline_predicted = np.asarray(baseline_classes)[np.argmax(baseline_probabilities, axis=1)]
         baseline_metrics = compute_multiclass_metrics(y_test, baseline_predicted, baseline_probabilities, baseline_classes)
-        champion_metrics, champion_error = measure_champion(
-            champion, lambda scorer: compute_multiclass_metrics(y_test, np.asarray(scorer.score(test)["label"]))
-        )
+        champion_labels: dict[str, np.ndarray] = {}
+
+        def measure_labels(scorer: ChampionScorer) -> dict[str, float]:
+            champion_labels["label"] = np.asarray(scorer.score(test)["label"]).astype(str).reshape(-1)
+            return compute_multiclass_metrics(y_test, champion_labels["label"])
+
+        champion_metrics, champion_error = measure_champion(champion, measure_labels)
         frame = test.assign(length=length_bucket(test[config.features.text], config.evaluate.length_buckets))
         slices = compute_multiclass_slices(frame, y_test, outputs["label"], config.features.slices)
         plots = write_multiclass_plots(y_test, outputs["label"], classes, plots_dir)
-        y_codes, predicted_codes = encode_labels(y_test, np.asarray(outputs["label"]).reshape(-1))
+        # one shared vocabulary of integer codes: the same metrics, computed fast on resamples
+        predicted = np.asarray(outputs["label"]).astype(str).reshape(-1)
+        arrays = {"truth": y_test.astype(str), "model": predicted, "baseline": baseline_predicted.astype(str),
+                  **({"champion": champion_labels["label"]} if "label" in champion_labels else {})}
+        vocabulary = np.unique(np.concatenate(list(arrays.values())))
+        codes = {name: np.searchsorted(vocabulary, values) for name, values in arrays.items()}
+        gate, primary = config.params.gate, config.params.gate.primary_metric
+        rounds, seed = config.bootstrap_rounds, config.seed
+
+        def primary_of(name: str):
+            return lambda rows: compute_multiclass_metrics(codes["truth"][rows], codes[name][rows], only=[primary])[primary]
+
+        baseline_comparison = paired_on_rows(primary, np.arange(len(test)), primary_of("model"), primary_of("baseline"),
+                                             rounds, seed) if primary in SLICE_METRICS else None
+        champion_comparison, champion_slices, compared = None, [], None
+        if champion is not None and "champion" in codes:
+            compared = rows_unseen_by(trained.splits.keys["test"] if trained.splits.keys else None, champion.seen_keys,
+                                      len(test), champion.seen_note)
+            if primary in SLICE_METRICS:
+                champion_comparison, why = compare_with_champion(primary, compared, gate.min_compare_rows,
+                                                                 primary_of("model"), primary_of("champion"), rounds, seed)
+                champion_error = champion_error or why
+            rows = compared.positions
+            champion_slices = compute_multiclass_slices(frame.iloc[rows].reset_index(drop=True), y_test[rows],
+                                                        champion_labels["label"][rows], config.features.slices)
         names = gate_metric_names(config)
         intervals = bootstrap_intervals(
-            len(test), lambda index: compute_multiclass_metrics(y_codes[index], predicted_codes[index], only=names),
-            names, config.bootstrap_rounds, config.seed,
+            len(test), lambda index: compute_multiclass_metrics(codes["truth"][index], codes["model"][index], only=names),
+            names, rounds, seed,
         )
         return Evaluation(
             metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
             champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
             champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
             test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
+            champion_comparison=champion_comparison, baseline_comparison=baseline_comparison,
+            champion_slices=champion_slices, **compared_fields(compared),
         )
 
     def drift_score(self, scorer):

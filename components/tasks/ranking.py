@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -11,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits, per_user_split
+from components.data.splits import Splits, split_use_case
 from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.ranking import (
     activity_bucket,
     champion_items,
@@ -21,7 +23,13 @@ from components.evaluation.ranking import (
     summarize_ranking,
     write_ranking_plots,
 )
-from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names, measure_champion
+from components.evaluation.report import (
+    ChampionScorer,
+    Evaluation,
+    compared_fields,
+    gate_metric_names,
+    measure_champion,
+)
 from components.models.recommender import Interactions, RecommendTrain, build_serving
 from components.models.scorer import RowScorer
 from components.training.fit import FitResult, TrainedModel, log_epoch
@@ -80,6 +88,25 @@ def fit_recommender(network, train: Interactions, validation: Interactions, para
     )
 
 
+def activity_slices(per_user: dict[str, np.ndarray], items: np.ndarray, catalogue: int, activity: pd.Series,
+                    edges: tuple[int, ...], k: int, others: dict[str, tuple[dict[str, np.ndarray], np.ndarray]]) -> list[dict]:
+    """nDCG, precision and recall@k per bucket of users' training interactions (every bucket that
+    has users, in order), with ``others``' nDCG beside them (e.g. the baseline's)."""
+    order = activity_bucket(pd.Series(list(edges) + [np.inf]), edges)
+    present = set(activity)
+    rows = []
+    for bucket in [b for b in dict.fromkeys(order) if b in present]:
+        index = np.flatnonzero((activity == bucket).to_numpy())
+        sub = summarize_ranking(per_user, items, catalogue, index)
+        row = {"slice": "train_interactions", "value": bucket, "rows": len(index),
+               f"ndcg_at_{k}": sub[f"ndcg_at_{k}"], f"precision_at_{k}": sub[f"precision_at_{k}"],
+               f"recall_at_{k}": sub[f"recall_at_{k}"]}
+        for name, (their_per_user, their_items) in others.items():
+            row[f"{name}_at_{k}"] = summarize_ranking(their_per_user, their_items, catalogue, index)[f"ndcg_at_{k}"]
+        rows.append(row)
+    return rows
+
+
 class RankingTask:
     """Per-user split, a network refit on train + validation for the best epoch count, top-k lists."""
 
@@ -95,12 +122,12 @@ class RankingTask:
         return frozenset({f"ndcg_at_{k}", f"precision_at_{k}", f"recall_at_{k}"})
 
     def split(self, frame: pd.DataFrame, config) -> Splits:
-        return per_user_split(frame, config)
+        return split_use_case(frame, config)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
         """Early-stop on held-out validation items, then refit on all training rows for the best
         epoch count; the serving model masks every item seen in training."""
-        splits = (use_case.split or self.split)(frame, config)
+        splits = self.split(frame, config)
         features, params = config.features, config.train
         seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
         seen = Interactions.from_frame(seen_frame, features)
@@ -147,29 +174,47 @@ class RankingTask:
             return ranking_metrics(champion_list, relevant, k, catalogue)
 
         champion_metrics, champion_error = measure_champion(champion, measure_lists, "test users")
-
         activity = activity_bucket(train.groupby(user).size().reindex(users, fill_value=0), config.evaluate.activity_buckets)
-        slices = []
-        order = activity_bucket(pd.Series(list(config.evaluate.activity_buckets) + [np.inf]), config.evaluate.activity_buckets)
-        for bucket in [b for b in dict.fromkeys(order) if b in set(activity)]:
-            index = np.flatnonzero((activity == bucket).to_numpy())
-            sub = summarize_ranking(per_user, model_items, catalogue, index)
-            base = summarize_ranking(baseline_per_user, baseline_items, catalogue, index)
-            slices.append({
-                "slice": "train_interactions", "value": bucket, "rows": len(index),
-                f"ndcg_at_{k}": sub[f"ndcg_at_{k}"], f"precision_at_{k}": sub[f"precision_at_{k}"],
-                f"recall_at_{k}": sub[f"recall_at_{k}"], f"baseline_ndcg_at_{k}": base[f"ndcg_at_{k}"],
-            })
+        slices = activity_slices(per_user, model_items, catalogue, activity, config.evaluate.activity_buckets, k,
+                                 {"baseline_ndcg": (baseline_per_user, baseline_items)})
         plots = write_ranking_plots(lists, relevant, k, catalogue, slices, plots_dir)
+        gate, primary = config.params.gate, config.params.gate.primary_metric
+        rounds, seed = config.bootstrap_rounds, config.seed
         intervals = bootstrap_intervals(
-            len(users), partial(summarize_ranking, per_user, model_items, catalogue),
-            gate_metric_names(config), config.bootstrap_rounds, config.seed,
+            len(users), partial(summarize_ranking, per_user, model_items, catalogue), gate_metric_names(config), rounds, seed,
         )
+
+        def mean_of(values: dict[str, np.ndarray]):
+            return lambda rows: float(np.nanmean(values[primary][rows])) if len(rows) else float("nan")
+
+        by_user = np.arange(len(users))
+        baseline_comparison = (paired_on_rows(primary, by_user, mean_of(per_user), mean_of(baseline_per_user), rounds, seed)
+                               if primary in per_user else None)
+        champion_comparison, champion_slices, compared = None, [], None
+        champion_list = lists.get(f"champion v{champion.version}") if champion else None
+        if champion is not None and champion_list is not None:
+            # only the test interactions the champion never trained on count, for both models
+            compared = rows_unseen_by(trained.splits.keys["test"] if trained.splits.keys else None, champion.seen_keys,
+                                      len(test), champion.seen_note)
+            kept = test.iloc[compared.positions]
+            unseen = {u: set(group) for u, group in kept.groupby(user)[item]}
+            unseen_relevant = [unseen.get(u, set()) for u in users]
+            mine = per_user_ranking_metrics(model_items, unseen_relevant, k)
+            theirs = per_user_ranking_metrics(champion_list, unseen_relevant, k)
+            with_items = np.flatnonzero(np.array([bool(r) for r in unseen_relevant]))
+            by_users = dataclasses.replace(compared, positions=with_items) if compared.seen_in_training is not None else compared
+            if primary in mine:
+                champion_comparison, why = compare_with_champion(primary, by_users, gate.min_compare_rows,
+                                                                 mean_of(mine), mean_of(theirs), rounds, seed)
+                champion_error = champion_error or why
+            champion_slices = activity_slices(theirs, champion_list, catalogue, activity, config.evaluate.activity_buckets, k, {})
         return Evaluation(
             metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
             champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
             champion_error=champion_error, slices=slices, plots=plots, threshold=float("nan"),
             test_rows=len(test), seconds=time.perf_counter() - started, intervals=intervals,
+            champion_comparison=champion_comparison, baseline_comparison=baseline_comparison,
+            champion_slices=champion_slices, **compared_fields(compared),
         )
 
     def drift_score(self, scorer):

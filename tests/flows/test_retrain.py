@@ -82,6 +82,14 @@ def test_intent_good_run_then_worse_run_then_bad_data(project):
     v2 = client().get_model_version("intent", "2")
     assert v2.tags["gate.verdict"] == "failed"
     assert v2.tags["gate.beats_champion"].startswith("FAIL")
+    # the gate compared challenger and champion on test rows the champion never trained on, paired
+    assert v1.tags["eval.champion_rows_seen_in_training"] == "no champion"
+    assert v2.tags["eval.champion_rows_seen_in_training"] == "0"
+    assert v2.tags["eval.champion_rows_excluded"] == "0"  # one stable split: nothing to leave out
+    assert "[95% CI" in v2.tags["gate.beats_champion"]
+    assert "p=" in v2.tags["gate.beats_champion"]
+    assert v1.tags["gate.beats_baseline"].startswith("pass: the model is")  # advisory in FAST
+    assert json.loads(v2.tags["split.spec"])["method"] == "hash"
     # identical data gives an identical md5, and no new data version
     assert v2.tags["data_md5"] == md5 == locked_md5(project, "snapshot@intent")
 

@@ -49,8 +49,10 @@ def test_replay_releases_months_in_order():
 def test_backfill_gives_each_date_its_own_snapshot_and_version(project):
     from flows.schedules import backfill
 
+    # the point rule: this test is about backfill and replay, the paired rule has its own tests
     overrides = {**FAST, "use_cases.intent.data.replay.enabled": True, "use_cases.intent.schedule.cron": "0 3 * * 1",
-                 "use_cases.intent.gate.floors": {"roc_auc": 0.5, "pr_auc": 0.1}}
+                 "use_cases.intent.gate.floors": {"roc_auc": 0.5, "pr_auc": 0.1},
+                 "use_cases.intent.gate.compare": "point"}
     results = backfill("intent", date(2026, 10, 12), date(2026, 10, 26), overrides)  # May.., then Nov, then Dec
     assert [r["date"] for r in results] == ["2026-10-12", "2026-10-19", "2026-10-26"]
     assert [r["status"] for r in results][:2] == ["promoted", "promoted"]  # the third: the gate decides
@@ -64,3 +66,10 @@ def test_backfill_gives_each_date_its_own_snapshot_and_version(project):
     assert rows == sorted(rows)
     assert len(set(rows)) == 3  # each run saw a new snapshot, versioned by DVC
     assert len({v.tags["data_md5"] for v in versions}) == 3
+    # as months are released the snapshot grows, yet no champion is ever scored on rows it trained on
+    assert [v.tags["eval.champion_rows_seen_in_training"] for v in versions] == ["no champion", "0", "0"]
+    assert [v.tags["eval.champion_rows_excluded"] for v in versions[1:]] == ["0", "0"]
+    from components.release.ledger import read_ledger
+
+    moves = read_ledger(settings, "intent")
+    assert [m.to_version for m in moves][:2] == ["1", "2"]  # the ledger shows the decisions

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
+import pytest
+
 from components.data.splits import per_user_split, split_frame
+from components.errors import ConfigError
 from tests.conftest import intent_slice, movielens_slice, needs_mirror
 
 
@@ -37,3 +42,60 @@ def test_per_user_split_holds_out_a_quarter_of_each_user_seeded():
     per_user = frame.groupby("user_id").size()
     held = first.test.groupby("user_id").size().reindex(per_user.index, fill_value=0)
     assert ((held - per_user * 0.25).abs() <= 1).all()  # every user keeps ~75% for training
+
+
+# --- stable split assignment ---------------------------------------------------------------------
+
+def _split(method="hash", **kwargs):
+    from components.config import SplitParams
+
+    return SplitParams(method=method, **kwargs)
+
+
+def test_rows_never_change_sides_as_the_data_grows():
+    from components.data.splits import split_rows
+
+    frame = intent_slice(2500)
+    small = split_rows(frame.iloc[:1200], _split(), 0.2, 0.15, 42)
+    large = split_rows(frame, _split(), 0.2, 0.15, 42)
+    for side in ("train", "validation", "test"):
+        # every row of the smaller snapshot keeps its side in the larger one
+        assert set(small.keys[side]) <= set(large.keys[side])
+    assert abs(len(large.test) / len(frame) - 0.2) < 0.03
+    assert abs(len(large.validation) / (len(frame) - len(large.test)) - 0.15) < 0.03
+
+
+def test_identical_rows_share_a_side_and_key_columns_keep_a_group_together():
+    from components.data.splits import row_keys, split_rows
+
+    frame = pd.DataFrame({"user": np.repeat(np.arange(200), 5), "item": np.tile(np.arange(5), 200), "x": 1.0})
+    doubled = pd.concat([frame, frame], ignore_index=True)
+    splits = split_rows(doubled, _split(), 0.25, 0.1, 7)
+    assert not set(splits.keys["train"]) & set(splits.keys["test"])
+    by_user = split_rows(frame, _split(key_columns=("user",)), 0.25, 0.1, 7)
+    assert not set(by_user.train["user"]) & set(by_user.test["user"])  # all of a user's rows on one side
+    assert len(np.unique(row_keys(frame))) == len(frame)
+    with pytest.raises(ConfigError, match=r"split.key_columns \['session'\]"):
+        row_keys(frame, ("session",))
+
+
+def test_a_seed_changes_the_assignment_and_the_same_seed_repeats_it():
+    from components.data.splits import split_rows
+
+    frame = intent_slice(1500)
+    a, b, c = (split_rows(frame, _split(), 0.2, 0.15, seed) for seed in (1, 1, 2))
+    assert list(a.keys["test"]) == list(b.keys["test"])
+    assert set(a.keys["test"]) != set(c.keys["test"])
+
+
+def test_time_split_tests_on_the_newest_rows_and_official_split_on_the_data_sets_own():
+    from components.data.splits import split_rows
+
+    frame = pd.DataFrame({"t": np.arange(1000), "split": np.where(np.arange(1000) % 4 == 0, "test", "train")})
+    by_time = split_rows(frame, _split("time", time_column="t"), 0.2, 0.25, 1)
+    assert by_time.test["t"].min() > by_time.validation["t"].max() >= by_time.validation["t"].min() > by_time.train["t"].max()
+    assert len(by_time.test) == 200
+    official = split_rows(frame, _split("official"), 0.2, 0.1, 1)
+    assert set(official.test["split"]) == {"test"}
+    assert len(official.test) == 250
+    assert set(official.train["split"]) == set(official.validation["split"]) == {"train"}

@@ -39,7 +39,8 @@ def registry_with_versions(folder: Path, count: int, tracking_uri: str | None = 
 def passing(version: str, champion: str | None):
     from components.config import GateParams
 
-    gate = GateParams(primary_metric="roc_auc", min_delta=0.0, floors={"roc_auc": 0.5})
+    gate = GateParams(primary_metric="roc_auc", min_delta=0.0, floors={"roc_auc": 0.5}, compare="point",
+                      baseline_policy="advisory")
     champion_metrics = {"roc_auc": 0.6} if champion else None
     return decide_promotion("intent", version, {"roc_auc": 0.9}, gate, champion, champion_metrics)
 

@@ -8,9 +8,18 @@ import types
 import pytest
 
 from components.config import GateParams
+from components.evaluation.compare import PairedComparison
 from components.release.promotion import decide_promotion
 
-GATE = GateParams(primary_metric="roc_auc", min_delta=0.005, floors=types.MappingProxyType({"roc_auc": 0.9, "pr_auc": 0.6}))
+# the point rule (gate.compare: point) with the baseline check advisory: the old gate, still selectable
+GATE = GateParams(primary_metric="roc_auc", min_delta=0.005, floors=types.MappingProxyType({"roc_auc": 0.9, "pr_auc": 0.6}),
+                  compare="point", baseline_policy="advisory")
+PAIRED = GateParams(primary_metric="roc_auc", min_delta=0.001, floors={"roc_auc": 0.5}, baseline_margin=0.01,
+                    slice_floors={"roc_auc": 0.5}, max_slice_drop=0.05, min_slice_rows=50)
+
+
+def compared(delta: float, low: float, high: float, a: float = 0.93) -> PairedComparison:
+    return PairedComparison("roc_auc", 2000, a, a - delta, delta, low, high, 0.01 if low > 0 else 0.4, 200)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +77,7 @@ def test_slice_floors_gate_large_slices_only():
     decision = decide_promotion("intent", "2", {"roc_auc": 0.9}, gate, None, None, None, slices)
     names = {c.name: c.passed for c in decision.checks}
     assert names == {"floor.roc_auc": True, "slice.VisitorType:New_Visitor.roc_auc": True,
-                     "slice.VisitorType:Returning_Visitor.roc_auc": False, "beats_champion": True}
+                     "slice.VisitorType:Returning_Visitor.roc_auc": False, "beats_baseline": False, "beats_champion": True}
     assert not decision.promote
 
 
@@ -79,3 +88,77 @@ def test_slice_check_names_are_valid_mlflow_tag_keys():
 
     for value in ("[10, 100)", "<10", ">=500", "7-12 words", "Nov"):
         _validate_tag_name(f"gate.{slice_check_name('Amount_bucket', value, 'roc_auc')}")
+
+
+
+@pytest.mark.parametrize(
+    ("champion", "baseline", "promote", "failed"),
+    [
+        # first version: no champion; the model ties its peer (interval spans 0, above -margin)
+        (None, compared(0.002, -0.008, 0.012), True, []),
+        # clearly worse than its peer: never promoted (non_inferior), even as the first version
+        (None, compared(-0.03, -0.045, -0.015), False, ["beats_baseline"]),
+        # tied with the peer within the margin's reach, but the interval dips below -margin
+        (None, compared(-0.004, -0.014, 0.006), False, ["beats_baseline"]),
+        # beats the champion: the lower bound of the paired interval exceeds min_delta
+        (compared(0.02, 0.008, 0.031), compared(0.0, -0.005, 0.005), True, []),
+        # a point estimate above champion + min_delta, but inside the noise: not promoted
+        (compared(0.006, -0.004, 0.016), compared(0.0, -0.005, 0.005), False, ["beats_champion"]),
+        # lower bound exactly min_delta does not exceed it
+        (compared(0.01, 0.001, 0.02), compared(0.0, -0.005, 0.005), False, ["beats_champion"]),
+        # an undefined interval (too few usable resamples) never passes
+        (compared(0.02, math.nan, math.nan), compared(0.0, -0.005, 0.005), False, ["beats_champion"]),
+    ],
+)
+def test_paired_gate(champion, baseline, promote, failed):
+    version = "3" if champion is not None else None
+    decision = decide_promotion("intent", "4", {"roc_auc": 0.93}, PAIRED, version, {"roc_auc": 0.91} if version else None,
+                                champion_comparison=champion, baseline_comparison=baseline, baseline_name="lightgbm")
+    assert decision.promote is promote
+    assert [c.name for c in decision.checks if not c.passed] == failed
+
+
+def test_paired_gate_without_a_comparison_fails_safe_and_says_why():
+    decision = decide_promotion("intent", "4", {"roc_auc": 0.95}, PAIRED, "3", {"roc_auc": 0.9},
+                                "only 40 test rows the champion never trained on", baseline_comparison=compared(0.0, -0.005, 0.005))
+    check = {c.name: c for c in decision.checks}["beats_champion"]
+    assert not check.passed
+    assert "only 40 test rows" in check.detail
+
+
+@pytest.mark.parametrize(("policy", "interval", "passed"), [
+    ("non_inferior", (-0.009, 0.01), True), ("non_inferior", (-0.011, 0.01), False),
+    ("superior", (0.001, 0.02), True), ("superior", (-0.001, 0.02), False),
+    ("advisory", (-0.2, -0.1), True),
+])
+def test_baseline_policies(policy, interval, passed):
+    gate = PAIRED.model_copy(update={"baseline_policy": policy})
+    decision = decide_promotion("intent", "1", {"roc_auc": 0.93}, gate, None, None,
+                                baseline_comparison=compared(sum(interval) / 2, *interval))
+    check = {c.name: c for c in decision.checks}["beats_baseline"]
+    assert check.passed is passed
+    assert "lightgbm" not in check.detail  # the default name is used when none is given
+    assert ("significantly worse" in check.detail) is (interval[1] < 0)
+
+
+def test_a_slice_may_not_fall_below_the_champions_by_more_than_max_slice_drop():
+    slices = [{"slice": "Month", "value": "Nov", "rows": 400, "roc_auc": 0.80},
+              {"slice": "Month", "value": "May", "rows": 300, "roc_auc": 0.70},
+              {"slice": "Month", "value": "Feb", "rows": 20, "roc_auc": 0.10}]  # too small to gate
+    champion_slices = [{"slice": "Month", "value": "Nov", "rows": 400, "roc_auc": 0.84},
+                       {"slice": "Month", "value": "May", "rows": 300, "roc_auc": 0.80},
+                       {"slice": "Month", "value": "Feb", "rows": 20, "roc_auc": 0.90}]
+    decision = decide_promotion("intent", "4", {"roc_auc": 0.93}, PAIRED, "3", {"roc_auc": 0.9}, None, slices,
+                                champion_comparison=compared(0.02, 0.01, 0.03), baseline_comparison=compared(0, -0.005, 0.005),
+                                champion_slices=champion_slices)
+    checks = {c.name: c.passed for c in decision.checks if c.name.startswith("slice_vs_champion.")}
+    assert checks == {"slice_vs_champion.Month:Nov.roc_auc": True, "slice_vs_champion.Month:May.roc_auc": False}
+    assert not decision.promote
+
+
+def test_the_beats_champion_tag_carries_the_interval_and_p_value():
+    decision = decide_promotion("intent", "4", {"roc_auc": 0.93}, PAIRED, "3", {"roc_auc": 0.91},
+                                champion_comparison=compared(0.02, 0.008, 0.031), baseline_comparison=compared(0, -0.005, 0.005))
+    tag = decision.as_tags()["gate.beats_champion"]
+    assert tag.startswith("pass: vs champion v3: roc_auc 0.9300 vs 0.9100")
+    assert "[95% CI +0.0080, +0.0310], p=0.010" in tag

@@ -57,6 +57,11 @@ class Evaluation:
         {"slice": "VisitorType", "value": "Other", "rows": 12, "roc_auc": float("nan"), "pr_auc": 0.5},
     ])
     test_rows: int = 2466
+    baseline_comparison: object = None
+    champion_comparison: object = None
+    champion_rows_seen: int | None = 0
+    champion_rows_excluded: int = 0
+    champion_note: str = ""
 
 
 def _config() -> SimpleNamespace:
@@ -165,7 +170,8 @@ def test_markdown_review_and_model_card_have_every_section(facts):
     card = review.render_model_card(facts)
     headings = [line[3:] for line in card.splitlines() if line.startswith("## ")]
     assert headings == ["Intended use", "Data", "Metrics (test split; 95% bootstrap intervals over 200 resamples)",
-                        "Slices", "Known limitations", "Lineage"]
+                        "Compared with (paired 95% bootstrap intervals on roc_auc)", "Slices", "Known limitations",
+                        "Lineage"]
     assert "| metric | value | 95% CI | baseline (gradient boosting) |" in card
     assert "| roc_auc | 0.9100 | [0.8900, 0.9300] | 0.8800 |" in card
     assert "| pr_auc | 0.6200 | – | 0.5800 |" in card

@@ -1,0 +1,65 @@
+"""What the champion trained on: the identity keys of its training rows, from its DVC snapshot.
+
+The gate compares the challenger with the champion only on test rows the champion never saw. The
+champion's version carries its snapshot md5 and its split settings (``split.spec``); its
+snapshot is read back from DVC and split again by those settings, so the keys of its train and
+validation rows are known exactly, whatever the current split settings are.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from components.config import Settings, SplitParams
+from components.data import versioning
+from components.data.splits import SPLIT_TAG, TEST, assign_sides, row_keys
+from components.evaluation.report import ChampionScorer
+
+
+@dataclass(frozen=True)
+class SeenRows:
+    """Identity keys of the rows a champion trained on (None: unknown) and how they were found."""
+
+    keys: np.ndarray | None
+    note: str
+
+
+def champion_seen_rows(settings: Settings, tags: dict[str, str], key_columns: tuple[str, ...]) -> SeenRows:
+    """The champion's training rows (train + validation) as identity keys under today's
+    ``key_columns``; a champion registered before split settings were recorded counts every row
+    of its snapshot as seen (the comparison then uses only rows newer than its data)."""
+    md5 = tags.get("data_md5", "")
+    snapshot = versioning.read_cached_snapshot(settings.repo_root, md5, settings.dvc_remote) if md5 else None
+    if snapshot is None:
+        return SeenRows(None, f"the champion's snapshot {md5 or '(no data_md5 tag)'} is in neither the DVC cache nor the remote")
+    try:
+        keys = row_keys(snapshot, key_columns)
+    except Exception as exc:  # noqa: BLE001 - e.g. today's key columns are not in the old data
+        return SeenRows(None, f"the champion's snapshot has no row keys under today's split.key_columns ({exc})")
+    recorded = tags.get(SPLIT_TAG)
+    if not recorded:
+        return SeenRows(keys, "the champion predates recorded split settings: every row of its snapshot counts as seen")
+    spec = json.loads(recorded)
+    split = SplitParams(**{k: spec[k] for k in SplitParams.model_fields if k in spec})
+    sides = assign_sides(snapshot, split, spec["test_fraction"], spec["validation_fraction"], spec["seed"])
+    return SeenRows(keys[sides != TEST], f"the champion's train and validation rows ({int(np.sum(sides != TEST))} of "
+                                         f"{len(snapshot)} in snapshot {md5[:8]}, split {split.method})")
+
+
+def load_champion(settings: Settings, config: Any, alias: str) -> ChampionScorer | None:
+    """The serving ``@alias`` as a scorer of raw rows, with the identity keys of the rows it trained
+    on (so the gate compares on rows it never saw); None when there is no champion yet."""
+    from components.release import registry
+
+    loaded = registry.load_scorer(settings, config.name, alias)
+    if loaded is None:
+        return None
+    version, model, threshold = loaded
+    found = registry.get_version(settings, config.name, version)
+    seen = champion_seen_rows(settings, dict(found.tags) if found is not None else {}, config.params.split.key_columns)
+    return ChampionScorer(version, lambda rows: registry.score_frame(model, rows), threshold,
+                          seen_keys=seen.keys, seen_note=seen.note)
