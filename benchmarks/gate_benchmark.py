@@ -30,7 +30,8 @@ def configure(name: str, seed: int):
 
     settings = load_settings()
     # the split stays put (split.seed 42) while the training seed varies
-    params = load_params(settings.params_path, {"common.seed": seed, f"use_cases.{name}.split.seed": 42})
+    split = load_params(settings.params_path).use_cases[name].split.model_dump(mode="json") | {"seed": 42}
+    params = load_params(settings.params_path, {"common.seed": seed, f"use_cases.{name}.split": split})
     use_case = get_use_case(name)
     return settings, use_case, use_case.configure(params)
 

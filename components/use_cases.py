@@ -16,11 +16,12 @@ import pandas as pd
 from components.config import CommonParams, GateParams, Params, Section, UseCaseParams, parse_section
 from components.errors import ConfigError, UnknownUseCaseError
 from components.evaluation.baselines import (
+    EASE,
     Baseline,
+    BoostedTrees,
+    fit_ease,
     fit_gradient_boosting,
-    fit_logistic_regression,
-    fit_most_popular,
-    fit_onehot_logistic,
+    fit_lightgbm,
     fit_tfidf_logistic,
 )
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
@@ -126,22 +127,23 @@ def _sentiment_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
     )
 
 
-def _fraud_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
-    return fit_logistic_regression(
-        train, config.label, config.features.numeric, config.features.log_scaled,
-        config.evaluate.baseline_c, config.seed,
+def _lightgbm_baseline(train: pd.DataFrame, config: UseCaseConfig) -> BoostedTrees:
+    """fraud and ctr: LightGBM on the numeric and (native, any-cardinality) categorical fields."""
+    e = config.evaluate
+    return fit_lightgbm(
+        train, config.label, config.features.numeric, config.features.categorical,
+        max_rounds=e.baseline_max_iter, learning_rate=e.baseline_learning_rate,
+        num_leaves=e.baseline_num_leaves, min_child_samples=e.baseline_min_child_samples, l2=e.baseline_l2,
+        feature_fraction=e.baseline_feature_fraction, cat_smooth=e.baseline_cat_smooth,
+        min_data_per_group=e.baseline_min_data_per_group, early_stopping_rounds=e.baseline_early_stopping_rounds,
+        early_stopping_metric=e.baseline_early_stopping_metric, validation_fraction=e.baseline_validation_fraction,
+        threads=e.baseline_threads, seed=config.seed,
     )
 
 
-def _ctr_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
-    return fit_onehot_logistic(
-        train, config.label, config.features.categorical, config.features.numeric,
-        config.evaluate.baseline_c, config.seed,
-    )
-
-
-def _most_popular(train: pd.DataFrame, config: UseCaseConfig):
-    return fit_most_popular(train, config.features.user, config.features.item)
+def _ease_baseline(train: pd.DataFrame, config: UseCaseConfig) -> EASE:
+    return fit_ease(train, config.features.user, config.features.item,
+                    config.evaluate.baseline_l2, config.evaluate.baseline_max_items)
 
 
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
@@ -208,7 +210,7 @@ REGISTRY: dict[str, UseCase] = {
         train_type=TabularTrain,
         build_model=build_tabular_classifier,
         class_weight=_balanced_class_weight,
-        fit_baseline=_fraud_baseline,
+        fit_baseline=_lightgbm_baseline,
         data_licence="DbCL v1.0",
         data_citation="Dal Pozzolo, Caelen, Johnson, Bontempi, IEEE CIDM 2015",
         published={},
@@ -223,7 +225,7 @@ REGISTRY: dict[str, UseCase] = {
         features_type=CtrFeatures,
         train_type=CtrTrain,
         build_model=build_ctr_model,
-        fit_baseline=_ctr_baseline,
+        fit_baseline=_lightgbm_baseline,
         data_licence="frappe terms: research use only, no redistribution (never committed)",
         data_citation="Baltrunas et al., arXiv:1505.03014 (2015); libFM encoding: He & Chua, SIGIR 2017",
         published={"roc_auc": 0.9845},
@@ -242,7 +244,7 @@ REGISTRY: dict[str, UseCase] = {
         features_type=RecommendFeatures,
         train_type=RecommendTrain,
         build_model=build_recommender,
-        fit_baseline=_most_popular,
+        fit_baseline=_ease_baseline,
         data_licence="MovieLens terms: no redistribution without permission (never committed)",
         data_citation="Harper & Konstan, ACM TiiS 5(4) 19 (2015), doi:10.1145/2827872",
         published={"map_at_10": 0.146, "ndcg_at_10": 0.475, "precision_at_10": 0.412, "recall_at_10": 0.219},

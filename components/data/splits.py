@@ -42,23 +42,6 @@ def label_array(frame: pd.DataFrame, label: str) -> np.ndarray:
     return frame[label].astype("float32").to_numpy()
 
 
-def stratified_split(frame: pd.DataFrame, config) -> Splits:
-    """The default split of a use case: seeded and stratified on its label."""
-    return split_frame(
-        frame, config.label, config.evaluate.test_fraction, config.train.validation_fraction, config.seed
-    )
-
-
-def official_split(frame: pd.DataFrame, config, column: str = "split") -> Splits:
-    """Keep the data set's own test split; carve validation out of its train split, stratified."""
-    test = frame[frame[column] == "test"]
-    rest = frame[frame[column] != "test"]
-    train, validation = train_test_split(
-        rest, test_size=config.train.validation_fraction, random_state=config.seed, stratify=rest[config.label]
-    )
-    return Splits(*(part.reset_index(drop=True) for part in (train, validation, test)))
-
-
 def holdout_per_user(frame: pd.DataFrame, user: str, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out ``fraction`` of each user's rows at random (seeded): (kept, held out)."""
     order = np.random.default_rng(seed).permutation(len(frame))

@@ -107,7 +107,7 @@ def write_ranking_plots(
     labels = [s["value"] for s in slices]
     positions = np.arange(len(labels))
     ax.bar(positions - 0.2, [s[f"ndcg_at_{k}"] for s in slices], width=0.4, label="model")
-    ax.bar(positions + 0.2, [s[f"baseline_ndcg_at_{k}"] for s in slices], width=0.4, label="most popular")
+    ax.bar(positions + 0.2, [s[f"baseline_ndcg_at_{k}"] for s in slices], width=0.4, label="same-run baseline")
     ax.set_xticks(positions, [f"{v}\n({s['rows']} users)" for v, s in zip(labels, slices, strict=True)])
     ax.set(xlabel="training interactions per user", ylabel=f"nDCG@{k}", title=f"nDCG@{k} by user activity")
     ax.legend(loc="best")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,8 +246,10 @@ def log_training_run(
 def comparison_tags(evaluation) -> dict[str, str]:
     """What the gate compared: champion training rows among the compared test rows (must be 0),
     rows left out, and the paired intervals vs the champion and the baseline."""
-    tags = {"eval.baseline_comparison": evaluation.baseline_comparison.describe()
-            if evaluation.baseline_comparison else "none"}
+    peer = evaluation.baseline_comparison
+    words = {"better": "significantly better", "tied": "tied", "worse": "significantly worse"}
+    tags = {"eval.baseline_comparison": peer.describe() if peer else "none",
+            "eval.vs_peer": words[peer.verdict()] if peer and math.isfinite(peer.low) else "not compared"}
     if evaluation.champion_version is None:
         return {**tags, "eval.champion_rows_seen_in_training": "no champion"}
     seen = evaluation.champion_rows_seen
@@ -338,6 +341,8 @@ def describe_use_case(settings: Settings, use_case: str, champion_alias: str) ->
         "baseline_name": tags.get("baseline.name"),
         "baseline": {k[9:]: float(v) for k, v in tags.items() if k.startswith("baseline.") and k != "baseline.name"},
         "gate": tags.get("gate.verdict", "not gated"),
+        # the model against its same-run peer: significantly better | tied | significantly worse
+        "vs_peer": tags.get("eval.vs_peer"),
         "champion_version": str(champion.version) if champion else None,
     }
 

@@ -42,9 +42,22 @@ class BinaryEvaluate(Section):
     test_fraction: float
     # shares of rows ranked by score whose positives are counted (capture_top_<pct>pct)
     lift_fractions: tuple[float, ...]
+    # the same-run baseline: boosting rounds (at most, when early-stopped) and learning rate
     baseline_max_iter: int = 300
     baseline_learning_rate: float = 0.05
     baseline_c: float = 1.0
+    # LightGBM baselines (fraud, ctr): tree size, regularisation, categorical smoothing, early
+    # stopping on a slice of the training split, threads (results depend on the thread count)
+    baseline_num_leaves: int = 31
+    baseline_min_child_samples: int = 20
+    baseline_l2: float = 0.0
+    baseline_feature_fraction: float = 1.0
+    baseline_cat_smooth: float = 10.0
+    baseline_min_data_per_group: int = 100
+    baseline_early_stopping_rounds: int = 100
+    baseline_early_stopping_metric: str = "binary_logloss"
+    baseline_validation_fraction: float = 0.1
+    baseline_threads: int = 1
     # under-sampled data: metrics re-weighted to this production positive rate (pr_auc_natural, ...)
     natural_positive_rate: float | None = None
     # the threshold maximises recall at this precision (else F1); adds recall_at_precision_<pct>

@@ -42,6 +42,9 @@ class RankingEvaluate(Section):
     top_k: int
     # users are sliced by their number of training interactions at these edges
     activity_buckets: tuple[int, ...]
+    # the EASE baseline: L2 penalty, and the most popular items it models (memory ~ items² x 4 bytes)
+    baseline_l2: float = 500.0
+    baseline_max_items: int = 20000
 
 
 def validation_ndcg(network, train: Interactions, validation: Interactions, k: int) -> float:

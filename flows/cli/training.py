@@ -24,7 +24,7 @@ from flows.cli.app import (
 stage_app = typer.Typer(help="The dvc.yaml stages (run by `dvc repro`).", no_args_is_help=True)
 app.add_typer(stage_app, name="stage", rich_help_panel=TRAINING)
 
-SUMMARY_COLUMNS = ("use case", "status", "version", "data md5", "model", "baseline", "gate", "champion")
+SUMMARY_COLUMNS = ("use case", "status", "version", "data md5", "model", "baseline", "model vs peer", "gate", "champion")
 FAILED_STATUSES = ("invalid data", "error")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override params.yaml: key.path=value")]
@@ -117,6 +117,7 @@ def run_summary(settings, params, result: dict[str, Any]) -> tuple[dict[str, Any
         info.get("version") or "-", (info.get("data_md5") or "-")[:12],
         format_metrics(info.get("metrics"), shown),
         f"{info.get('baseline_name') or ''} {baseline}".strip(),
+        info.get("vs_peer") or "-",
         info.get("gate") or "-", info.get("champion_version") or "-",
     ]
     document = {**info, **result, "error": result.get("error")}
