@@ -14,6 +14,8 @@ DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     # component loggers show up in the Prefect UI next to the flow's own
     "PREFECT_LOGGING_EXTRA_LOGGERS": "components",
+    # ... and outside a flow run (funnel stage, tests) they go to the console only, without a warning
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # a 2-core machine under load starts the temporary server slowly
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "TF_CPP_MIN_LOG_LEVEL": "2",
