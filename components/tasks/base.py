@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits
+from components.data.splits import Splits, split_use_case
 from components.evaluation.report import ChampionScorer, Evaluation
 from components.training.fit import TrainedModel
 
@@ -74,3 +74,10 @@ class Task(Protocol):
     def business_sentences(self, evaluation: Evaluation, terms: Mapping[str, str]) -> list[str]:
         """The evaluation in the shop's words (``terms``: what rows and positives are called)."""
         ...
+
+
+class ConfiguredSplit:
+    """The split every task kind uses today: the use case's ``split`` section (stable by row key)."""
+
+    def split(self, frame: pd.DataFrame, config: UseCaseConfig) -> Splits:
+        return split_use_case(frame, config)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits, label_array, split_use_case
+from components.data.splits import label_array
 from components.evaluation.binary import (
     add_bucket_columns,
     choose_threshold,
@@ -30,6 +30,7 @@ from components.evaluation.report import (
 )
 from components.models.scorer import RowScorer
 from components.monitoring.monitor import champion_scores
+from components.tasks.base import ConfiguredSplit
 from components.training.fit import TrainedModel, distribution_scope, fit_with_params
 
 BASE_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
@@ -81,7 +82,7 @@ def choose_use_case_threshold(evaluate: BinaryEvaluate, y_validation: np.ndarray
     return choose_threshold(y_validation, scores, evaluate.precision_target, weights)
 
 
-class BinaryTask:
+class BinaryTask(ConfiguredSplit):
     """Stable split, 0/1 labels, a decision threshold chosen on validation, ROC/PR/gains."""
 
     name = "binary"
@@ -97,9 +98,6 @@ class BinaryTask:
 
     def slice_metric_names(self, evaluate: BinaryEvaluate) -> frozenset[str]:
         return frozenset(SLICE_METRICS)
-
-    def split(self, frame: pd.DataFrame, config) -> Splits:
-        return split_use_case(frame, config)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
         splits = self.split(frame, config)

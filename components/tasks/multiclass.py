@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits, split_use_case
 from components.evaluation.bootstrap import bootstrap_intervals
 from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.multiclass import (
@@ -28,6 +27,7 @@ from components.evaluation.report import (
 )
 from components.models.scorer import RowScorer
 from components.monitoring.monitor import champion_scores
+from components.tasks.base import ConfiguredSplit
 from components.training.fit import TrainedModel, distribution_scope, fit_with_params
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "log_loss")
@@ -54,7 +54,7 @@ def class_codes(classes: tuple[str, ...], label: str):
     return encode
 
 
-class MulticlassTask:
+class MulticlassTask(ConfiguredSplit):
     """Classes from the training split, softmax models with a class-name serving head, macro-F1."""
 
     name = "multiclass"
@@ -65,9 +65,6 @@ class MulticlassTask:
 
     def slice_metric_names(self, evaluate: MulticlassEvaluate) -> frozenset[str]:
         return frozenset(SLICE_METRICS)
-
-    def split(self, frame: pd.DataFrame, config) -> Splits:
-        return split_use_case(frame, config)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
         splits = self.split(frame, config)

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import Splits, split_use_case
 from components.evaluation.bootstrap import bootstrap_intervals
 from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.ranking import (
@@ -32,6 +31,7 @@ from components.evaluation.report import (
 )
 from components.models.recommender import Interactions, RecommendTrain, build_serving
 from components.models.scorer import RowScorer
+from components.tasks.base import ConfiguredSplit
 from components.training.fit import FitResult, TrainedModel, log_epoch
 
 
@@ -110,7 +110,7 @@ def activity_slices(per_user: dict[str, np.ndarray], items: np.ndarray, catalogu
     return rows
 
 
-class RankingTask:
+class RankingTask(ConfiguredSplit):
     """Per-user split, a network refit on train + validation for the best epoch count, top-k lists."""
 
     name = "ranking"
@@ -123,9 +123,6 @@ class RankingTask:
     def slice_metric_names(self, evaluate: RankingEvaluate) -> frozenset[str]:
         k = evaluate.top_k
         return frozenset({f"ndcg_at_{k}", f"precision_at_{k}", f"recall_at_{k}"})
-
-    def split(self, frame: pd.DataFrame, config) -> Splits:
-        return split_use_case(frame, config)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
         """Early-stop on held-out validation items, then refit on all training rows for the best
