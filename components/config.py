@@ -141,7 +141,8 @@ class DataParams(Section):
 
 
 class ColumnRule(Section):
-    type: str
+    # the column's type family (components/data/validate.py TYPE_LISTS)
+    type: Literal["int", "float", "str", "bool"]
     min: float | None = None
     max: float | None = None
     allowed: tuple[Any, ...] | None = None

@@ -61,3 +61,15 @@ def test_missing_repo_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no funnel repository"):
         load_settings(env={})
+
+
+def test_an_unknown_column_type_names_the_column_and_the_allowed_types():
+    with pytest.raises(ConfigError, match=r"validate\.columns\.Month\.type: input should be 'int', 'float', 'str' or 'bool'"):
+        load_params(ROOT / "params.yaml", {"use_cases.intent.validate.columns": {"Month": {"type": "string"}}})
+
+
+def test_yaml_scientific_notation_without_a_sign_is_a_number():
+    # YAML 1.1 reads 1.0e9 as text; params.yaml accepts it where a number is expected
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.validate.columns": {
+        "Administrative_Duration": {"type": "float", "min": 0.0, "max": "1.0e9"}}})
+    assert params.use_cases["intent"].validate.columns["Administrative_Duration"].max == 1.0e9
