@@ -42,14 +42,10 @@ def as_champion(trained, version: str):
     from components.evaluation.report import ChampionScorer
     from components.models.scorer import RowScorer
 
-    scorer = RowScorer(trained.serving)
     seen = np.concatenate([trained.splits.keys["train"], trained.splits.keys["validation"]])
-
-    def score(rows):
-        outputs = scorer.score_outputs(rows)
-        return outputs["output"].reshape(-1) if set(outputs) == {"output"} else outputs
-
-    return ChampionScorer(version, score, trained.threshold, seen_keys=seen, seen_note="its own split")
+    # the pyfunc contract a registered champion scores through: probabilities, or a frame of outputs
+    return ChampionScorer(version, RowScorer(trained.serving).predict, trained.threshold, seen_keys=seen,
+                          seen_note="its own split")
 
 
 def halve_training_rows(frame, config, seed: int):

@@ -7,6 +7,15 @@ class FunnelError(Exception):
     """Base class of every error funnel raises on purpose."""
 
 
+def describe_failure(exc: BaseException) -> str:
+    """A failure as it may appear in a message, tag or report: funnel's own errors say what went
+    wrong with counts and column names only; anything else (a library's message may quote the
+    data it choked on, and data may be personal) is named by its type alone."""
+    if isinstance(exc, FunnelError):
+        return str(exc)
+    return f"{type(exc).__name__} (its message is not shown: a library's message may quote data rows)"
+
+
 class ConfigError(FunnelError):
     """params.yaml or a setting is missing, misspelt or of the wrong type."""
 
@@ -20,6 +29,10 @@ class UnknownUseCaseError(FunnelError):
             "Run `funnel list` to see them."
         )
         self.name = name
+
+
+class InputSchemaError(FunnelError):
+    """Rows lack an input the model takes (the message names columns, never values)."""
 
 
 class DataUnavailableError(FunnelError):

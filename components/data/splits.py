@@ -113,23 +113,26 @@ def time_sides(times: pd.Series, test_fraction: float, validation_fraction: floa
     return np.where(rank > validation_edge, TEST, np.where(rank > train_edge, VALIDATION, TRAIN)).astype("int8")
 
 
-def assign_sides(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int) -> np.ndarray:
-    """The side of every row under the ``split`` section of a use case (``SplitParams``)."""
-    if split.method == "hash":
-        return hash_sides(row_keys(frame, split.key_columns), test_fraction, validation_fraction, seed)
+def assign_sides(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int,
+                 keys: np.ndarray | None = None) -> np.ndarray:
+    """The side of every row under the ``split`` section of a use case (``SplitParams``);
+    ``keys``: the rows' ``row_keys`` under ``split.key_columns`` when already computed."""
     if split.method == "time":
         return time_sides(frame[split.time_column], test_fraction, validation_fraction)
+    keys = row_keys(frame, split.key_columns) if keys is None else keys
+    if split.method == "hash":
+        return hash_sides(keys, test_fraction, validation_fraction, seed)
     if split.method == "official":
         # the data set's own test rows; validation carved out of the rest by key, so it is stable too
-        rest = hash_sides(row_keys(frame, split.key_columns), 0.0, validation_fraction, seed)
+        rest = hash_sides(keys, 0.0, validation_fraction, seed)
         return np.where(frame[split.column].astype(str).to_numpy() == "test", TEST, rest).astype("int8")
     raise ValueError(f"split method {split.method!r} has no stable side assignment")
 
 
 def split_rows(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int) -> Splits:
     """Train / validation / test frames by ``assign_sides``, each with its rows' identity keys."""
-    sides = assign_sides(frame, split, test_fraction, validation_fraction, seed)
     keys = row_keys(frame, split.key_columns)
+    sides = assign_sides(frame, split, test_fraction, validation_fraction, seed, keys)
     parts = {name: side for name, side in (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))}
     frames = {name: frame[sides == side].reset_index(drop=True) for name, side in parts.items()}
     return Splits(frames["train"], frames["validation"], frames["test"],
@@ -139,14 +142,17 @@ def split_rows(frame: pd.DataFrame, split, test_fraction: float, validation_frac
 def split_use_case(frame: pd.DataFrame, config) -> Splits:
     """A use case's split by its ``split`` section, ``evaluate.test_fraction`` and
     ``train.validation_fraction`` (the default split of every task kind)."""
-    split = config.params.split
-    return split_rows(frame, split, config.evaluate.test_fraction, config.train.validation_fraction,
-                      config.seed if split.seed is None else split.seed)
+    return split_rows(frame, config.params.split, config.evaluate.test_fraction, config.train.validation_fraction,
+                      split_seed(config))
 
 
 def split_spec(config) -> dict:
     """A use case's split settings, as recorded on every registered version (``split.spec``)."""
-    split = config.params.split
-    return {**split.model_dump(mode="json"), "test_fraction": config.evaluate.test_fraction,
-            "validation_fraction": config.train.validation_fraction,
-            "seed": config.seed if split.seed is None else split.seed}
+    return {**config.params.split.model_dump(mode="json"), "test_fraction": config.evaluate.test_fraction,
+            "validation_fraction": config.train.validation_fraction, "seed": split_seed(config)}
+
+
+def split_seed(config) -> int:
+    """The seed of a use case's row assignment: ``split.seed``, else ``common.seed``."""
+    seed = config.params.split.seed
+    return config.seed if seed is None else seed

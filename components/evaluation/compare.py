@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+VERDICT_WORDS = {"better": "significantly better", "tied": "tied", "worse": "significantly worse",
+                 "undefined": "not measurable (no interval)"}
+
 
 @dataclass(frozen=True)
 class PairedComparison:
@@ -29,12 +32,24 @@ class PairedComparison:
     rounds: int
 
     def verdict(self) -> str:
-        """``better`` (the interval is above 0), ``worse`` (below 0) or ``tied``."""
+        """``better`` (the interval is above 0), ``worse`` (below 0), ``tied`` (it spans 0) or
+        ``undefined`` (too few usable resamples: no interval)."""
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return "undefined"
         if self.low > 0:
             return "better"
         if self.high < 0:
             return "worse"
         return "tied"
+
+    def verdict_words(self) -> str:
+        """The verdict as the summary, the review and the tags say it."""
+        return VERDICT_WORDS[self.verdict()]
+
+    def phrase(self, other: str) -> str:
+        """``significantly better than <other>``, ``tied with <other>``, ... (A's side)."""
+        joiner = "with" if self.verdict() == "tied" else ("than" if self.verdict() != "undefined" else "against")
+        return f"{self.verdict_words()} {joiner} {other}"
 
     def describe(self) -> str:
         """One line with the numbers, for gate tags, reviews and model cards."""

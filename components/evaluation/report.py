@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.errors import describe_failure
 from components.evaluation.compare import ComparedRows, PairedComparison
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,22 @@ class Evaluation:
             "champion_rows_excluded": self.champion_rows_excluded,
         }
 
+    def comparison_tags(self) -> dict[str, str]:
+        """Version tags of what the gate compared: champion training rows among the compared test
+        rows (must be 0), rows left out, and the paired intervals vs the champion and the peer."""
+        peer = self.baseline_comparison
+        tags = {"eval.baseline_comparison": peer.describe() if peer else "none",
+                "eval.vs_peer": peer.verdict_words() if peer else "not compared"}
+        if self.champion_version is None:
+            return {**tags, "eval.champion_rows_seen_in_training": "no champion"}
+        return {
+            **tags,
+            "eval.champion_rows_seen_in_training": "unknown" if self.champion_rows_seen is None else str(self.champion_rows_seen),
+            "eval.champion_rows_excluded": str(self.champion_rows_excluded),
+            "eval.champion_comparison": (self.champion_comparison.describe() if self.champion_comparison
+                                         else f"none: {self.champion_error or 'not compared'}")[:5000],
+        }
+
 
 def measure_champion(
     champion: ChampionScorer | None, measure: Callable[[ChampionScorer], dict[str, float]], rows: str = "test split",
@@ -84,7 +101,7 @@ def measure_champion(
     try:
         return measure(champion), None
     except Exception as exc:
-        error = f"champion v{champion.version} could not score the {rows}: {exc}"
+        error = f"champion v{champion.version} could not score the {rows}: {describe_failure(exc)}"
         logger.warning(error)
         return None, error
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from components.errors import InputSchemaError
+
 
 def input_spec(model) -> dict[str, str]:
     """The model's named inputs and their dtypes, in the model's order."""
@@ -18,7 +20,7 @@ def rows_to_tensors(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict:
     tensors = {}
     for name, dtype in spec.items():
         if name not in rows:
-            raise KeyError(f"input column {name!r} is missing; the model needs {list(spec)}")
+            raise InputSchemaError(f"input column {name!r} is missing; the model needs {list(spec)}")
         values = np.asarray(rows[name])
         if dtype == "string":
             values = values.astype(str)

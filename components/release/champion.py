@@ -17,6 +17,7 @@ import numpy as np
 from components.config import Settings, SplitParams
 from components.data import versioning
 from components.data.splits import SPLIT_TAG, TEST, assign_sides, row_keys
+from components.errors import ConfigError
 from components.evaluation.report import ChampionScorer
 
 
@@ -38,14 +39,16 @@ def champion_seen_rows(settings: Settings, tags: dict[str, str], key_columns: tu
         return SeenRows(None, f"the champion's snapshot {md5 or '(no data_md5 tag)'} is in neither the DVC cache nor the remote")
     try:
         keys = row_keys(snapshot, key_columns)
-    except Exception as exc:  # noqa: BLE001 - e.g. today's key columns are not in the old data
+    except ConfigError as exc:  # today's key columns are not in the old data (the message names columns only)
         return SeenRows(None, f"the champion's snapshot has no row keys under today's split.key_columns ({exc})")
     recorded = tags.get(SPLIT_TAG)
     if not recorded:
         return SeenRows(keys, "the champion predates recorded split settings: every row of its snapshot counts as seen")
     spec = json.loads(recorded)
     split = SplitParams(**{k: spec[k] for k in SplitParams.model_fields if k in spec})
-    sides = assign_sides(snapshot, split, spec["test_fraction"], spec["validation_fraction"], spec["seed"])
+    same_keys = tuple(split.key_columns) == tuple(key_columns)
+    sides = assign_sides(snapshot, split, spec["test_fraction"], spec["validation_fraction"], spec["seed"],
+                         keys if same_keys else None)
     return SeenRows(keys[sides != TEST], f"the champion's train and validation rows ({int(np.sum(sides != TEST))} of "
                                          f"{len(snapshot)} in snapshot {md5[:8]}, split {split.method})")
 
@@ -55,11 +58,11 @@ def load_champion(settings: Settings, config: Any, alias: str) -> ChampionScorer
     on (so the gate compares on rows it never saw); None when there is no champion yet."""
     from components.release import registry
 
-    loaded = registry.load_scorer(settings, config.name, alias)
-    if loaded is None:
+    found = registry.get_alias_version(settings, config.name, alias)
+    if found is None:
         return None
-    version, model, threshold = loaded
-    found = registry.get_version(settings, config.name, version)
-    seen = champion_seen_rows(settings, dict(found.tags) if found is not None else {}, config.params.split.key_columns)
-    return ChampionScorer(version, lambda rows: registry.score_frame(model, rows), threshold,
+    version, tags = str(found.version), dict(found.tags)
+    model = registry.load_version_model(config.name, version)
+    seen = champion_seen_rows(settings, tags, config.params.split.key_columns)
+    return ChampionScorer(version, lambda rows: registry.score_frame(model, rows), registry.decision_threshold(tags),
                           seen_keys=seen.keys, seen_note=seen.note)

@@ -133,8 +133,7 @@ def check_baseline(gate: GateParams, comparison: PairedComparison | None, baseli
     if comparison is None or _finite(comparison.low) is None:
         detail = f"no paired comparison with {baseline_name}"
         return Check("beats_baseline", gate.baseline_policy == "advisory", f"{detail} (policy {gate.baseline_policy})")
-    words = {"better": "significantly better than", "tied": "tied with", "worse": "significantly worse than"}
-    summary = f"the model is {words[comparison.verdict()]} {baseline_name}: {comparison.describe()}"
+    summary = f"the model is {comparison.phrase(baseline_name)}: {comparison.describe()}"
     if gate.baseline_policy == "advisory":
         return Check("beats_baseline", True, f"{summary} (advisory)")
     bound = -gate.baseline_margin if gate.baseline_policy == "non_inferior" else 0.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,32 +233,13 @@ def log_training_run(
         **{f"metric.{k}": f"{v:.6f}" for k, v in evaluation.metrics.items() if np.isfinite(v)},
         **{f"baseline.{k}": f"{v:.6f}" for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)},
         SPLIT_TAG: json.dumps(split_spec(config), sort_keys=True),
-        **comparison_tags(evaluation),
+        **evaluation.comparison_tags(),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(use_case, version, key, value)
     client.set_registered_model_alias(use_case, challenger_alias, version)
     logger.info("registered %s v%s (run %s) as @%s", use_case, version, run_id, challenger_alias)
     return RegisteredVersion(use_case, version, run_id, f"models:/{use_case}/{version}")
-
-
-def comparison_tags(evaluation) -> dict[str, str]:
-    """What the gate compared: champion training rows among the compared test rows (must be 0),
-    rows left out, and the paired intervals vs the champion and the baseline."""
-    peer = evaluation.baseline_comparison
-    words = {"better": "significantly better", "tied": "tied", "worse": "significantly worse"}
-    tags = {"eval.baseline_comparison": peer.describe() if peer else "none",
-            "eval.vs_peer": words[peer.verdict()] if peer and math.isfinite(peer.low) else "not compared"}
-    if evaluation.champion_version is None:
-        return {**tags, "eval.champion_rows_seen_in_training": "no champion"}
-    seen = evaluation.champion_rows_seen
-    return {
-        **tags,
-        "eval.champion_rows_seen_in_training": "unknown" if seen is None else str(seen),
-        "eval.champion_rows_excluded": str(evaluation.champion_rows_excluded),
-        "eval.champion_comparison": (evaluation.champion_comparison.describe() if evaluation.champion_comparison
-                                     else f"none: {evaluation.champion_error or 'not compared'}")[:5000],
-    }
 
 
 def get_alias_version(settings: Settings, use_case: str, alias: str):
@@ -275,15 +255,23 @@ def get_alias_version(settings: Settings, use_case: str, alias: str):
 
 def load_scorer(settings: Settings, use_case: str, alias: str):
     """The pyfunc model at ``models:/<use_case>@<alias>`` and its decision threshold, or None."""
-    import mlflow
-
     version = get_alias_version(settings, use_case, alias)
     if version is None:
         return None
-    # by version number: the alias may move while we load
-    model = mlflow.pyfunc.load_model(f"models:/{use_case}/{version.version}")
-    threshold = float(version.tags.get(THRESHOLD_TAG, 0.5))
-    return str(version.version), model, threshold
+    return str(version.version), load_version_model(use_case, str(version.version)), decision_threshold(version.tags)
+
+
+def load_version_model(use_case: str, version: str):
+    """The pyfunc model of one version, by number (an alias may move while it loads); the
+    tracking URI is the one ``connect`` set."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(f"models:/{use_case}/{version}")
+
+
+def decision_threshold(tags) -> float:
+    """A version's stored decision threshold (0.5 when it has none)."""
+    return float(tags.get(THRESHOLD_TAG, 0.5))
 
 
 def load_row_scorer(settings: Settings, use_case: str, alias: str):

@@ -157,18 +157,16 @@ def comparison_lines(facts: ReviewFacts) -> list[str]:
     """The paired comparisons in words: is the deep model better than its same-run peer, and than
     the champion on the test rows the champion never trained on?"""
     ev = facts.evaluation
-    words = {"better": "significantly better than", "tied": "tied with (the 95% interval spans 0)",
-             "worse": "significantly worse than"}
     lines = []
     if ev.baseline_comparison is not None:
-        lines.append(f"against its same-run peer {ev.baseline_name}, the model is "
-                     f"{words[ev.baseline_comparison.verdict()]} it: {ev.baseline_comparison.describe()}")
+        lines.append(f"against its same-run peer, the model is {ev.baseline_comparison.phrase(ev.baseline_name)}: "
+                     f"{ev.baseline_comparison.describe()}")
     if ev.champion_version is not None:
-        where = ("rows it never trained on" if ev.champion_rows_seen == 0 else "rows (unknown which it trained on)")
+        where = "rows it never trained on" if ev.champion_rows_seen == 0 else "rows (unknown which it trained on)"
         if ev.champion_comparison is not None:
-            lines.append(f"against champion v{ev.champion_version} on {ev.champion_comparison.rows} test {where} "
-                         f"({ev.champion_rows_excluded} left out), the challenger is "
-                         f"{words[ev.champion_comparison.verdict()]} it: {ev.champion_comparison.describe()}")
+            lines.append(f"on {ev.champion_comparison.rows} test {where} ({ev.champion_rows_excluded} left out), the "
+                         f"challenger is {ev.champion_comparison.phrase(f'champion v{ev.champion_version}')}: "
+                         f"{ev.champion_comparison.describe()}")
         else:
             lines.append(f"no paired comparison with champion v{ev.champion_version}: {ev.champion_error or ev.champion_note}")
     return lines
