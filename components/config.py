@@ -89,6 +89,9 @@ class CommonParams(Section):
     # resamples of the test split for the confidence intervals in model cards and reviews
     bootstrap_rounds: int = 200
     batch_chunk_rows: int = 10000
+    # the example logged with each MLflow model: synthetic (made from the validation rules, no
+    # real rows: they may be personal data) or off
+    input_example: Literal["synthetic", "off"] = "synthetic"
     # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
     distribute_strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     serving: ServingParams = ServingParams()
@@ -138,6 +141,9 @@ class DataParams(Section):
     replay: ReplayParams | None = None
     # the files a folder, mirror or archive source must hold: file name -> sha256 (checked on read)
     files: dict[str, str] | None = None
+    # derived columns, applied in order after reading and again to raw rows at serving time
+    # (each a mapping with an ``op``; typed by components/data/transforms.py)
+    transforms: tuple[dict[str, Any], ...] = ()
 
 
 class ColumnRule(Section):
@@ -167,11 +173,12 @@ class SplitParams(Section):
     ``train.validation_fraction`` give the sizes).
 
     ``hash`` (default): a row's side is a function of its key — ``key_columns`` (e.g. a user id:
-    all of a user's rows on one side), else the whole row — so rows never change sides as data
-    grows. ``time``: the newest rows by ``time_column`` are the test split (train on the past).
+    all of a user's rows on one side, a split by group), else the whole row — so rows never change
+    sides as data grows. ``stratified``: the same row hash, ranked within each label value, so every
+    side holds each class in the data's proportions. ``time``: the newest rows by ``time_column`` are the test split (train on the past).
     ``official``: the data set's own ``column`` marks its test rows (validation by key)."""
 
-    method: Literal["hash", "time", "official"] = "hash"
+    method: Literal["hash", "stratified", "time", "official"] = "hash"
     key_columns: tuple[str, ...] = ()
     time_column: str | None = None
     column: str = "split"
@@ -201,6 +208,10 @@ class GateParams(Section):
     max_slice_drop: float = 0.05
     # fewer test rows than this that the champion never trained on: no comparison, a review decides
     min_compare_rows: int = 100
+    # the champion cannot score the new data (its input columns are gone): review — a reviewer
+    # approves with the floors and the baseline check in front of them; floors — promote on the
+    # floors and the baseline check alone
+    on_schema_change: Literal["review", "floors"] = "review"
 
 
 class MonitorParams(Section):
@@ -212,6 +223,33 @@ class MonitorParams(Section):
     min_hours_between_retrains: float = 24.0
 
 
+class ModelParams(Section):
+    """Which registered code a use case runs: its model builder and same-run baseline
+    (components/use_cases.py lists both)."""
+
+    builder: str
+    baseline: str
+    # balanced: each class weighs rows / (classes x class rows) in the loss (rare positives)
+    class_weight: Literal["none", "balanced"] = "none"
+
+
+class CardParams(Section):
+    """What the model card and the release review say about the use case and its data."""
+
+    title: str
+    intended_use: str = ""
+    limitations: str = ""
+    licence: str = "not stated: set card.licence in params.yaml"
+    citation: str = ""
+    # reference results (metric -> value) and where they come from, shown next to ours
+    published: dict[str, float] = Field(default_factory=dict)
+    published_source: str = ""
+    # the shop's words for rows and for the class worth finding (e.g. sessions, purchases)
+    business_terms: dict[str, str] = Field(default_factory=dict)
+    # binary tasks: the label value worth finding (the positive class; default 1 / true)
+    class_of_interest: str | int | bool | None = None
+
+
 # The params.yaml key is ``validate``: the field shadows pydantic's deprecated ``BaseModel.validate``
 # classmethod on purpose (instances read the field), so that one warning is silenced here only.
 with warnings.catch_warnings():
@@ -221,11 +259,15 @@ with warnings.catch_warnings():
         """One use case's section; ``features``, ``train`` and ``evaluate`` are typed by its use case
         (its builder and task kind) when it is configured (``components.use_cases``)."""
 
+        # the kind of task (components/tasks) and the registered builder and baseline
+        task: str = "binary"
+        model: ModelParams
+        card: CardParams
         data: DataParams
         validate: ValidateParams  # type: ignore[assignment]  # shadows BaseModel.validate on purpose (above)
-        features: dict[str, Any]
-        train: dict[str, Any]
-        evaluate: dict[str, Any]
+        features: dict[str, Any] = Field(default_factory=dict)
+        train: dict[str, Any] = Field(default_factory=dict)
+        evaluate: dict[str, Any] = Field(default_factory=dict)
         split: SplitParams = SplitParams()
         gate: GateParams
         monitor: MonitorParams = MonitorParams()
@@ -234,11 +276,49 @@ with warnings.catch_warnings():
 
 class Params(Section):
     common: CommonParams
+    # section defaults per task kind and per builder, merged under every use case (see merge_defaults)
+    defaults: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     use_cases: dict[str, UseCaseParams]
 
 
+DEFAULT_KINDS = ("task", "builder")
+
+
+def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """Each use case's section over the defaults of its task kind and of its builder
+    (``defaults.task.<kind>``, ``defaults.builder.<name>``). Merged two levels deep: a use case's
+    ``gate.min_delta`` replaces the default's, a whole mapping it sets (``gate.floors``) replaces
+    the default's mapping."""
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise ConfigError("params.defaults: expected a mapping of task / builder defaults")
+    unknown = sorted(set(defaults) - set(DEFAULT_KINDS))
+    if unknown:
+        raise ConfigError(f"params.defaults: unknown key(s) {unknown}; allowed: {list(DEFAULT_KINDS)}")
+    merged = copy.deepcopy(raw)
+    for name, section in (raw.get("use_cases") or {}).items():
+        if not isinstance(section, Mapping):
+            continue
+        model = section.get("model")
+        builder = model.get("builder") if isinstance(model, Mapping) else None
+        layers = [(defaults.get("task") or {}).get(section.get("task", "binary")),
+                  (defaults.get("builder") or {}).get(builder), section]
+        result: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in (layer or {}).items():
+                if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                    result[key] = {**result[key], **copy.deepcopy(dict(value))}
+                else:
+                    result[key] = copy.deepcopy(value)
+        merged["use_cases"][name] = result
+    return merged
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with dotted keys (``use_cases.intent.train.max_epochs``) replaced."""
+    """Return a copy of ``raw`` with dotted keys (``use_cases.intent.train.max_epochs``) replaced.
+
+    Every parent must exist; a new leaf may be added (an optional key left out of params.yaml),
+    and the typed sections refuse a misspelt one when the result is validated."""
     result = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         node = result
@@ -247,10 +327,19 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError(f"override {dotted!r}: {part!r} is not a key of params.yaml")
             node = node[part]
-        if not isinstance(node, dict) or leaf not in node:
-            raise ConfigError(f"override {dotted!r}: {leaf!r} is not a key of params.yaml")
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {parents[-1] if parents else dotted!r} is not a mapping")
         node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value
     return result
+
+
+def effective_params(raw: dict[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """params.yaml as a run uses it: ``defaults.*`` overrides, then the defaults merged under each
+    use case, then the remaining overrides (which may name keys only the defaults hold)."""
+    overrides = dict(overrides or {})
+    first = {k: v for k, v in overrides.items() if k.startswith("defaults.")}
+    rest = {k: v for k, v in overrides.items() if k not in first}
+    return apply_overrides(merge_defaults(apply_overrides(raw, first)), rest)
 
 
 def read_params_file(path: Path) -> dict[str, Any]:
@@ -265,8 +354,7 @@ def read_params_file(path: Path) -> dict[str, Any]:
 
 def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Params:
     """Load and validate params.yaml (with optional dotted overrides)."""
-    raw = apply_overrides(read_params_file(path), overrides or {})
-    return parse_section(Params, raw, "params")
+    return parse_section(Params, effective_params(read_params_file(path), overrides), "params")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ class UnknownUseCaseError(FunnelError):
 
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(
-            f"unknown use case {name!r}; registered use cases are: {', '.join(sorted(known))}. "
-            "Run `funnel list` to see them."
+            f"unknown use case {name!r}; params.yaml has: {', '.join(sorted(known))}. A use case is a "
+            "section under use_cases: in params.yaml (README: Bring your own data); `funnel list` shows them."
         )
         self.name = name
 

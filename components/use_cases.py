@@ -1,7 +1,9 @@
-"""The use-case registry: one frozen record per use case; its numbers live in params.yaml.
+"""Use cases are params.yaml sections; Python holds only what they name: task kinds
+(components/tasks), model builders (``BUILDERS``) and same-run baselines (``BASELINES``).
 
-The name is the same word everywhere: registry key, params.yaml key, data folder, dvc.yaml stage
-key, MLflow experiment and registered model name.
+A use case's name is the same word everywhere: params.yaml key, data folder, dvc.yaml stage key,
+MLflow experiment and registered model name. ``get_use_case(name, params)`` joins its section
+with the code it names.
 """
 
 from __future__ import annotations
@@ -13,8 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from components.config import CommonParams, GateParams, Params, Section, UseCaseParams, parse_section
-from components.errors import ConfigError, UnknownUseCaseError
+from components.config import (
+    CommonParams,
+    GateParams,
+    Params,
+    Section,
+    UseCaseParams,
+    describe_errors,
+    effective_params,
+    load_params,
+    load_settings,
+    read_params_file,
+)
+from components.config import parse_section as parse_section
+from components.errors import ConfigError, FunnelError, UnknownUseCaseError
 from components.evaluation.baselines import (
     EASE,
     Baseline,
@@ -33,7 +47,8 @@ from components.models.text_intents import (
     build_intent_classifier,
     with_class_names,
 )
-from components.tasks import BINARY, MULTICLASS, RANKING, Task
+from components.models import ctr, recommender, tabular, text, text_intents
+from components.tasks import BINARY, TASKS, Task, get_task
 
 
 @dataclass(frozen=True)
@@ -73,10 +88,17 @@ class UseCase:
     task: Task = BINARY
     class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
     make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
+    non_null_columns: Callable[[Any], list[str]] | None = None
+    # binary tasks: the label value worth finding (None: 1 / true)
+    class_of_interest: Any = None
     # for model cards and release reviews
     intended_use: str = ""
     limitations: str = ""
     business_terms: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def card(self) -> Mapping[str, Any]:
+        return {"title": self.title, "licence": self.data_licence, "citation": self.data_citation}
 
     def configure(self, params: Params) -> UseCaseConfig:
         """Type this use case's section of params.yaml: unknown keys fail fast, and every metric
@@ -114,14 +136,14 @@ def check_gate_metrics(where: str, gate: GateParams, metrics: frozenset[str], sl
         )
 
 
-def _intent_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
+def _gradient_boosting_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
     return fit_gradient_boosting(
         train, config.label, config.features.numeric, config.features.categorical,
         config.evaluate.baseline_max_iter, config.evaluate.baseline_learning_rate, config.seed,
     )
 
 
-def _sentiment_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
+def _tfidf_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
     return fit_tfidf_logistic(
         train, config.label, config.features.text, config.evaluate.baseline_c, config.seed
     )
@@ -147,122 +169,114 @@ def _ease_baseline(train: pd.DataFrame, config: UseCaseConfig) -> EASE:
 
 
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
-    """Weight each class by ``rows / (2 * class rows)`` so both classes count equally."""
+    """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
-    return {int(k): float(len(train) / (2 * v)) for k, v in counts.items()}
+    return {int(k): float(len(train) / (len(counts) * v)) for k, v in counts.items()}
 
 
-REGISTRY: dict[str, UseCase] = {
-    "intent": UseCase(
-        name="intent",
-        intended_use=("Rank live shop sessions by their chance of ending in a purchase, so that offers, chat invitations or retargeting budgets go to the sessions most likely to convert. Input: one session's behaviour counters (pages, durations, bounce/exit rates, page value, month, visitor type, ...). Not for decisions about individual people's credit, prices or access."),
-        limitations=("Trained on one year (2016 era) of one retailer's sessions; seasonality (Nov, May) dominates and new months or marketing channels shift the scores. PageValues is known only once a session reached a valued page. Small slices (visitor type Other, February) have too few sessions to judge."),
-        business_terms={'rows': 'sessions', 'positives': 'purchases'},
-        title="Purchase intent from session behaviour (UCI Online Shoppers)",
-        features_type=TabularFeatures,
-        train_type=TabularTrain,
-        build_model=build_tabular_classifier,
-        fit_baseline=_intent_baseline,
-        data_licence="CC BY 4.0",
-        data_citation="Sakar et al., Neural Computing & Applications 31 (2019); UCI ML Repository #468",
-        published={"roc_auc": 0.937, "pr_auc": 0.754},
-        published_source="XGBoost + feature selection + oversampling, Heliyon 9(4) 2023",
-    ),
-    "sentiment": UseCase(
-        name="sentiment",
-        intended_use=('Flag positive vs negative product and service reviews (short English sentences) for dashboards and for routing unhappy customers to service.'),
-        limitations=('3,000 short sentences from Amazon, Yelp and IMDb: sarcasm, negation over long spans and other languages are not covered; imdb sentences are the hardest slice.'),
-        business_terms={'rows': 'reviews', 'positives': 'positive reviews'},
-        title="Review sentiment (UCI Sentiment Labelled Sentences: amazon, yelp, imdb)",
-        features_type=TextFeatures,
-        train_type=TextTrain,
-        build_model=build_text_classifier,
-        fit_baseline=_sentiment_baseline,
-        data_licence="CC BY 4.0",
-        data_citation="Kotzias, Denil, de Freitas, Smyth, KDD 2015; UCI ML Repository #331",
-        published={},
-        published_source="no published per-sentence supervised result (see data README)",
-    ),
-    "support": UseCase(
-        name="support",
-        intended_use=("Route a customer's free-text banking support message to one of 77 intents (the team or answer that handles it), with a probability to fall back to a human below a chosen confidence."),
-        limitations=('Banking77 is English, single-intent, short and clean; real messages mix intents, typos and languages. Several intents are near-duplicates (e.g. pending vs failed transfers), where most errors sit.'),
-        business_terms={'rows': 'support messages', 'positives': 'intent'},
-        title="Customer-service intent routing (Banking77, 77 intents)",
-        task=MULTICLASS,
-        features_type=TextFeatures,
-        train_type=IntentTextTrain,
-        build_model=build_intent_classifier,
-        make_serving=with_class_names,
-        fit_baseline=_sentiment_baseline,
-        data_licence="CC BY 4.0",
-        data_citation="Casanueva et al., NLP4ConvAI @ ACL 2020, arXiv:2003.04807",
-        published={"accuracy": 0.934},
-        published_source="full-data results commonly quoted at 93.4-93.7% accuracy (not verified)",
-    ),
-    "fraud": UseCase(
-        name="fraud",
-        intended_use=("Score card transactions for fraud review; the stored threshold targets 90% precision at the natural fraud rate (0.172%), so flagged transactions are worth an analyst's time."),
-        limitations=('Trained on an under-sampled subset (7,363 rows, 473 frauds) of two days of European card transactions from 2013 with PCA-anonymised features; metrics are re-weighted to the natural rate, but the few frauds make every number noisy. Not a credit decision.'),
-        business_terms={'rows': 'transactions', 'positives': 'frauds'},
-        title="Transaction fraud detection (ULB credit-card samples)",
-        features_type=TabularFeatures,
-        train_type=TabularTrain,
-        build_model=build_tabular_classifier,
-        class_weight=_balanced_class_weight,
-        fit_baseline=_lightgbm_baseline,
-        data_licence="DbCL v1.0",
-        data_citation="Dal Pozzolo, Caelen, Johnson, Bontempi, IEEE CIDM 2015",
-        published={},
-        published_source="no anchor applies to these subsamples (see data README)",
-    ),
-    "ctr": UseCase(
-        name="ctr",
-        intended_use=('Predict whether an impression (an app/item shown to a user in a context: time, weekday, weather, place) is clicked/used, to rank and price placements. Also trains on a Criteo-style ad log by configuration.'),
-        limitations=('frappe is small (86,582 rows from validation+test only, re-split 7:2:1) with 2 sampled negatives per positive, so probabilities are calibrated to a 33% positive rate, not a real click rate. Unseen users or items fall back to an out-of-vocabulary embedding.'),
-        business_terms={'rows': 'impressions', 'positives': 'clicks'},
-        title="Ad click-through prediction (frappe app-usage logs, 10 one-hot fields)",
-        features_type=CtrFeatures,
-        train_type=CtrTrain,
-        build_model=build_ctr_model,
-        fit_baseline=_lightgbm_baseline,
-        data_licence="frappe terms: research use only, no redistribution (never committed)",
-        data_citation="Baltrunas et al., arXiv:1505.03014 (2015); libFM encoding: He & Chua, SIGIR 2017",
-        published={"roc_auc": 0.9845},
-        published_source=(
-            "DCN-V2 on BARS frappe_x1 (full 7:2:1 split with 3x our training rows; DeepFM 0.9842, "
-            "LR 0.9356). funnel pools the shipped validation+test files and re-splits them 7:2:1"
-        ),
-    ),
-    "recommend": UseCase(
-        name="recommend",
-        intended_use=('Recommend the top-10 items a customer has not interacted with yet (implicit feedback), for home-page and e-mail slots; unknown customers get the most popular items.'),
-        limitations=('MovieLens 100K: 943 users and 1,682 movies from 1997-98; every rating counts as a positive interaction, so it learns "what will they watch", not "what will they like". New items cannot be recommended until retrained; training histories are stored inside the model.'),
-        business_terms={'rows': 'items', 'positives': 'interact with'},
-        title="Product recommendation, top-10 unseen items per user (MovieLens 100K, implicit)",
-        task=RANKING,
-        features_type=RecommendFeatures,
-        train_type=RecommendTrain,
-        build_model=build_recommender,
-        fit_baseline=_ease_baseline,
-        data_licence="MovieLens terms: no redistribution without permission (never committed)",
-        data_citation="Harper & Konstan, ACM TiiS 5(4) 19 (2015), doi:10.1145/2827872",
-        published={"map_at_10": 0.146, "ndcg_at_10": 0.475, "precision_at_10": 0.412, "recall_at_10": 0.219},
-        published_source="BiVAE on Microsoft Recommenders' MovieLens 100K benchmark (BPR: 0.132 / 0.442 / 0.388 / 0.213)",
-    ),
+@dataclass(frozen=True)
+class Builder:
+    """A registered model builder: its typed ``features`` / ``train`` sections and build function."""
+
+    features_type: type[Section]
+    train_type: type[Section]
+    build: Callable[..., Any]
+    # the feature columns that must hold no nulls (a null there fails validation, naming the column)
+    non_null_columns: Callable[[Any], list[str]] | None = None
+    make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
+
+
+# builder(train_frame, features, train_params, seed, *, label, **task_extras) -> keras.Model
+BUILDERS: dict[str, Builder] = {
+    "tabular": Builder(TabularFeatures, TabularTrain, build_tabular_classifier,
+                       getattr(tabular, "non_null_columns", None)),
+    "text": Builder(TextFeatures, TextTrain, build_text_classifier, getattr(text, "non_null_columns", None)),
+    "text_intents": Builder(TextFeatures, IntentTextTrain, build_intent_classifier,
+                            getattr(text_intents, "non_null_columns", None), make_serving=with_class_names),
+    "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, getattr(ctr, "non_null_columns", None)),
+    "recommender": Builder(RecommendFeatures, RecommendTrain, build_recommender,
+                           getattr(recommender, "non_null_columns", None)),
+}
+
+# baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
+BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
+    "gradient_boosting": _gradient_boosting_baseline,
+    "lightgbm": _lightgbm_baseline,
+    "tfidf_logistic": _tfidf_baseline,
+    "ease": _ease_baseline,
 }
 
 
-def get_use_case(name: str) -> UseCase:
-    """The registered use case called ``name``."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise UnknownUseCaseError(name, list(REGISTRY)) from None
+def _registered(kind: str, name: str, known: Mapping[str, Any], where: str) -> Any:
+    if name not in known:
+        raise ConfigError(f"{where}: unknown {kind} {name!r}; registered {kind}s are {sorted(known)}")
+    return known[name]
 
 
-def list_use_cases() -> list[str]:
-    return list(REGISTRY)
+def use_case_from_section(name: str, section: UseCaseParams) -> UseCase:
+    """Join a params.yaml section with the task kind, builder and baseline it names."""
+    where = f"params.use_cases.{name}"
+    if section.task not in TASKS:
+        raise ConfigError(f"{where}.task: unknown task kind {section.task!r}; known kinds are {sorted(TASKS)}")
+    builder: Builder = _registered("builder", section.model.builder, BUILDERS, f"{where}.model.builder")
+    baseline = _registered("baseline", section.model.baseline, BASELINES, f"{where}.model.baseline")
+    card = section.card
+    return UseCase(
+        name=name, title=card.title, task=get_task(section.task),
+        features_type=builder.features_type, train_type=builder.train_type, build_model=builder.build,
+        fit_baseline=baseline, make_serving=builder.make_serving, non_null_columns=builder.non_null_columns,
+        class_weight=_balanced_class_weight if section.model.class_weight == "balanced" else None,
+        data_licence=card.licence, data_citation=card.citation, published=dict(card.published),
+        published_source=card.published_source, intended_use=card.intended_use,
+        limitations=card.limitations, business_terms=dict(card.business_terms),
+        class_of_interest=card.class_of_interest,
+    )
+
+
+
+
+def _params(params: Params | None) -> Params:
+    return params if params is not None else load_params(load_settings().params_path)
+
+
+def get_use_case(name: str, params: Params | None = None) -> UseCase:
+    """The use case called ``name`` in params.yaml (``params``; default: the repository's file)."""
+    params = _params(params)
+    if name not in params.use_cases:
+        raise UnknownUseCaseError(name, list(params.use_cases))
+    return use_case_from_section(name, params.use_cases[name])
+
+
+def list_use_cases(params: Params | None = None) -> list[str]:
+    """Every use case section of params.yaml, in file order."""
+    return list(_params(params).use_cases)
+
+
+@dataclass(frozen=True)
+class SectionStatus:
+    """One ``use_cases`` section of params.yaml: its use case, or why it is invalid."""
+
+    name: str
+    use_case: UseCase | None
+    section: UseCaseParams | None
+    error: str | None
+
+
+def survey_use_cases(path: Any, overrides: Mapping[str, Any] | None = None) -> list[SectionStatus]:
+    """Every section of params.yaml checked on its own (``funnel list``): a broken section is
+    reported with its problems instead of hiding the others."""
+    raw = effective_params(read_params_file(path), overrides)
+    base = {"common": raw.get("common", {}), "defaults": raw.get("defaults", {}), "use_cases": {}}
+    statuses = []
+    for name, section in (raw.get("use_cases") or {}).items():
+        try:
+            params = parse_section(Params, {**base, "use_cases": {name: section}}, "params")
+            use_case = use_case_from_section(name, params.use_cases[name])
+            use_case.configure(params)
+            statuses.append(SectionStatus(name, use_case, params.use_cases[name], None))
+        except FunnelError as exc:
+            statuses.append(SectionStatus(name, None, None, str(exc)))
+    return statuses
 
 
 def params_json_schema() -> dict[str, Any]:
@@ -273,7 +287,9 @@ def params_json_schema() -> dict[str, Any]:
     sections: dict[str, Any] = {}
     with warnings.catch_warnings():  # the ``validate`` key, see components.config.UseCaseParams
         warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
-        for name, use_case in REGISTRY.items():
+        params = _params(None)
+        for name in params.use_cases:
+            use_case = get_use_case(name, params)
             sections[name] = (create_model(
                 f"use_case_{name}", __base__=UseCaseParams, __doc__=use_case.title,
                 features=(use_case.features_type, ...), train=(use_case.train_type, ...),

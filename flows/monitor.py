@@ -38,7 +38,7 @@ def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None =
     logger = get_run_logger()
     settings = load_settings()
     params = load_params(settings.params_path, overrides)
-    use_case_record = get_use_case(use_case)
+    use_case_record = get_use_case(use_case, params)
     config = use_case_record.configure(params)
     alias = params.common.champion_alias
     champion = registry.get_alias_version(settings, use_case, alias)

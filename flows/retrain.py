@@ -63,7 +63,7 @@ class RunContext:
 def load_context(name: str, overrides: dict[str, Any] | None) -> RunContext:
     settings = load_settings()
     params = load_params(settings.params_path, overrides)
-    use_case = get_use_case(name)
+    use_case = get_use_case(name, params)
     return RunContext(settings, use_case, use_case.configure(params), params.common)
 
 
@@ -245,12 +245,15 @@ def retrain(use_case: str, overrides: dict[str, Any] | None = None, as_of: str |
             "gate": decision.verdict, "champion_version": champion}
 
 
-def available_use_cases(names: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Split use cases into those whose data can be read and those skipped (with the reason)."""
+def available_use_cases(
+    names: list[str] | None = None, overrides: dict[str, Any] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """Split use cases into those whose data can be read and those skipped (with the reason);
+    ``--set`` overrides (e.g. another ``data.source``) count."""
     settings = load_settings()
-    params = load_params(settings.params_path)
+    params = load_params(settings.params_path, overrides)
     ready, skipped = [], {}
-    for name in names or list_use_cases():
+    for name in names or list_use_cases(params):
         try:
             resolve_source(name, params.use_cases[name].data, settings)
             ready.append(name)
@@ -267,7 +270,7 @@ def retrain_all(
     With ``parallel``, each use case is a task on the flow's task runner (Dask: see
     ``with_dask``), so use cases train side by side; DVC calls stay serialised per repository."""
     logger = get_run_logger()
-    ready, skipped = available_use_cases(use_cases)
+    ready, skipped = available_use_cases(use_cases, overrides)
     results = [{"use_case": name, "status": "skipped", "error": why} for name, why in skipped.items()]
     for name, why in skipped.items():
         logger.warning("skipping %s: %s", name, why)

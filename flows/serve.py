@@ -46,10 +46,11 @@ def serve_command(
         raise ConfigError("give at least one use case to serve, e.g. `funnel serve intent`")
     if workers < 1:
         raise ServingError(f"--workers must be at least 1, got {workers}")
-    for name in use_cases:
-        get_use_case(name)
     settings = load_settings()
-    alias = load_params(settings.params_path).common.champion_alias
+    loaded = load_params(settings.params_path)
+    for name in use_cases:
+        get_use_case(name, loaded)
+    alias = loaded.common.champion_alias
     params = ServeParams(alias=alias, poll_interval_s=poll_interval_s, max_rows=max_rows, max_batch_rows=max_batch_rows,
                          scoring_threads=scoring_threads, max_batch_wait_ms=max_batch_wait_ms)
     if workers > 1:

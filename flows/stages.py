@@ -17,7 +17,7 @@ def run_snapshot_stage(name: str) -> str:
     """Ingest and validate a use case's source, write ``data/snapshots/<name>/``."""
     settings = load_settings()
     params = load_params(settings.params_path)
-    config = get_use_case(name).configure(params)
+    config = get_use_case(name, params).configure(params)
     frame, source = read_source(name, config.params.data, settings)
     check_report(validate_frame(name, frame, config.params.validate, settings.path(params.common.data_docs_dir)))
     snapshot = write_snapshot(name, frame, source, settings.path(params.common.snapshot_dir))
@@ -28,7 +28,7 @@ def run_train_stage(name: str) -> str:
     """Train and evaluate on the snapshot; write ``reports/<name>/metrics.json`` and plots."""
     settings = load_settings()
     params = load_params(settings.params_path)
-    use_case = get_use_case(name)
+    use_case = get_use_case(name, params)
     config = use_case.configure(params)
     snapshot = read_snapshot(name, settings.path(params.common.snapshot_dir))
     trained = use_case.task.train(use_case, config, snapshot.frame)

@@ -42,6 +42,44 @@ def label_array(frame: pd.DataFrame, label: str) -> np.ndarray:
     return frame[label].astype("float32").to_numpy()
 
 
+def binary_labels(values: pd.Series, class_of_interest, column: str) -> pd.Series:
+    """A binary label as 0/1, 1 for ``class_of_interest`` (the class worth finding). Without one,
+    the label must already be 0/1 or true/false. Messages name the column and counts, never values."""
+    from components.errors import ConfigError, DataValidationError
+
+    if values.isna().any():
+        raise DataValidationError(column, [f"label column {column!r} has {int(values.isna().sum())} missing values; "
+                                           "drop those rows (data.transforms: drop_null) or fill them"])
+    if class_of_interest is None:
+        numeric = pd.to_numeric(values, errors="coerce") if values.dtype != bool else values.astype(int)
+        if numeric.isna().any() or not set(numeric.unique()) <= {0, 1}:
+            raise ConfigError(
+                f"label column {column!r} holds {values.nunique()} distinct values that are not 0/1 or true/false; "
+                "set card.class_of_interest in params.yaml to the label value worth finding")
+        return numeric.astype("int64")
+    if isinstance(class_of_interest, bool) or values.dtype == bool:
+        hits = values.astype(str).str.lower() == str(class_of_interest).lower()
+    elif isinstance(class_of_interest, int | float) and pd.api.types.is_numeric_dtype(values):
+        hits = values == class_of_interest
+    else:
+        hits = values.astype(str) == str(class_of_interest)
+    if not hits.any():
+        raise ConfigError(f"card.class_of_interest never occurs in label column {column!r} "
+                          f"({values.nunique()} distinct values); set it to a value the column holds")
+    return hits.astype("int64")
+
+
+def encode_binary_splits(splits: Splits, label: str, class_of_interest) -> Splits:
+    """Every split with its label as 0/1 for ``class_of_interest`` (row keys unchanged: they were
+    computed on the rows as read, so they match the champion's)."""
+    from dataclasses import replace
+
+    def encode(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(**{label: binary_labels(frame[label], class_of_interest, label)})
+
+    return replace(splits, train=encode(splits.train), validation=encode(splits.validation), test=encode(splits.test))
+
+
 def holdout_per_user(frame: pd.DataFrame, user: str, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out ``fraction`` of each user's rows at random (seeded): (kept, held out)."""
     order = np.random.default_rng(seed).permutation(len(frame))
@@ -113,15 +151,37 @@ def time_sides(times: pd.Series, test_fraction: float, validation_fraction: floa
     return np.where(rank > validation_edge, TEST, np.where(rank > train_edge, VALIDATION, TRAIN)).astype("int8")
 
 
+def stratified_sides(keys: np.ndarray, labels: pd.Series, test_fraction: float, validation_fraction: float,
+                     seed: int) -> np.ndarray:
+    """Like ``hash_sides``, but the row hashes are ranked within each label value, so each side
+    holds every class in the data's proportions (a row may change side as the data grows)."""
+    u = pd.Series(unit_interval(keys, seed), index=labels.index)
+    rank = u.groupby(labels.astype(str).to_numpy()).rank(method="first", pct=True).to_numpy()
+    validation_edge = test_fraction + (1 - test_fraction) * validation_fraction
+    return np.where(rank <= test_fraction, TEST, np.where(rank <= validation_edge, VALIDATION, TRAIN)).astype("int8")
+
+
 def assign_sides(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int,
-                 keys: np.ndarray | None = None) -> np.ndarray:
+                 keys: np.ndarray | None = None, label: str | None = None) -> np.ndarray:
     """The side of every row under the ``split`` section of a use case (``SplitParams``);
-    ``keys``: the rows' ``row_keys`` under ``split.key_columns`` when already computed."""
+    ``keys``: the rows' ``row_keys`` under ``split.key_columns`` when already computed;
+    ``label``: the column a ``stratified`` split keeps in proportion."""
     if split.method == "time":
+        if split.time_column not in frame.columns:
+            from components.errors import ConfigError
+
+            raise ConfigError(f"split.time_column {split.time_column!r} is not a column of the data; "
+                              f"columns are {sorted(frame.columns)}")
         return time_sides(frame[split.time_column], test_fraction, validation_fraction)
     keys = row_keys(frame, split.key_columns) if keys is None else keys
     if split.method == "hash":
         return hash_sides(keys, test_fraction, validation_fraction, seed)
+    if split.method == "stratified":
+        if label is None or label not in frame.columns:
+            from components.errors import ConfigError
+
+            raise ConfigError("split.method stratified needs the label column (validate.label) in the data")
+        return stratified_sides(keys, frame[label], test_fraction, validation_fraction, seed)
     if split.method == "official":
         # the data set's own test rows; validation carved out of the rest by key, so it is stable too
         rest = hash_sides(keys, 0.0, validation_fraction, seed)
@@ -129,10 +189,11 @@ def assign_sides(frame: pd.DataFrame, split, test_fraction: float, validation_fr
     raise ValueError(f"split method {split.method!r} has no stable side assignment")
 
 
-def split_rows(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int) -> Splits:
+def split_rows(frame: pd.DataFrame, split, test_fraction: float, validation_fraction: float, seed: int,
+               label: str | None = None) -> Splits:
     """Train / validation / test frames by ``assign_sides``, each with its rows' identity keys."""
     keys = row_keys(frame, split.key_columns)
-    sides = assign_sides(frame, split, test_fraction, validation_fraction, seed, keys)
+    sides = assign_sides(frame, split, test_fraction, validation_fraction, seed, keys, label)
     parts = {name: side for name, side in (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))}
     frames = {name: frame[sides == side].reset_index(drop=True) for name, side in parts.items()}
     return Splits(frames["train"], frames["validation"], frames["test"],
@@ -143,13 +204,14 @@ def split_use_case(frame: pd.DataFrame, config) -> Splits:
     """A use case's split by its ``split`` section, ``evaluate.test_fraction`` and
     ``train.validation_fraction`` (the default split of every task kind)."""
     return split_rows(frame, config.params.split, config.evaluate.test_fraction, config.train.validation_fraction,
-                      split_seed(config))
+                      split_seed(config), config.label)
 
 
 def split_spec(config) -> dict:
     """A use case's split settings, as recorded on every registered version (``split.spec``)."""
     return {**config.params.split.model_dump(mode="json"), "test_fraction": config.evaluate.test_fraction,
-            "validation_fraction": config.train.validation_fraction, "seed": split_seed(config)}
+            "validation_fraction": config.train.validation_fraction, "seed": split_seed(config),
+            "label": config.label}
 
 
 def split_seed(config) -> int:

@@ -48,7 +48,7 @@ def champion_seen_rows(settings: Settings, tags: dict[str, str], key_columns: tu
     split = SplitParams(**{k: spec[k] for k in SplitParams.model_fields if k in spec})
     same_keys = tuple(split.key_columns) == tuple(key_columns)
     sides = assign_sides(snapshot, split, spec["test_fraction"], spec["validation_fraction"], spec["seed"],
-                         keys if same_keys else None)
+                         keys if same_keys else None, spec.get("label"))
     return SeenRows(keys[sides != TEST], f"the champion's train and validation rows ({int(np.sum(sides != TEST))} of "
                                          f"{len(snapshot)} in snapshot {md5[:8]}, split {split.method})")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import label_array
+from components.data.splits import encode_binary_splits, label_array
 from components.evaluation.binary import (
     add_bucket_columns,
     choose_threshold,
@@ -100,7 +100,8 @@ class BinaryTask(ConfiguredSplit):
         return frozenset(SLICE_METRICS)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
-        splits = self.split(frame, config)
+        # split on the rows as read (their keys match the champion's), then 1 = the class of interest
+        splits = encode_binary_splits(self.split(frame, config), config.label, config.params.card.class_of_interest)
         with distribution_scope(config.distribute):
             model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
         class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None

@@ -31,39 +31,50 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override par
 
 
 @app.command("list", rich_help_panel=TRAINING)
-def list_command(json_: JsonOption = False) -> None:
-    """List the registered use cases and whether their data is available."""
+def list_command(set_: SetOption = None, json_: JsonOption = False) -> None:
+    """List every use case section of params.yaml: its task, title and whether its data is
+    available, or why the section is invalid (exit code 1 when one is)."""
     from flows.runtime import configure_environment
 
     configure_environment()
+    from components.config import load_settings
     from components.data.ingest import plan_source
     from components.errors import DataUnavailableError
-    from components.use_cases import REGISTRY
+    from components.use_cases import survey_use_cases
 
-    settings, params = settings_and_params()
+    settings = load_settings()
     notes = {"local": "", "mirror": " (copied on first use)", "url": " (fetched on first use)"}
     entries: list[dict[str, Any]] = []
     data: dict[str, Any]
-    for name, use_case in REGISTRY.items():
+    for status in survey_use_cases(settings.params_path, parse_overrides(set_)):
+        if status.error or status.use_case is None or status.section is None:
+            entries.append({"use_case": status.name, "valid": False, "task": None, "title": None,
+                            "error": status.error, "data": None})
+            continue
         try:
-            plan = plan_source(name, params.use_cases[name].data, settings)
+            plan = plan_source(status.name, status.section.data, settings)
             data = {"kind": plan.kind, "location": plan.found, "local": str(plan.local), "error": None}
         except DataUnavailableError as exc:
             data = {"kind": "unavailable", "location": None, "local": None, "error": str(exc)}
-        entries.append({"use_case": name, "title": use_case.title, "data": data})
+        entries.append({"use_case": status.name, "valid": True, "task": status.use_case.task.name,
+                        "title": status.use_case.title, "error": None, "data": data})
     if json_:
         output.print_json(entries)
-        return
-    rows = []
-    for entry in entries:
-        data = entry["data"]
-        where: str | Text
-        if data["error"]:
-            where = output.styled(f"unavailable: {data['error']}", "yellow")
-        else:
-            where = f"{data['kind']}: {data['location']}{notes[data['kind']]}"
-        rows.append([entry["use_case"], entry["title"], where])
-    output.print_table(rows, ("use case", "what", "data"))
+    else:
+        rows = []
+        for entry in entries:
+            where: str | Text
+            data = entry["data"]
+            if not entry["valid"]:
+                where = output.styled(f"invalid section: {entry['error']}", "red")
+            elif data["error"]:
+                where = output.styled(f"unavailable: {data['error']}", "yellow")
+            else:
+                where = f"{data['kind']}: {data['location']}{notes[data['kind']]}"
+            rows.append([entry["use_case"], entry["task"] or "-", entry["title"] or "-", where])
+        output.print_table(rows, ("use case", "task", "what", "data"))
+    if any(not entry["valid"] for entry in entries):
+        raise typer.Exit(FAILED)
 
 
 @app.command(rich_help_panel=TRAINING)
@@ -78,7 +89,7 @@ def fetch(
     settings, params = settings_and_params()
     check_use_cases(params, use_cases)
     missing = 0
-    for name in use_cases or list_use_cases():
+    for name in use_cases or list_use_cases(params):
         try:
             typer.echo(f"{name}: {resolve_source(name, params.use_cases[name].data, settings)}")
         except DataUnavailableError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from components.config import apply_overrides, load_params, load_settings
+from components.config import apply_overrides, load_params, load_settings, merge_defaults
 from components.errors import ConfigError
 from components.use_cases import get_use_case
 
@@ -43,8 +43,31 @@ def test_overrides_parse_values_and_reject_unknown_paths():
     raw = {"a": {"b": 1}}
     assert apply_overrides(raw, {"a.b": "2"}) == {"a": {"b": 2}}
     assert raw == {"a": {"b": 1}}  # input not mutated
-    with pytest.raises(ConfigError, match="'c' is not a key"):
-        apply_overrides(raw, {"a.c": "1"})
+    with pytest.raises(ConfigError, match="'x' is not a key"):
+        apply_overrides(raw, {"x.c": "1"})
+    # a new leaf is allowed (an optional key params.yaml leaves out); the typed section refuses a typo
+    assert apply_overrides(raw, {"a.c": "1"}) == {"a": {"b": 1, "c": 1}}
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.train.max_epocs": "3"})
+    with pytest.raises(ConfigError, match="max_epocs: unknown key"):
+        get_use_case("intent", params).configure(params)
+
+
+def test_defaults_fill_a_section_and_a_set_key_wins():
+    raw = {"defaults": {"task": {"binary": {"gate": {"min_delta": 0.001, "floors": {"roc_auc": 0.7}}}}},
+           "use_cases": {"a": {"gate": {"floors": {"pr_auc": 0.5}}}, "b": {"task": "ranking", "gate": {"min_delta": 0.01}}}}
+    merged = merge_defaults(raw)
+    assert merged["use_cases"]["a"]["gate"] == {"min_delta": 0.001, "floors": {"pr_auc": 0.5}}  # a mapping replaces
+    assert merged["use_cases"]["b"]["gate"] == {"min_delta": 0.01}  # another task kind: no binary defaults
+    assert raw["use_cases"]["a"]["gate"] == {"floors": {"pr_auc": 0.5}}  # input not mutated
+    with pytest.raises(ConfigError, match="unknown key"):
+        merge_defaults({"defaults": {"tasks": {}}, "use_cases": {}})
+
+
+def test_an_override_may_name_a_key_only_the_defaults_hold():
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.gate.min_delta": "0.02",
+                                                "defaults.task.binary.gate.max_slice_drop": "0.2"})
+    assert params.use_cases["intent"].gate.min_delta == 0.02
+    assert params.use_cases["sentiment"].gate.max_slice_drop == 0.2
 
 
 def test_settings_default_to_the_embedded_stack(tmp_path):
