@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -23,7 +23,7 @@ from components.data.versioning import DataVersion
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
 from components.evaluation.report import Evaluation, write_metrics_json
 from components.release import registry
-from components.release.champion import load_champion
+from components.release.champion import load_champion, schema_change
 from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
 from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
@@ -122,7 +122,13 @@ def train(ctx: RunContext, snapshot) -> TrainedModel:
 def evaluate(ctx: RunContext, trained) -> Evaluation:
     champion = load_champion(ctx.settings, ctx.config, ctx.common.champion_alias)
     reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
-    evaluation = ctx.use_case.task.evaluate(ctx.use_case, ctx.config, trained, reports / "plots", champion)
+    changed = schema_change(champion, trained.splits.test.columns)
+    if changed:  # the champion cannot score these rows: the gate follows gate.on_schema_change
+        get_run_logger().warning("%s: %s", ctx.config.name, changed)
+    evaluation = ctx.use_case.task.evaluate(ctx.use_case, ctx.config, trained, reports / "plots",
+                                            None if changed else champion)
+    if changed and champion is not None:
+        evaluation = replace(evaluation, champion_version=champion.version, champion_error=changed, schema_change=changed)
     write_metrics_json(evaluation, reports / "metrics.json")
     versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}")
     return evaluation
@@ -144,7 +150,7 @@ def gate(ctx: RunContext, registered, evaluation) -> PromotionDecision:
         evaluation.champion_version, evaluation.champion_metrics, evaluation.champion_error,
         evaluation.slices, champion_comparison=evaluation.champion_comparison,
         baseline_comparison=evaluation.baseline_comparison, baseline_name=evaluation.baseline_name,
-        champion_slices=evaluation.champion_slices,
+        champion_slices=evaluation.champion_slices, schema_change=evaluation.schema_change,
     )
     rows = [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in decision.checks]
     create_table_artifact(
@@ -187,8 +193,9 @@ def wait_for_review(ctx: RunContext, registered, decision) -> ReviewInput:
     gate, name, version = ctx.config.params.gate, ctx.config.name, registered.version
     registry.write_version_tags(ctx.settings, name, version, {"review.status": "pending"})
     checks = "\n".join(f"- {c.name}: {c.detail}" for c in decision.checks)
+    why = f"**{decision.schema_change}**: the champion cannot be compared on this data.\n\n" if decision.schema_change else ""
     description = (
-        f"## Release review: {name} v{version}\n\nThe gate passed:\n{checks}\n\n"
+        f"## Release review: {name} v{version}\n\n{why}The gate passed:\n{checks}\n\n"
         f"Approve to make v{version} the @champion, or reject; give a reason either way. "
         f"CLI: `funnel review approve|reject {name} {version} --reason ...`"
     )
@@ -218,7 +225,8 @@ def promote(ctx: RunContext, decision, review: ReviewInput | None = None) -> str
     if review is None:
         return apply_promotion(decision, ctx.settings, ctx.common.champion_alias, flow_run_id=str(flow_run.id or ""))
     return apply_promotion(
-        decision, ctx.settings, ctx.common.champion_alias, action="approve", actor=review.reviewer,
+        decision, ctx.settings, ctx.common.champion_alias,
+        action="approve (schema change)" if decision.schema_change else "approve", actor=review.reviewer,
         reason=review.reason, flow_run_id=str(flow_run.id or ""),
     )
 
@@ -238,7 +246,7 @@ def retrain(use_case: str, overrides: dict[str, Any] | None = None, as_of: str |
     logger.info("%s v%s: gate %s", use_case, registered.version, decision.verdict)
     review_report(ctx, registered, evaluation, decision, snapshot, data_version, report)
     review = None
-    if decision.promote and ctx.config.params.gate.promotion_mode == "review":
+    if decision.promote and (ctx.config.params.gate.promotion_mode == "review" or decision.needs_review):
         review = wait_for_review(ctx, registered, decision)
     champion = promote(ctx, decision, review)
     return {"use_case": use_case, "version": registered.version, "data_md5": data_version.md5, "rows": snapshot.rows,

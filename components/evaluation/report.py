@@ -27,6 +27,8 @@ class ChampionScorer:
     # identity keys of the rows it trained on (None: unknown) and how they were found
     seen_keys: np.ndarray | None = None
     seen_note: str = ""
+    # the feature columns it takes (empty: unknown)
+    input_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Evaluation:
     champion_rows_seen: int | None = None
     champion_rows_excluded: int = 0
     champion_note: str = ""
+    # the champion cannot score this data (the columns it takes are gone): which, in one line
+    schema_change: str | None = None
 
     def as_json(self) -> dict:
         return {
@@ -69,6 +73,7 @@ class Evaluation:
             "slices": self.slices,
             "intervals": {k: list(v) for k, v in self.intervals.items()},
             "champion_comparison": self.champion_comparison.as_json() if self.champion_comparison else None,
+            "schema_change": self.schema_change,
             "baseline_comparison": self.baseline_comparison.as_json() if self.baseline_comparison else None,
             "champion_rows_seen_in_training": self.champion_rows_seen,
             "champion_rows_excluded": self.champion_rows_excluded,

@@ -61,8 +61,28 @@ def load_champion(settings: Settings, config: Any, alias: str) -> ChampionScorer
     found = registry.get_alias_version(settings, config.name, alias)
     if found is None:
         return None
+    from components.models.scorer import RowScorer
+
     version, tags = str(found.version), dict(found.tags)
-    model = registry.load_version_model(config.name, version)
+    # the champion's own features, taken from this run's (transformed) rows: its serving-time
+    # transforms (which read raw rows) are not applied again
+    scorer = RowScorer(registry.load_version_model(config.name, version).get_raw_model())
     seen = champion_seen_rows(settings, tags, config.params.split.key_columns)
-    return ChampionScorer(version, lambda rows: registry.score_frame(model, rows), registry.decision_threshold(tags),
-                          seen_keys=seen.keys, seen_note=seen.note)
+    return ChampionScorer(version, lambda rows: registry.score_frame(scorer, rows), registry.decision_threshold(tags),
+                          seen_keys=seen.keys, seen_note=seen.note, input_columns=tuple(scorer.spec))
+
+
+def schema_change(champion: ChampionScorer | None, columns) -> str | None:
+    """One line when the champion cannot score rows with these ``columns``: which it expects and
+    which are missing (column names only); None when it can, or there is no champion."""
+    if champion is None or not champion.input_columns:
+        return None
+    missing = [c for c in champion.input_columns if c not in set(columns)]
+    if not missing:
+        return None
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items[:15]) + (f" and {len(items) - 15} more" if len(items) > 15 else "")
+
+    return (f"schema change: champion v{champion.version} takes {len(champion.input_columns)} columns; "
+            f"the new data lacks {len(missing)}: {names(missing)}")

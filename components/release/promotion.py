@@ -28,6 +28,15 @@ class PromotionDecision:
     promote: bool
     checks: tuple[Check, ...]
     champion_version: str | None
+    # the champion cannot score the new data: the gate's decision needs a reviewer's approval
+    # (``gate.on_schema_change: review``), or stands on floors and baseline (``floors``)
+    schema_change: str | None = None
+    needs_review: bool = False
+
+    @property
+    def action(self) -> str:
+        """What the ledger records when this decision moves @champion."""
+        return "promote (schema change)" if self.schema_change else "promote"
 
     @property
     def failed_checks(self) -> list[str]:
@@ -40,6 +49,8 @@ class PromotionDecision:
     def as_tags(self) -> dict[str, str]:
         """Version tags: the verdict and each check with its numbers."""
         tags = {"gate.verdict": self.verdict}
+        if self.schema_change:
+            tags["gate.schema_change"] = self.schema_change
         for check in self.checks:
             tags[f"gate.{check.name}"] = f"{'pass' if check.passed else 'FAIL'}: {check.detail}"
         return tags
@@ -126,6 +137,16 @@ def check_champion(
                  f"{'>' if passed else '<='} min_delta {gate.min_delta:.4f}")
 
 
+def check_schema_change(gate: GateParams, schema_change: str) -> Check:
+    """The champion cannot score the new data, so it cannot be beaten on it: the decision follows
+    ``gate.on_schema_change`` (never a silent pass, never a dead end)."""
+    if gate.on_schema_change == "floors":
+        return Check("beats_champion", True, f"{schema_change}; on_schema_change: floors — promoted on the floors "
+                                             "and the baseline check")
+    return Check("beats_champion", True, f"{schema_change}; on_schema_change: review — a reviewer approves or "
+                                         "rejects with the floors and the baseline check in front of them")
+
+
 def check_baseline(gate: GateParams, comparison: PairedComparison | None, baseline_name: str = "baseline") -> Check:
     """The model against its same-run peer (paired, all test rows): ``non_inferior`` — not clearly
     worse (lower bound > -baseline_margin); ``superior`` — clearly better (lower bound > 0);
@@ -178,6 +199,7 @@ def decide_promotion(
     baseline_comparison: PairedComparison | None = None,
     baseline_name: str = "baseline",
     champion_slices: list[dict] | None = None,
+    schema_change: str | None = None,
 ) -> PromotionDecision:
     """Promote only when every floor (overall and per slice) holds, the model is not worse than
     its same-run peer, no slice regresses against the champion, and the champion is beaten on
@@ -187,19 +209,23 @@ def decide_promotion(
         *check_slices(slices or [], gate.slice_floors, gate.min_slice_rows),
         check_baseline(gate, baseline_comparison, baseline_name),
         *check_slice_regression(slices or [], champion_slices or [], gate, champion_version),
+        check_schema_change(gate, schema_change) if schema_change and champion_version else
         check_champion(metrics, gate, champion_version, champion_metrics, champion_error, champion_comparison),
     )
+    changed = bool(schema_change and champion_version)
     return PromotionDecision(
         use_case=use_case,
         version=version,
         promote=all(c.passed for c in checks),
         checks=checks,
         champion_version=champion_version,
+        schema_change=schema_change if changed else None,
+        needs_review=changed and gate.on_schema_change == "review",
     )
 
 
 def apply_promotion(
-    decision: PromotionDecision, settings, champion_alias: str, *, action: str = "promote",
+    decision: PromotionDecision, settings, champion_alias: str, *, action: str | None = None,
     actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "",
 ) -> str:
     """Write the gate's tags; move ``@champion`` when it passed, else raise GateFailedError.
@@ -216,7 +242,7 @@ def apply_promotion(
     summary = "; ".join(f"{c.name}: {c.detail}" for c in decision.checks)
     move_alias(
         settings, decision.use_case, champion_alias, decision.version,
-        expected_from=decision.champion_version, require_expected=True, action=action,
+        expected_from=decision.champion_version, require_expected=True, action=action or decision.action,
         actor=actor, reason=reason or f"gate passed: {summary}", gate=f"{decision.verdict}: {summary}",
         flow_run_id=flow_run_id,
     )

@@ -59,7 +59,8 @@ def rollback(
     target = to or rollback_target(read_ledger(settings, use_case), alias, current_version)
     entry = move_alias(settings, use_case, alias, target, expected_from=current_version, require_expected=True,
                        action="rollback", reason=reason)
-    typer.echo(f"{use_case}: @{alias} v{entry.from_version} -> v{entry.to_version} (ledger #{entry.sequence})")
+    before = f"v{entry.from_version}" if entry.from_version else "(none)"
+    typer.echo(f"{use_case}: @{alias} {before} -> v{entry.to_version} (ledger #{entry.sequence})")
 
 
 @app.command(rich_help_panel=REGISTRY)

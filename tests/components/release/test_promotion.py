@@ -162,3 +162,45 @@ def test_the_beats_champion_tag_carries_the_interval_and_p_value():
     tag = decision.as_tags()["gate.beats_champion"]
     assert tag.startswith("pass: vs champion v3: roc_auc 0.9300 vs 0.9100")
     assert "[95% CI +0.0080, +0.0310], p=0.010" in tag
+
+
+@pytest.mark.parametrize(("policy", "needs_review"), [("review", True), ("floors", False)])
+def test_a_schema_change_follows_on_schema_change(policy, needs_review):
+    gate = PAIRED.model_copy(update={"on_schema_change": policy})
+    change = "schema change: champion v3 takes 12 columns; the new data lacks 2: Month, Region"
+    baseline = compared(0.0, -0.004, 0.004)
+    decision = decide_promotion("intent", "4", {"roc_auc": 0.93}, gate, "3", None, change,
+                                baseline_comparison=baseline, schema_change=change)
+    assert decision.promote and decision.needs_review is needs_review
+    assert decision.schema_change == change and decision.action == "promote (schema change)"
+    assert decision.as_tags()["gate.schema_change"] == change
+    assert policy in decision.as_tags()["gate.beats_champion"]
+    # the floors and the baseline check still decide
+    low = decide_promotion("intent", "4", {"roc_auc": 0.4}, gate, "3", None, change,
+                           baseline_comparison=baseline, schema_change=change)
+    assert not low.promote and low.failed_checks[0].startswith("floor.roc_auc")
+    worse = decide_promotion("intent", "4", {"roc_auc": 0.93}, gate, "3", None, change,
+                             baseline_comparison=compared(-0.05, -0.07, -0.03), schema_change=change)
+    assert not worse.promote and any(c.startswith("beats_baseline") for c in worse.failed_checks)
+
+
+def test_without_a_champion_a_schema_note_changes_nothing():
+    decision = decide_promotion("intent", "1", {"roc_auc": 0.93}, PAIRED, None, None,
+                                baseline_comparison=compared(0.0, -0.004, 0.004), schema_change="irrelevant")
+    assert decision.promote and not decision.needs_review and decision.schema_change is None
+    assert decision.action == "promote"
+
+
+def test_schema_change_names_the_missing_columns_only():
+    import numpy as np
+
+    from components.evaluation.report import ChampionScorer
+    from components.release.champion import schema_change
+
+    champion = ChampionScorer("3", lambda rows: np.zeros(len(rows)), 0.5,
+                              input_columns=("Month", "Region", "PageValues"))
+    assert schema_change(champion, ["Month", "Region", "PageValues", "extra"]) is None
+    line = schema_change(champion, ["month", "PageValues"])
+    assert line == "schema change: champion v3 takes 3 columns; the new data lacks 2: Month, Region"
+    assert schema_change(None, []) is None
+    assert schema_change(ChampionScorer("3", lambda rows: rows, 0.5), []) is None  # inputs unknown
