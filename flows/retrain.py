@@ -57,6 +57,8 @@ class RunContext:
     use_case: Any
     config: Any
     common: Any
+    # the run's --set overrides (dvc.lock records them for the stages this run commits)
+    overrides: dict[str, Any] | None = None
 
 
 @task(**IO_TASK)
@@ -64,7 +66,7 @@ def load_context(name: str, overrides: dict[str, Any] | None) -> RunContext:
     settings = load_settings()
     params = load_params(settings.params_path, overrides)
     use_case = get_use_case(name, params)
-    return RunContext(settings, use_case, use_case.configure(params), params.common)
+    return RunContext(settings, use_case, use_case.configure(params), params.common, overrides)
 
 
 @task(**IO_TASK)
@@ -108,7 +110,7 @@ def validate(ctx: RunContext, frame) -> ValidationReport:
 def version(ctx: RunContext, frame, source: str) -> tuple[Snapshot, DataVersion]:
     snapshot = write_snapshot(ctx.config.name, frame, source, ctx.settings.path(ctx.common.snapshot_dir))
     data_version = versioning.version_snapshot(
-        ctx.settings.repo_root, f"snapshot@{ctx.config.name}", snapshot.path, ctx.settings.dvc_remote
+        ctx.settings.repo_root, f"snapshot@{ctx.config.name}", snapshot.path, ctx.settings.dvc_remote, ctx.overrides,
     )
     return snapshot, data_version
 
@@ -130,7 +132,7 @@ def evaluate(ctx: RunContext, trained) -> Evaluation:
     if changed and champion is not None:
         evaluation = replace(evaluation, champion_version=champion.version, champion_error=changed, schema_change=changed)
     write_metrics_json(evaluation, reports / "metrics.json")
-    versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}")
+    versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}", ctx.overrides)
     return evaluation
 
 

@@ -12,10 +12,11 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -91,14 +92,52 @@ def read_locked_md5(repo_root: Path, stage: str, path: str) -> str | None:
     return None
 
 
-def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_url: str) -> DataVersion:
-    """Record the snapshot written for ``stage`` in dvc.lock and push it to the remote."""
+def record_overrides(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None) -> list[str]:
+    """Write a run's ``--set`` overrides into the params dvc.lock records for ``stage``, so the
+    lock says what the run used (``dvc status`` then shows the stage's params as changed against
+    params.yaml). Only params the stage depends on are touched; returns the keys written."""
+    if not overrides:
+        return []
+    lock_file = repo_root / "dvc.lock"
+    lock = yaml.safe_load(lock_file.read_text()) if lock_file.is_file() else None
+    recorded = ((lock or {}).get("stages", {}).get(stage, {}).get("params") or {}).get("params.yaml")
+    if not recorded:
+        return []
+    written = []
+    for dotted, value in overrides.items():
+        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        if dotted in recorded:
+            recorded[dotted] = parsed
+            written.append(dotted)
+            continue
+        prefix = next((key for key in recorded if dotted.startswith(key + ".")), None)
+        if prefix is None:
+            continue
+        node = recorded[prefix]
+        *parents, leaf = dotted.removeprefix(prefix + ".").split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict):
+            node[leaf] = parsed
+            written.append(dotted)
+    if written:
+        lock_file.write_text(yaml.safe_dump(lock, sort_keys=False, allow_unicode=True))
+    return written
+
+
+def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_url: str,
+                     overrides: Mapping[str, Any] | None = None) -> DataVersion:
+    """Record the snapshot written for ``stage`` in dvc.lock (with the run's overrides) and push
+    it to the remote."""
     ensure_repo(repo_root)
     relative = snapshot_path.resolve().relative_to(repo_root.resolve()).as_posix()
     with repo_lock(repo_root):
         before = read_locked_md5(repo_root, stage, relative)
         configure_remote(repo_root, remote_url)
         run_dvc(repo_root, "commit", "--force", stage)
+        record_overrides(repo_root, stage, overrides)
         md5 = read_locked_md5(repo_root, stage, relative)
         if md5 is None:
             raise VersioningError(f"dvc.lock has no md5 for {relative} after committing {stage}")
@@ -107,11 +146,12 @@ def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_ur
     return DataVersion(md5=md5, path=relative, stage=stage, is_new=md5 != before, remote=remote_url)
 
 
-def commit_stage(repo_root: Path, stage: str) -> None:
-    """Record a stage's current outputs (metrics, plots) in dvc.lock."""
+def commit_stage(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None = None) -> None:
+    """Record a stage's current outputs (metrics, plots) in dvc.lock, with the run's overrides."""
     ensure_repo(repo_root)
     with repo_lock(repo_root):
         run_dvc(repo_root, "commit", "--force", stage)
+        record_overrides(repo_root, stage, overrides)
 
 
 def cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None) -> Path | None:

@@ -80,13 +80,14 @@ def list_command(set_: SetOption = None, json_: JsonOption = False) -> None:
 @app.command(rich_help_panel=TRAINING)
 def fetch(
     use_cases: Annotated[list[str] | None, typer.Argument(help="Use cases to fetch (default: all).")] = None,
+    set_: SetOption = None,
 ) -> None:
     """Copy data that may not be committed from FUNNEL_DATA_MIRROR, or download it (sha256-checked), into its git-ignored folder under data/ (run before `dvc repro` on a fresh clone)."""
     from components.data.ingest import resolve_source
     from components.errors import DataUnavailableError
     from components.use_cases import list_use_cases
 
-    settings, params = settings_and_params()
+    settings, params = settings_and_params(parse_overrides(set_))
     check_use_cases(params, use_cases)
     missing = 0
     for name in use_cases or list_use_cases(params):

@@ -35,3 +35,25 @@ def test_not_a_dvc_repo_is_a_clear_error(tmp_path):
     snapshot = write_snapshot("intent", intent_slice(50), "test", tmp_path / "snapshots")
     with pytest.raises(VersioningError, match="not a DVC repository"):
         version_snapshot(tmp_path, "snapshot@intent", snapshot.path, str(tmp_path / "remote"))
+
+
+def test_a_runs_overrides_are_what_dvc_lock_records(tmp_path):
+    import yaml
+
+    from components.data.versioning import record_overrides
+
+    lock = {"schema": "2.0", "stages": {"snapshot@shop": {"cmd": "funnel stage snapshot shop", "params": {"params.yaml": {
+        "use_cases.shop.data": {"source": "data/shop.csv", "format": "csv"},
+        "use_cases.shop.validate": {"min_rows": 500}}}}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    written = record_overrides(tmp_path, "snapshot@shop", {
+        "use_cases.shop.data.source": "/elsewhere/other.csv",   # the file this run read
+        "use_cases.shop.data.delimiter": ";",                    # a key params.yaml leaves out
+        "use_cases.shop.train.max_epochs": "3",                  # not a param of this stage
+    })
+    assert written == ["use_cases.shop.data.source", "use_cases.shop.data.delimiter"]
+    recorded = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]["snapshot@shop"]["params"]["params.yaml"]
+    assert recorded["use_cases.shop.data"] == {"source": "/elsewhere/other.csv", "format": "csv", "delimiter": ";"}
+    assert recorded["use_cases.shop.validate"] == {"min_rows": 500}
+    assert record_overrides(tmp_path, "snapshot@shop", None) == []
+    assert record_overrides(tmp_path, "train@other", {"use_cases.shop.data.source": "x"}) == []
