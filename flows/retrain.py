@@ -141,7 +141,7 @@ def register(ctx: RunContext, snapshot, data_version, trained, evaluation, repor
     context = {"git_commit": read_git_commit(ctx.settings.repo_root), "flow_run_id": str(flow_run.id or "")}
     return registry.log_training_run(
         ctx.settings, ctx.config, snapshot, data_version, trained, evaluation, report, context,
-        ctx.common.challenger_alias,
+        ctx.common.challenger_alias, ctx.common.input_example,
     )
 
 

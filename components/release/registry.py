@@ -148,6 +148,30 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+def synthetic_example(keras_model, rules, rows: int = 2) -> pd.DataFrame:
+    """An input example made from the validation rules (allowed values, ranges) and the model's
+    input types, never from real rows (they may be personal data)."""
+    columns: dict[str, list[Any]] = {}
+    for tensor in keras_model.inputs:
+        rule = rules.get(tensor.name)
+        if rule is not None and rule.allowed:
+            value: Any = rule.allowed[0]
+        elif tensor.dtype == "string":
+            value = "example"
+        elif rule is not None and rule.min is not None and rule.max is not None:
+            value = (rule.min + rule.max) / 2
+        else:
+            value = rule.min if rule is not None and rule.min is not None else 0
+        if tensor.dtype == "string":
+            value = str(value)
+        elif tensor.dtype.startswith("int"):
+            value = int(value)
+        else:
+            value = float(value)
+        columns[tensor.name] = [value] * rows
+    return pd.DataFrame(columns)
+
+
 def log_training_run(
     settings: Settings,
     config,
@@ -158,6 +182,7 @@ def log_training_run(
     validation,
     context: dict[str, str],
     challenger_alias: str,
+    input_example: str = "synthetic",
 ) -> RegisteredVersion:
     """Log params, metrics, plots, data lineage and the model; register it as ``@challenger``."""
     import mlflow
@@ -208,7 +233,8 @@ def log_training_run(
         )
         mlflow.log_input(dataset, context="training")
 
-        example = trained.splits.test.head(5)[[t.name for t in trained.serving.inputs]]
+        # off, or synthetic: real rows may be personal data (common.input_example)
+        example = synthetic_example(trained.serving, config.params.validate.columns) if input_example == "synthetic" else None
         info = Model.log(
             artifact_path=None,
             name=MODEL_NAME_IN_RUN,
@@ -216,7 +242,7 @@ def log_training_run(
             registered_model_name=use_case,
             keras_model=trained.serving,
             signature=build_signature(trained.serving),
-            input_example=example.reset_index(drop=True),
+            input_example=example,
             metadata={THRESHOLD_TAG: trained.threshold, "data_md5": data_version.md5},
         )
         run_id = run.info.run_id

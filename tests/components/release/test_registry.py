@@ -31,3 +31,21 @@ def test_pyfunc_scores_raw_rows_with_strings_and_keras_flavor_loads(tmp_path):
     expected = model({"amount": np.array([[3.0], [4.0]], "float32"), "channel": np.array([["mail"], ["ads"]])})
     np.testing.assert_allclose(scored, np.asarray(expected).reshape(-1), rtol=1e-5)
     assert isinstance(mlflow.keras.load_model("models:/toy/1"), keras.Model)
+
+
+def test_the_input_example_is_synthetic_never_a_real_row():
+    import keras
+
+    from components.config import ColumnRule
+    from components.release.registry import synthetic_example
+
+    amount = keras.Input(shape=(1,), name="amount", dtype="float32")
+    visits = keras.Input(shape=(1,), name="visits", dtype="int64")
+    channel = keras.Input(shape=(1,), name="channel", dtype="string")
+    email = keras.Input(shape=(1,), name="email", dtype="string")
+    model = keras.Model({"amount": amount, "visits": visits, "channel": channel, "email": email}, amount)
+    rules = {"amount": ColumnRule(type="float", min=0.0, max=100.0), "visits": ColumnRule(type="int", min=1),
+             "channel": ColumnRule(type="str", allowed=("ads", "mail"))}
+    example = synthetic_example(model, rules)
+    assert example.to_dict("list") == {"amount": [50.0, 50.0], "visits": [1, 1], "channel": ["ads", "ads"],
+                                       "email": ["example", "example"]}
