@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import warnings
@@ -11,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from components.errors import ConfigError
+from components.overrides import load_yaml
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -281,72 +280,11 @@ class Params(Section):
     use_cases: dict[str, UseCaseParams]
 
 
-DEFAULT_KINDS = ("task", "builder")
-
-
-def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
-    """Each use case's section over the defaults of its task kind and of its builder
-    (``defaults.task.<kind>``, ``defaults.builder.<name>``). Merged two levels deep: a use case's
-    ``gate.min_delta`` replaces the default's, a whole mapping it sets (``gate.floors``) replaces
-    the default's mapping."""
-    defaults = raw.get("defaults") or {}
-    if not isinstance(defaults, Mapping):
-        raise ConfigError("params.defaults: expected a mapping of task / builder defaults")
-    unknown = sorted(set(defaults) - set(DEFAULT_KINDS))
-    if unknown:
-        raise ConfigError(f"params.defaults: unknown key(s) {unknown}; allowed: {list(DEFAULT_KINDS)}")
-    merged = copy.deepcopy(raw)
-    for name, section in (raw.get("use_cases") or {}).items():
-        if not isinstance(section, Mapping):
-            continue
-        model = section.get("model")
-        builder = model.get("builder") if isinstance(model, Mapping) else None
-        layers = [(defaults.get("task") or {}).get(section.get("task", "binary")),
-                  (defaults.get("builder") or {}).get(builder), section]
-        result: dict[str, Any] = {}
-        for layer in layers:
-            for key, value in (layer or {}).items():
-                if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-                    result[key] = {**result[key], **copy.deepcopy(dict(value))}
-                else:
-                    result[key] = copy.deepcopy(value)
-        merged["use_cases"][name] = result
-    return merged
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with dotted keys (``use_cases.intent.train.max_epochs``) replaced.
-
-    Every parent must exist; a new leaf may be added (an optional key left out of params.yaml),
-    and the typed sections refuse a misspelt one when the result is validated."""
-    result = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
-        node = result
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"override {dotted!r}: {part!r} is not a key of params.yaml")
-            node = node[part]
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted!r}: {parents[-1] if parents else dotted!r} is not a mapping")
-        node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value
-    return result
-
-
-def effective_params(raw: dict[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """params.yaml as a run uses it: ``defaults.*`` overrides, then the defaults merged under each
-    use case, then the remaining overrides (which may name keys only the defaults hold)."""
-    overrides = dict(overrides or {})
-    first = {k: v for k, v in overrides.items() if k.startswith("defaults.")}
-    rest = {k: v for k, v in overrides.items() if k not in first}
-    return apply_overrides(merge_defaults(apply_overrides(raw, first)), rest)
-
-
 def read_params_file(path: Path) -> dict[str, Any]:
     """Read params.yaml as plain data."""
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}. Run funnel from the repository root.")
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path.read_text())
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
@@ -354,6 +292,8 @@ def read_params_file(path: Path) -> dict[str, Any]:
 
 def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Params:
     """Load and validate params.yaml (with optional dotted overrides)."""
+    from components.overrides import effective_params
+
     return parse_section(Params, effective_params(read_params_file(path), overrides), "params")
 
 

@@ -46,7 +46,7 @@ class DataValidationError(FunnelError):
         lines = "\n".join(f"  - {f}" for f in failures)
         where = f"\nData Docs: {docs_path}" if docs_path else ""
         super().__init__(
-            f"data for {use_case!r} failed validation ({len(failures)} expectation(s)); "
+            f"data for {use_case!r} failed validation ({len(failures)} problem(s)); "
             f"nothing was trained or registered:\n{lines}{where}\n"
             "Fix the source data (or the schema in params.yaml if the change is intended) and re-run."
         )

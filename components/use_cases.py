@@ -21,13 +21,12 @@ from components.config import (
     Params,
     Section,
     UseCaseParams,
-    describe_errors,
-    effective_params,
     load_params,
     load_settings,
+    parse_section,
     read_params_file,
 )
-from components.config import parse_section as parse_section
+from components.data.transforms import parse_transforms
 from components.errors import ConfigError, FunnelError, UnknownUseCaseError
 from components.evaluation.baselines import (
     EASE,
@@ -38,6 +37,7 @@ from components.evaluation.baselines import (
     fit_lightgbm,
     fit_tfidf_logistic,
 )
+from components.models import ctr, recommender, tabular, text, text_intents
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
@@ -47,7 +47,7 @@ from components.models.text_intents import (
     build_intent_classifier,
     with_class_names,
 )
-from components.models import ctr, recommender, tabular, text, text_intents
+from components.overrides import effective_params
 from components.tasks import BINARY, TASKS, Task, get_task
 
 
@@ -63,6 +63,8 @@ class UseCaseConfig:
     evaluate: Any
     bootstrap_rounds: int = 200
     distribute: str = "default"
+    # the typed data.transforms of params.yaml (see components/data/transforms.py)
+    transforms: tuple[Any, ...] = ()
 
     @property
     def label(self) -> str:
@@ -107,19 +109,34 @@ class UseCase:
             raise ConfigError(f"params.yaml has no section use_cases.{self.name}; add one (see README)")
         section = params.use_cases[self.name]
         where = f"params.use_cases.{self.name}"
+        features = parse_section(self.features_type, section.features, f"{where}.features")
+        section = section.model_copy(update={"validate": no_nulls_where_required(
+            section, self.non_null_columns(features) if self.non_null_columns else [])})
         config = UseCaseConfig(
             name=self.name,
             seed=params.common.seed,
             bootstrap_rounds=params.common.bootstrap_rounds,
             distribute=params.common.distribute_strategy,
             params=section,
-            features=parse_section(self.features_type, section.features, f"{where}.features"),
+            features=features,
+            transforms=parse_transforms(section.data.transforms, f"{where}.data.transforms"),
             train=parse_section(self.train_type, section.train, f"{where}.train"),
             evaluate=parse_section(self.task.evaluate_type, section.evaluate, f"{where}.evaluate"),
         )
         check_gate_metrics(where, section.gate, self.task.metric_names(config.evaluate),
                            self.task.slice_metric_names(config.evaluate))
         return config
+
+
+def no_nulls_where_required(section: UseCaseParams, columns: list[str]):
+    """The ``validate`` section with nulls refused where the model cannot take them (the label,
+    and the builder's ``non_null_columns``): a null there fails validation, naming the column."""
+    rules = dict(section.validate.columns)
+    for column in dict.fromkeys([section.validate.label, *columns]):
+        rule = rules.get(column)
+        if rule is not None and (rule.max_null_fraction or 0.0) > 0.0:
+            rules[column] = rule.model_copy(update={"max_null_fraction": 0.0})
+    return section.validate.model_copy(update={"columns": rules})
 
 
 def check_gate_metrics(where: str, gate: GateParams, metrics: frozenset[str], slice_metrics: frozenset[str]) -> None:

@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from components.config import load_params, load_settings
 from components.data import versioning
-from components.data.ingest import read_source
+from components.data.ingest import derive_like, read_source
 from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
 from components.monitoring.monitor import LAST_RETRAIN_TAG, detect_drift, retrain_allowed, utc_now
 from components.release import registry
@@ -48,7 +48,8 @@ def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None =
     reference = versioning.read_cached_snapshot(settings.repo_root, md5, settings.dvc_remote)
     if reference is None:
         raise FunnelError(f"the champion's training snapshot {md5} is neither in the DVC cache nor the remote; `dvc pull` it")
-    current, _ = read_source(use_case, config.params.data, settings)
+    raw, _ = read_source(use_case, config.params.data, settings)
+    current = derive_like(reference, raw)  # the champion's transforms, as at serving time
     columns = [c for c in config.params.validate.columns if c != config.label]
     _, scorer = registry.load_row_scorer(settings, use_case, alias)
     score = use_case_record.task.drift_score(scorer)

@@ -17,8 +17,8 @@ from prefect.runtime import flow_run
 
 from components.config import Settings, load_params, load_settings, read_git_commit
 from components.data import versioning
-from components.data.ingest import Snapshot, apply_replay, read_source, resolve_source, write_snapshot
-from components.data.validate import ValidationReport, check_report, validate_frame
+from components.data.ingest import Snapshot, apply_replay, derive, read_source, resolve_source, write_snapshot
+from components.data.validate import ValidationReport, artifact_rows, check_report, validate_frame
 from components.data.versioning import DataVersion
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
 from components.evaluation.report import Evaluation, write_metrics_json
@@ -79,7 +79,7 @@ def ingest(ctx: RunContext, as_of: str | None = None) -> tuple[pd.DataFrame, str
         day = date.fromisoformat(as_of) if as_of else run_date()
         frame, released = apply_replay(frame, replay, day)
         source = f"{source} (replay: {released} period(s) by {day})"
-    return frame, source
+    return derive(ctx.config.name, frame, ctx.config.transforms), source
 
 
 def run_date() -> date:
@@ -90,9 +90,9 @@ def run_date() -> date:
 @task(**IO_TASK | {"retries": 0})
 def validate(ctx: RunContext, frame) -> ValidationReport:
     docs = ctx.settings.path(ctx.common.data_docs_dir)
-    report = validate_frame(ctx.config.name, frame, ctx.config.params.validate, docs)
-    rows = [{"expectation": c["expectation"], "column": c["kwargs"].get("column", ""),
-             "success": c["success"], "observed": str(c["result"])[:200]} for c in report.checks]
+    report = validate_frame(ctx.config.name, frame, ctx.config.params.validate, docs,
+                            delimiter=ctx.config.params.data.delimiter)
+    rows = artifact_rows(report)  # counts and statistics only: never data values
     create_table_artifact(
         key=f"{ctx.config.name}-validation", table=rows,
         description=f"GX suite for {ctx.config.name}: {report.statistics}; Data Docs: {report.docs_path}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 DEFAULTS = {
@@ -27,3 +28,7 @@ def configure_environment() -> None:
     """Set funnel's defaults for variables the user has not set."""
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # funnel's own progress lines (epochs, data steps) are INFO; the root logger's WARNING would drop them
+    component_logger = logging.getLogger("components")
+    if component_logger.level == logging.NOTSET:
+        component_logger.setLevel(logging.INFO)

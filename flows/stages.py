@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from components.config import load_params, load_settings
-from components.data.ingest import read_snapshot, read_source, write_snapshot
+from components.data.ingest import derive, read_snapshot, read_source, write_snapshot
 from components.data.validate import check_report, validate_frame
 from components.evaluation.report import write_metrics_json
 from components.use_cases import get_use_case
@@ -19,7 +19,9 @@ def run_snapshot_stage(name: str) -> str:
     params = load_params(settings.params_path)
     config = get_use_case(name, params).configure(params)
     frame, source = read_source(name, config.params.data, settings)
-    check_report(validate_frame(name, frame, config.params.validate, settings.path(params.common.data_docs_dir)))
+    frame = derive(name, frame, config.transforms)
+    check_report(validate_frame(name, frame, config.params.validate, settings.path(params.common.data_docs_dir),
+                                delimiter=config.params.data.delimiter))
     snapshot = write_snapshot(name, frame, source, settings.path(params.common.snapshot_dir))
     return str(snapshot.path)
 

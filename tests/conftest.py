@@ -70,7 +70,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def frappe_slice(rows: int = 6000, seed: int = 7) -> pd.DataFrame:
     """A random sample of the pooled real frappe rows, read from the mirror."""
     from components.config import DataParams
-    from components.data.ingest import read_libfm
+    from components.data.readers import read_libfm
 
     columns = ("label", "user", "item", "daytime", "weekday", "isweekend", "homework", "cost",
                "weather", "country", "city")
@@ -102,7 +102,7 @@ def support_slice(train_per_class: int = 25, test_per_class: int = 8, seed: int 
 def fraud_slice(normals: int = 1500, seed: int = 7) -> pd.DataFrame:
     """Every fraud of the pooled real data plus a sample of normal transactions."""
     from components.config import DataParams
-    from components.data.ingest import read_creditcard
+    from components.data.readers import read_creditcard
 
     pooled = read_creditcard(FRAUD_DIR, DataParams(source="", format="creditcard")).drop(columns=["sample"])
     normal = pooled[pooled["Class"] == 0].sample(n=normals, random_state=seed)

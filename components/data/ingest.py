@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import shutil
 import tempfile
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from components.config import DataParams, Settings
+from components.data.readers import READERS
 from components.errors import DataUnavailableError, DataValidationError
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_FILE = "snapshot.parquet"
+# the fitted data.transforms of a snapshot, kept in its parquet metadata (DataFrame.attrs)
+TRANSFORMS_ATTR = "funnel.transforms"
 REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://", "az://")
 
 
@@ -207,124 +207,6 @@ def checksum_mismatches(folder: Path, files: dict[str, str]) -> list[str]:
     return problems
 
 
-def _source_files(path: Path, data: DataParams) -> list[Path]:
-    """The files to read: the listed ``files`` of a folder, or the path itself."""
-    if path.is_dir() and data.files:
-        return [path / name for name in data.files]
-    if path.is_dir():
-        raise DataUnavailableError(f"{path} is a folder; list the files to read under data.files in params.yaml")
-    return [path]
-
-
-def read_csv(path: Path, data: DataParams) -> pd.DataFrame:
-    """Delimited text: with a header row, or header-less with ``columns`` named in params.yaml.
-
-    Header-less files are Criteo-style ad logs too (label, integer and categorical columns);
-    empty fields become missing values.
-    """
-    frames = []
-    for file in _source_files(path, data):
-        if data.columns:
-            # index_col=False + warnings as errors: a line with too many fields is a parse error,
-            # never a silently shifted index or dropped field
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                try:
-                    frame = pd.read_csv(file, sep=data.delimiter, header=None, names=list(data.columns),
-                                        index_col=False, dtype=dict(data.dtypes or {}))
-                except pd.errors.ParserWarning as exc:
-                    raise ValueError(f"{file.name}: more fields than the {len(data.columns)} columns named") from exc
-        else:
-            frame = pd.read_csv(file, sep=data.delimiter, dtype=dict(data.dtypes or {}))
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def read_libfm(path: Path, data: DataParams) -> pd.DataFrame:
-    """libFM lines ``label idx:value ...`` with one one-hot index per field, fields in order.
-
-    ``columns`` names the label and then each field; a field's value is its feature index (as a
-    string category). Labels > 0 are positives (1), the rest negatives (0). Listed files are pooled
-    in the order given.
-    """
-    if not data.columns or len(data.columns) < 2:
-        raise DataValidationError("libfm", ["data.columns must name the label and each field for format libfm"])
-    label, *fields = data.columns
-    rows: list[list[str]] = []
-    for file in _source_files(path, data):
-        with file.open(encoding="ascii") as handle:
-            for number, line in enumerate(handle, start=1):
-                tokens = line.split()
-                if not tokens:
-                    continue
-                if len(tokens) != len(fields) + 1 or not all(":" in t for t in tokens[1:]):
-                    raise ValueError(
-                        f"{file.name} line {number}: expected a label and {len(fields)} idx:value pairs, "
-                        f"got {len(tokens)} tokens"
-                    )
-                rows.append([tokens[0], *(t.split(":", 1)[0] for t in tokens[1:])])
-    frame = pd.DataFrame(rows, columns=[label, *fields])
-    frame[label] = (pd.to_numeric(frame[label]) > 0).astype("int64")
-    return frame
-
-
-def read_sentences(path: Path, data: DataParams) -> pd.DataFrame:
-    """UCI Sentiment Labelled Sentences: ``<source>_labelled.txt`` files of ``text<TAB>label``."""
-    files = sorted(path.glob("*_labelled.txt")) if path.is_dir() else [path]
-    if not files:
-        raise DataUnavailableError(f"{path}: no *_labelled.txt files found")
-    frames = []
-    for file in files:
-        # QUOTE_NONE: the imdb file has stray quote characters; with quoting on, 252 rows vanish.
-        frame = pd.read_csv(
-            file, sep=data.delimiter, header=None, names=["text", "label"],
-            quoting=csv.QUOTE_NONE, dtype={"text": "string"}, keep_default_na=False,
-        )
-        frame["text"] = frame["text"].astype("string").str.strip()
-        frame["source"] = file.name.split("_", 1)[0].removesuffix("_cells")
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def read_official_splits(path: Path, data: DataParams) -> pd.DataFrame:
-    """A folder holding ``train.csv`` and ``test.csv``; a ``split`` column keeps the official split."""
-    frames = []
-    for split in ("train", "test"):
-        file = path / f"{split}.csv"
-        if not file.is_file():
-            raise DataUnavailableError(f"{path}: {file.name} is missing (expected train.csv and test.csv)")
-        frames.append(pd.read_csv(file, sep=data.delimiter).assign(split=split))
-    return pd.concat(frames, ignore_index=True)
-
-
-def read_creditcard(path: Path, data: DataParams) -> pd.DataFrame:
-    """The ULB credit-card samples: all-frauds file + random sample, shared and duplicate rows removed.
-
-    The two files print V1 with different precision, so rows are matched on (Time, V1 rounded to
-    6 decimals, Amount).
-    """
-    files = sorted(path.glob("creditcard_*.csv")) if path.is_dir() else [path]
-    if not files:
-        raise DataUnavailableError(f"{path}: no creditcard_*.csv files found")
-    frames = []
-    for file in files:
-        frame = pd.read_csv(file, sep=data.delimiter)
-        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("Unnamed") or c == ""])
-        frames.append(frame.assign(sample=file.stem.removeprefix("creditcard_")))
-    pooled = pd.concat(frames, ignore_index=True)
-    key = pd.DataFrame({"Time": pooled["Time"], "V1": pooled["V1"].round(6), "Amount": pooled["Amount"]})
-    return pooled.loc[~key.duplicated()].reset_index(drop=True)
-
-
-READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
-    "csv": read_csv,
-    "libfm": read_libfm,
-    "sentences": read_sentences,
-    "official_splits": read_official_splits,
-    "creditcard": read_creditcard,
-}
-
-
 def read_source(use_case: str, data: DataParams, settings: Settings) -> tuple[pd.DataFrame, str]:
     """Read a use case's source into a DataFrame; returns the frame and where it came from."""
     path = resolve_source(use_case, data, settings)
@@ -349,6 +231,58 @@ def read_source(use_case: str, data: DataParams, settings: Settings) -> tuple[pd
         ) from exc
     logger.info("read %d rows x %d columns for %s from %s", *frame.shape, use_case, path)
     return frame, str(path)
+
+
+def derive(use_case: str, frame: pd.DataFrame, transforms) -> pd.DataFrame:
+    """The rows with the use case's ``data.transforms`` applied (fitted on these rows: count
+    tables). The fitted state and the raw columns it reads (with their types) travel with the frame
+    into the snapshot (parquet metadata) and from there into the registered model, which applies
+    the same transforms to raw rows at serving time."""
+    if not transforms:
+        return frame
+    import json
+
+    from components.data.transforms import fit_transforms, input_columns
+
+    fitted = fit_transforms(frame, transforms, use_case=use_case)
+    derived = fitted.apply(frame)
+    inputs = {column: value_kind(frame[column]) for column in input_columns(fitted) if column in frame.columns}
+    derived.attrs[TRANSFORMS_ATTR] = json.dumps({"fitted": fitted.to_dict(), "inputs": inputs}, sort_keys=True)
+    return derived
+
+
+def value_kind(values: pd.Series) -> str:
+    """A raw column's type family as requests send it: float, int, bool or str."""
+    if pd.api.types.is_bool_dtype(values):
+        return "bool"
+    if pd.api.types.is_integer_dtype(values):
+        return "int"
+    return "float" if pd.api.types.is_float_dtype(values) else "str"
+
+
+def snapshot_transforms(frame: pd.DataFrame) -> dict | None:
+    """What a snapshot's transforms state holds (``fitted``: ``FittedTransforms.to_dict()``,
+    ``inputs``: raw column -> type family), or None when it was built without transforms."""
+    import json
+
+    state = frame.attrs.get(TRANSFORMS_ATTR)
+    return json.loads(state) if state else None
+
+
+def load_transforms(state: dict | None):
+    """The ``FittedTransforms`` of a transforms state (a snapshot's or a model's), or None."""
+    if not state:
+        return None
+    from components.data.transforms import FittedTransforms
+
+    return FittedTransforms.from_dict(state["fitted"])
+
+
+def derive_like(snapshot: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Raw ``frame`` with the transforms ``snapshot`` was built with (its fitted count tables), so
+    new data is compared with the snapshot on the same features (drift)."""
+    fitted = load_transforms(snapshot_transforms(snapshot))
+    return frame if fitted is None else fitted.apply(frame)
 
 
 def write_snapshot(use_case: str, frame: pd.DataFrame, source: str, snapshot_dir: Path) -> Snapshot:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from numbers import Number
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,12 @@ from components.config import ValidateParams
 from components.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
+
+# what a GX result may show: counts and percentages (never ``partial_unexpected_list`` and the like)
+SAFE_RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "missing_count", "missing_percent")
+# expectations whose string ``observed_value`` is a dtype name, not a row value
+DTYPE_OBSERVING = frozenset({"expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"})
+LIKELY_DELIMITERS = (";", "\t", "|", ",")
 
 TYPE_LISTS = {
     "int": ["int64", "int32", "Int64", "Int32"],
@@ -25,21 +34,70 @@ TYPE_LISTS = {
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """The outcome of a suite: every expectation with its numbers, and where Data Docs are."""
+    """The outcome of a suite: every expectation with its numbers, and where Data Docs are.
+
+    Each check says whether the expectation held (``success``) and, when Great Expectations
+    itself raised while evaluating it, the exception type and message (``error``); ``result``
+    holds counts and statistics only, never row values. ``hints`` say what probably went wrong
+    before any expectation (e.g. a wrong delimiter).
+    """
 
     use_case: str
     success: bool
     checks: tuple[dict[str, Any], ...]
     docs_path: str | None
+    hints: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> list[str]:
+        """Expectations GX could not evaluate: ``<expectation> on <column>: <type>: <message>``."""
+        return [f"{c['expectation']} on {_target(c)}: {c['error']}" for c in self.checks if c.get("error")]
 
     @property
     def failures(self) -> list[str]:
-        return [c["summary"] for c in self.checks if not c["success"]]
+        """The hints, then each failed expectation, then one line for those GX could not evaluate."""
+        failed = [c for c in self.checks if not c["success"] and not c.get("error")]
+        missing = [str(c["kwargs"]["column"]) for c in failed if c["expectation"] == "expect_column_to_exist"]
+        lines = [c["summary"] for c in failed if len(missing) < 2 or c["expectation"] != "expect_column_to_exist"]
+        if len(missing) > 1:
+            lines.insert(0, f"expect_column_to_exist: {len(missing)} columns are missing from the data: "
+                            f"{_name_some(missing)}")
+        errored = [c for c in self.checks if c.get("error")]
+        return [*self.hints, *lines, *([_describe_errors(errored, self.checks)] if errored else [])]
 
     @property
     def statistics(self) -> dict[str, int]:
         passed = sum(c["success"] for c in self.checks)
-        return {"evaluated": len(self.checks), "passed": passed, "failed": len(self.checks) - passed}
+        errors = sum(bool(c.get("error")) for c in self.checks)
+        return {"evaluated": len(self.checks), "passed": passed, "failed": len(self.checks) - passed - errors,
+                "errors": errors}
+
+
+def _target(check: dict[str, Any]) -> str:
+    kwargs = check["kwargs"]
+    if "column" in kwargs:
+        return str(kwargs["column"])
+    if "column_list" in kwargs:
+        return ", ".join(map(str, kwargs["column_list"]))
+    return "the table"
+
+
+def _name_some(names: list[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _describe_errors(errored: list[dict[str, Any]], checks: tuple[dict[str, Any], ...], shown: int = 10) -> str:
+    # a missing column makes every other expectation on it raise; one phrase says so
+    missing = {c["kwargs"]["column"] for c in checks
+               if c["expectation"] == "expect_column_to_exist" and not c["success"] and not c.get("error")}
+    on_missing = [c for c in errored if c["kwargs"].get("column") in missing]
+    parts = [f"{c['expectation']} on {_target(c)}: {c['error']}" for c in errored if c not in on_missing]
+    if on_missing:
+        columns = list(dict.fromkeys(str(c["kwargs"]["column"]) for c in on_missing))
+        parts.insert(0, f"{len(on_missing)} on columns missing from the data ({_name_some(columns, shown)})")
+    more = f"; and {len(parts) - shown} more (see the validation table or Data Docs)" if len(parts) > shown else ""
+    return (f"Great Expectations could not evaluate {len(errored)} expectation(s) (errors inside GX, not "
+            f"failed checks): {'; '.join(parts[:shown])}{more}")
 
 
 def label_classes(params: ValidateParams) -> list[Any]:
@@ -99,25 +157,109 @@ def build_expectations(params: ValidateParams) -> list[Any]:
     return expectations
 
 
-def _summarize(result: Any) -> dict[str, Any]:
+def _summarize(result: Any, names: Collection[str] = ()) -> dict[str, Any]:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
-    numbers = {
-        k: result.result[k]
-        for k in ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")
-        if k in result.result
-    }
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        numbers["error"] = result.exception_info.get("exception_message")
+    numbers = _safe_numbers(config.type, result.result or {})
+    error = _gx_error(result.exception_info or {}, names)
     shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     observed = ", ".join(f"{k}={_short(v)}" for k, v in numbers.items())
+    outcome = f"Great Expectations raised {error}" if error else observed or "failed"
     return {
         "expectation": config.type,
         "kwargs": _jsonable(kwargs),
-        "success": bool(result.success),
+        "success": bool(result.success) and error is None,
         "result": _jsonable(numbers),
-        "summary": f"{config.type}({shown}): {observed or 'failed'}",
+        "error": error,
+        "summary": f"{config.type}({shown}): {outcome}",
     }
+
+
+def _is_statistic(value: Any) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool)
+
+
+def _safe_numbers(expectation: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The counts and statistics of a GX result; never its lists of (unexpected) values."""
+    numbers = {k: result[k] for k in SAFE_RESULT_KEYS if _is_statistic(result.get(k))}
+    observed = result.get("observed_value")
+    # a mean or a row count is a statistic; a dtype name describes the schema; anything else
+    # (distinct values, a min/max string) may be a row value
+    if _is_statistic(observed) or (expectation in DTYPE_OBSERVING and isinstance(observed, str)):
+        numbers["observed_value"] = observed
+    return numbers
+
+
+def _gx_error(info: dict[str, Any], names: Collection[str]) -> str | None:
+    """``<type>: <message>`` of the exception GX raised evaluating an expectation, or None.
+
+    GX 1.x gives either one ``{raised_exception, exception_message, exception_traceback}`` or
+    one such dict per metric it could not compute.
+    """
+    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for item in infos:
+        if str(item.get("raised_exception")) == "True":
+            message = _scrub(str(item.get("exception_message") or ""), names)
+            return f"{_exception_type(str(item.get('exception_traceback') or ''))}: {message}"
+    return None
+
+
+def _exception_type(traceback: str) -> str:
+    # the first exception line of a chained traceback is the cause (e.g. a TypeError that GX
+    # re-raised as MetricResolutionError)
+    for line in traceback.splitlines():
+        found = re.match(r"([A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt))(?::|$)", line)
+        if found:
+            return found.group(1).rsplit(".", 1)[-1]
+    return "error"
+
+
+def _scrub(message: str, names: Collection[str]) -> str:
+    """The message with quoted text other than column names replaced (it may be a row value)."""
+    def keep_names(match: re.Match) -> str:
+        return match.group(0) if match.group(2) in names else f"{match.group(1)}…{match.group(1)}"
+
+    cleaned = re.sub(r"(['\"])(.*?)\1", keep_names, message.removeprefix("Error: ").strip())
+    return _short(cleaned)
+
+
+def delimiter_hint(frame: pd.DataFrame, params: ValidateParams, delimiter: str | None = None) -> str | None:
+    """Why a frame probably came from a file read with the wrong delimiter, or None.
+
+    One parsed column where the rules name several (or whose header holds a likely delimiter)
+    means every field of a line landed in one; the header is named, never a row.
+    """
+    if len(frame.columns) != 1:
+        return None
+    name = str(frame.columns[0])
+    if not params.columns or name in params.columns:
+        return None
+    inside = [d for d in LIKELY_DELIMITERS if d in name and d != delimiter]
+    if len(params.columns) < 2 and not inside:
+        return None
+    # a file without a header line has a row where the header should be: show the header only
+    # when it names a schema column
+    fields = [f.strip().strip("'\"") for f in name.split(inside[0])] if inside else [name]
+    header = name if len(name) <= 60 else name[:57] + "..."
+    shown = f" {header!r}" if set(fields) & set(params.columns) else " (its header names no schema column)"
+    read = f" (read with {delimiter!r})" if delimiter is not None else ""
+    guess = f"; the header holds {inside[0]!r}, so the file is probably {inside[0]!r}-separated" if inside else ""
+    return (f"the file was read as a single column{shown} but the schema names {len(params.columns)} "
+            f"columns — check data.delimiter in params.yaml{read}{guess}")
+
+
+def artifact_rows(report: ValidationReport) -> list[dict[str, Any]]:
+    """One row per expectation for a table artifact: expectation, column, success and what was
+    observed (counts, percentages and statistics; GX's own error when it raised), never row values."""
+    rows = []
+    for check in report.checks:
+        observed = ", ".join(f"{k}={_short(v)}" for k, v in check["result"].items())
+        if check.get("error"):
+            observed = f"GX error: {check['error']}"
+        column = _target(check) if {"column", "column_list"} & set(check["kwargs"]) else ""
+        rows.append({"expectation": check["expectation"], "column": column,
+                     "success": check["success"], "observed": observed})
+    return rows
 
 
 def _short(value: Any) -> str:
@@ -148,9 +290,14 @@ def as_gx_types(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_frame(
-    use_case: str, frame: pd.DataFrame, params: ValidateParams, docs_dir: Path | None = None
+    use_case: str, frame: pd.DataFrame, params: ValidateParams, docs_dir: Path | None = None,
+    *, delimiter: str | None = None,
 ) -> ValidationReport:
-    """Run the use case's suite on ``frame``; writes Data Docs (HTML) under ``docs_dir``."""
+    """Run the use case's suite on ``frame``; writes Data Docs (HTML) under ``docs_dir``.
+
+    ``delimiter`` is the one the file was read with (``data.delimiter``), named in the hint
+    when the frame looks read with the wrong one.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -187,14 +334,20 @@ def validate_frame(
     )
     outcome = checkpoint.run(batch_parameters={"dataframe": as_gx_types(frame)})
     results = [r for run in outcome.run_results.values() for r in run.results]
-    checks = tuple(_summarize(r) for r in results)
-    report = ValidationReport(use_case, bool(outcome.success), checks, docs_path)
+    names = {str(c) for c in frame.columns} | set(params.columns)
+    checks = tuple(_summarize(r, names) for r in results)
+    hint = delimiter_hint(frame, params, delimiter)
+    report = ValidationReport(use_case, bool(outcome.success) and hint is None, checks, docs_path,
+                              (hint,) if hint else ())
     logger.info("validation of %s: %s", use_case, report.statistics)
+    if hint:
+        logger.warning(hint)
     return report
 
 
 def check_report(report: ValidationReport) -> ValidationReport:
-    """Raise DataValidationError naming each failed expectation; return the report otherwise."""
+    """Raise DataValidationError naming the hints, each failed expectation and those GX could
+    not evaluate (apart); return the report otherwise."""
     if not report.success:
         raise DataValidationError(report.use_case, report.failures, report.docs_path)
     return report

@@ -110,7 +110,8 @@ def compute_slice_metrics(
     """Metrics per value of each slice column (rows, positives, ROC-AUC, accuracy, F1)."""
     rows = []
     for column in columns:
-        for value, index in frame.groupby(column, sort=True).indices.items():
+        # categorical buckets come in their order; buckets without rows are left out
+        for value, index in frame.groupby(column, sort=True, observed=True).indices.items():
             sub_true, sub_scores = y_true[index], scores[index]
             metrics = compute_binary_metrics(sub_true, sub_scores, threshold)
             rows.append({
@@ -133,13 +134,34 @@ def gains_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     return np.concatenate([[0.0], contacted]), np.concatenate([[0.0], found])
 
 
+def format_edge(edge: float) -> str:
+    """A bucket edge as people write it: ``10``, ``0.5``, ``1000000`` (no exponent, no ``.0``)."""
+    edge = float(edge)
+    return str(int(edge)) if edge.is_integer() else np.format_float_positional(edge, trim="-")
+
+
+def bucket_labels(edges: Sequence[float]) -> list[str]:
+    """``under 10``, ``10-100``, ``100-500``, ``500 and over`` for edges (10, 100, 500).
+
+    Each bucket holds its lower edge. The labels use only characters MLflow allows in tag keys,
+    so gate check names (``slice.Amount_bucket:10-100.roc_auc``) read like the slice tables.
+    """
+    shown = [format_edge(e) for e in edges]
+    inner = [f"{a} to {b}" if a.startswith("-") or b.startswith("-") else f"{a}-{b}"
+             for a, b in zip(shown, shown[1:], strict=False)]
+    return [f"under {shown[0]}", *inner, f"{shown[-1]} and over"]
+
+
 def add_bucket_columns(frame: pd.DataFrame, buckets: dict) -> pd.DataFrame:
-    """A copy with ``<column>_bucket`` columns (``[0, 10)``, ``[10, 100)``, ...) for slicing."""
+    """A copy with ``<column>_bucket`` columns (``under 10``, ``10-100``, ...; ``missing`` for
+    missing values) for slicing, as ordered categories so slice tables list buckets in order."""
     if not buckets:
         return frame
     extra = {}
     for column, edges in buckets.items():
-        bins = [-np.inf, *edges, np.inf]
-        labels = [f"<{edges[0]:g}"] + [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False)] + [f">={edges[-1]:g}"]
-        extra[f"{column}_bucket"] = pd.cut(frame[column], bins=bins, labels=labels, right=False).astype(str)
+        edges = sorted(float(e) for e in edges)
+        cut = pd.cut(frame[column], bins=[-np.inf, *edges, np.inf], labels=bucket_labels(edges), right=False)
+        if cut.isna().any():
+            cut = cut.cat.add_categories("missing").fillna("missing")
+        extra[f"{column}_bucket"] = cut
     return frame.assign(**extra)

@@ -54,22 +54,28 @@ def encode_labels(y_true, predicted) -> tuple[np.ndarray, np.ndarray]:
     return codes[: len(y_true)], codes[len(y_true):]
 
 
+def length_labels(edges: Sequence[int]) -> list[str]:
+    """``up to 5 words``, ``6-10 words``, ``over 10 words`` for edges (5, 10)."""
+    labels, low = [f"up to {edges[0]} words"], int(edges[0])
+    for edge in edges[1:]:
+        labels.append(f"{edge} words" if low + 1 == edge else f"{low + 1}-{edge} words")
+        low = int(edge)
+    return [*labels, f"over {low} words"]
+
+
 def length_bucket(texts: pd.Series, edges: Sequence[int]) -> pd.Series:
-    """Word-count buckets such as ``<=5 words``, ``6-10 words``, ``>10 words``."""
+    """Word-count buckets (labels from ``length_labels``), as ordered categories so slice tables
+    list them shortest first."""
     words = texts.astype(str).str.split().str.len()
-    labels, low = [], 0
-    for edge in edges:
-        labels.append(f"{low + 1}-{edge} words" if low else f"<={edge} words")
-        low = edge
-    labels.append(f">{low} words")
-    return pd.cut(words, bins=[-1, *edges, np.inf], labels=labels).astype(str)
+    return pd.cut(words, bins=[-1, *edges, np.inf], labels=length_labels(edges))
 
 
 def compute_multiclass_slices(frame: pd.DataFrame, y_true, predicted, columns: Sequence[str]) -> list[dict]:
     rows = []
     y_true, predicted = np.asarray(y_true).astype(str), np.asarray(predicted).astype(str)
     for column in columns:
-        for value, index in frame.groupby(column, sort=True).indices.items():
+        # categorical buckets come in their order; buckets without rows are left out
+        for value, index in frame.groupby(column, sort=True, observed=True).indices.items():
             metrics = compute_multiclass_metrics(y_true[index], predicted[index])
             rows.append({"slice": column, "value": str(value), "rows": len(index), **metrics})
     return rows

@@ -65,11 +65,38 @@ def ranking_metrics(
     return summarize_ranking(per_user_ranking_metrics(recommended, relevant, k), recommended, catalogue_size)
 
 
-def activity_bucket(counts: pd.Series, edges: Sequence[int]) -> pd.Series:
-    """Users bucketed by training interactions: ``<30``, ``30-99``, ``>=100`` for edges (30, 100)."""
+def activity_labels(edges: Sequence[int]) -> list[str]:
+    """Every activity bucket in order: ``under 30``, ``30-99``, ``100 and over`` for edges (30, 100).
+
+    Counts are whole numbers, so a bucket names its first and last count (one count: ``30``).
+    """
     edges = [int(e) for e in edges]
-    labels = [f"<{edges[0]}"] + [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:], strict=False)] + [f">={edges[-1]}"]
-    return pd.cut(counts, bins=[-np.inf, *edges, np.inf], labels=labels, right=False).astype(str)
+    inner = [f"{a}" if b - 1 == a else f"{a}-{b - 1}" for a, b in zip(edges, edges[1:], strict=False)]
+    return [f"under {edges[0]}", *inner, f"{edges[-1]} and over"]
+
+
+def activity_bucket(counts: pd.Series, edges: Sequence[int]) -> pd.Series:
+    """Users bucketed by training interactions (labels from ``activity_labels``)."""
+    edges = [int(e) for e in edges]
+    return pd.cut(counts, bins=[-np.inf, *edges, np.inf], labels=activity_labels(edges), right=False).astype(str)
+
+
+def activity_slices(per_user: dict[str, np.ndarray], items: np.ndarray, catalogue: int, activity: pd.Series,
+                    edges: Sequence[int], k: int, others: dict[str, tuple[dict[str, np.ndarray], np.ndarray]]) -> list[dict]:
+    """nDCG, precision and recall@k per bucket of users' training interactions (every bucket that
+    has users, lowest first), with ``others``' nDCG beside them (e.g. the baseline's)."""
+    present = set(activity)
+    rows = []
+    for bucket in [b for b in activity_labels(edges) if b in present]:
+        index = np.flatnonzero((activity == bucket).to_numpy())
+        sub = summarize_ranking(per_user, items, catalogue, index)
+        row = {"slice": "train_interactions", "value": bucket, "rows": len(index),
+               f"ndcg_at_{k}": sub[f"ndcg_at_{k}"], f"precision_at_{k}": sub[f"precision_at_{k}"],
+               f"recall_at_{k}": sub[f"recall_at_{k}"]}
+        for name, (their_per_user, their_items) in others.items():
+            row[f"{name}_at_{k}"] = summarize_ranking(their_per_user, their_items, catalogue, index)[f"ndcg_at_{k}"]
+        rows.append(row)
+    return rows
 
 
 def champion_items(scored, rows: int, k: int) -> np.ndarray:

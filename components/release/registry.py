@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from components.config import Settings
+from components.data.ingest import load_transforms, snapshot_transforms
 from components.data.splits import SPLIT_TAG, split_spec
+from components.release.examples import synthetic_example
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ MODEL_NAME_IN_RUN = "model"
 # the stable entry point every MLmodel names: never moves (see components/pyfunc.py)
 LOADER_MODULE = "components.pyfunc"
 THRESHOLD_TAG = "decision_threshold"
+# MLmodel metadata key of the fitted data.transforms (components/data/ingest.py snapshot_transforms)
+TRANSFORMS_KEY = "funnel_transforms"
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,6 @@ def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-# ---------------------------------------------------------------------------------------------
 # Flavor module contract: save_model(...) and _load_pyfunc(path).
 
 def save_model(keras_model, path, mlflow_model=None, signature=None, input_example=None, metadata=None):
@@ -113,6 +116,7 @@ def load_pyfunc(path: str):
     return RowScorer(_load_keras_model(str(model_dir), Model.load(str(model_dir / "MLmodel"))))
 
 
+
 def build_signature(keras_model):
     """A named-tensor signature: one (-1, 1) input per raw column, probability out."""
     from mlflow.models import ModelSignature
@@ -133,8 +137,6 @@ def build_signature(keras_model):
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-# ---------------------------------------------------------------------------------------------
-
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict) or hasattr(value, "items"):
         out = {}
@@ -146,30 +148,6 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     if hasattr(value, "__dataclass_fields__"):
         return _flatten(prefix, {k: getattr(value, k) for k in value.__dataclass_fields__})
     return {prefix: value}
-
-
-def synthetic_example(keras_model, rules, rows: int = 2) -> pd.DataFrame:
-    """An input example made from the validation rules (allowed values, ranges) and the model's
-    input types, never from real rows (they may be personal data)."""
-    columns: dict[str, list[Any]] = {}
-    for tensor in keras_model.inputs:
-        rule = rules.get(tensor.name)
-        if rule is not None and rule.allowed:
-            value: Any = rule.allowed[0]
-        elif tensor.dtype == "string":
-            value = "example"
-        elif rule is not None and rule.min is not None and rule.max is not None:
-            value = (rule.min + rule.max) / 2
-        else:
-            value = rule.min if rule is not None and rule.min is not None else 0
-        if tensor.dtype == "string":
-            value = str(value)
-        elif tensor.dtype.startswith("int"):
-            value = int(value)
-        else:
-            value = float(value)
-        columns[tensor.name] = [value] * rows
-    return pd.DataFrame(columns)
 
 
 def log_training_run(
@@ -233,6 +211,8 @@ def log_training_run(
         )
         mlflow.log_input(dataset, context="training")
 
+        # the data.transforms the snapshot was built with: applied to raw rows at serving time
+        transforms = snapshot_transforms(snapshot.frame)
         # off, or synthetic: real rows may be personal data (common.input_example)
         example = synthetic_example(trained.serving, config.params.validate.columns) if input_example == "synthetic" else None
         info = Model.log(
@@ -243,7 +223,8 @@ def log_training_run(
             keras_model=trained.serving,
             signature=build_signature(trained.serving),
             input_example=example,
-            metadata={THRESHOLD_TAG: trained.threshold, "data_md5": data_version.md5},
+            metadata={THRESHOLD_TAG: trained.threshold, "data_md5": data_version.md5,
+                      **({TRANSFORMS_KEY: transforms} if transforms else {})},
         )
         run_id = run.info.run_id
     version = str(info.registered_model_version)
@@ -266,6 +247,13 @@ def log_training_run(
     client.set_registered_model_alias(use_case, challenger_alias, version)
     logger.info("registered %s v%s (run %s) as @%s", use_case, version, run_id, challenger_alias)
     return RegisteredVersion(use_case, version, run_id, f"models:/{use_case}/{version}")
+
+
+def model_transforms(model):
+    """(FittedTransforms, raw column -> type family) of a loaded pyfunc model trained with
+    data.transforms, or None: what serving applies to raw rows before the Keras model."""
+    state = (model.metadata.metadata or {}).get(TRANSFORMS_KEY)
+    return (load_transforms(state), dict(state.get("inputs", {}))) if state else None
 
 
 def get_alias_version(settings: Settings, use_case: str, alias: str):

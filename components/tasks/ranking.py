@@ -16,6 +16,7 @@ from components.evaluation.bootstrap import bootstrap_intervals
 from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.ranking import (
     activity_bucket,
+    activity_slices,
     champion_items,
     per_user_ranking_metrics,
     ranking_metrics,
@@ -89,25 +90,6 @@ def fit_recommender(network, train: Interactions, validation: Interactions, para
         model=network, epochs_run=epoch, best_epoch=best_epoch,
         fit_seconds=time.perf_counter() - started, history=history,
     )
-
-
-def activity_slices(per_user: dict[str, np.ndarray], items: np.ndarray, catalogue: int, activity: pd.Series,
-                    edges: tuple[int, ...], k: int, others: dict[str, tuple[dict[str, np.ndarray], np.ndarray]]) -> list[dict]:
-    """nDCG, precision and recall@k per bucket of users' training interactions (every bucket that
-    has users, in order), with ``others``' nDCG beside them (e.g. the baseline's)."""
-    order = activity_bucket(pd.Series(list(edges) + [np.inf]), edges)
-    present = set(activity)
-    rows = []
-    for bucket in [b for b in dict.fromkeys(order) if b in present]:
-        index = np.flatnonzero((activity == bucket).to_numpy())
-        sub = summarize_ranking(per_user, items, catalogue, index)
-        row = {"slice": "train_interactions", "value": bucket, "rows": len(index),
-               f"ndcg_at_{k}": sub[f"ndcg_at_{k}"], f"precision_at_{k}": sub[f"precision_at_{k}"],
-               f"recall_at_{k}": sub[f"recall_at_{k}"]}
-        for name, (their_per_user, their_items) in others.items():
-            row[f"{name}_at_{k}"] = summarize_ranking(their_per_user, their_items, catalogue, index)[f"ndcg_at_{k}"]
-        rows.append(row)
-    return rows
 
 
 class RankingTask(ConfiguredSplit):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from components.config import apply_overrides, load_params, load_settings, merge_defaults
+from components.config import load_params, load_settings
 from components.errors import ConfigError
+from components.overrides import apply_overrides, merge_defaults
 from components.use_cases import get_use_case
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +97,13 @@ def test_yaml_scientific_notation_without_a_sign_is_a_number():
     params = load_params(ROOT / "params.yaml", {"use_cases.intent.validate.columns": {
         "Administrative_Duration": {"type": "float", "min": 0.0, "max": "1.0e9"}}})
     assert params.use_cases["intent"].validate.columns["Administrative_Duration"].max == 1.0e9
+
+
+def test_scientific_notation_in_params_yaml_is_a_number(tmp_path):
+    from components.overrides import load_yaml
+
+    assert load_yaml("a: 1e9\nb: 1.0e9\nc: -2E-3\nd: '1e9'\ne: e9") == {
+        "a": 1e9, "b": 1e9, "c": -0.002, "d": "1e9", "e": "e9"}  # quoted stays text
+    text = (ROOT / "params.yaml").read_text().replace("bootstrap_rounds: 200", "bootstrap_rounds: 2e2", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_params(tmp_path / "params.yaml").common.bootstrap_rounds == 200

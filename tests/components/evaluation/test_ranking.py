@@ -48,7 +48,7 @@ def test_most_popular_never_recommends_seen_items_and_is_deterministic():
 
 
 def test_activity_buckets_and_champion_output_shape():
-    assert activity_bucket(pd.Series([5, 30, 99, 100]), (30, 100)).tolist() == ["<30", "30-99", "30-99", ">=100"]
+    assert activity_bucket(pd.Series([5, 30, 99, 100]), (30, 100)).tolist() == ["under 30", "30-99", "30-99", "100 and over"]
     scored = pd.DataFrame({"items": [[1, 2, 3], [4, 5, 6]], "scores": [[0.3, 0.2, 0.1]] * 2})
     assert champion_items(scored, rows=2, k=2).tolist() == [[1, 2], [4, 5]]
     with pytest.raises(ValueError, match="'items'"):

@@ -171,23 +171,29 @@ def test_a_schema_change_follows_on_schema_change(policy, needs_review):
     baseline = compared(0.0, -0.004, 0.004)
     decision = decide_promotion("intent", "4", {"roc_auc": 0.93}, gate, "3", None, change,
                                 baseline_comparison=baseline, schema_change=change)
-    assert decision.promote and decision.needs_review is needs_review
-    assert decision.schema_change == change and decision.action == "promote (schema change)"
+    assert decision.promote
+    assert decision.needs_review is needs_review
+    assert decision.schema_change == change
+    assert decision.action == "promote (schema change)"
     assert decision.as_tags()["gate.schema_change"] == change
     assert policy in decision.as_tags()["gate.beats_champion"]
     # the floors and the baseline check still decide
     low = decide_promotion("intent", "4", {"roc_auc": 0.4}, gate, "3", None, change,
                            baseline_comparison=baseline, schema_change=change)
-    assert not low.promote and low.failed_checks[0].startswith("floor.roc_auc")
+    assert not low.promote
+    assert low.failed_checks[0].startswith("floor.roc_auc")
     worse = decide_promotion("intent", "4", {"roc_auc": 0.93}, gate, "3", None, change,
                              baseline_comparison=compared(-0.05, -0.07, -0.03), schema_change=change)
-    assert not worse.promote and any(c.startswith("beats_baseline") for c in worse.failed_checks)
+    assert not worse.promote
+    assert any(c.startswith("beats_baseline") for c in worse.failed_checks)
 
 
 def test_without_a_champion_a_schema_note_changes_nothing():
     decision = decide_promotion("intent", "1", {"roc_auc": 0.93}, PAIRED, None, None,
                                 baseline_comparison=compared(0.0, -0.004, 0.004), schema_change="irrelevant")
-    assert decision.promote and not decision.needs_review and decision.schema_change is None
+    assert decision.promote
+    assert not decision.needs_review
+    assert decision.schema_change is None
     assert decision.action == "promote"
 
 

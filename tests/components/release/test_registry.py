@@ -37,7 +37,7 @@ def test_the_input_example_is_synthetic_never_a_real_row():
     import keras
 
     from components.config import ColumnRule
-    from components.release.registry import synthetic_example
+    from components.release.examples import synthetic_example
 
     amount = keras.Input(shape=(1,), name="amount", dtype="float32")
     visits = keras.Input(shape=(1,), name="visits", dtype="int64")
