@@ -128,7 +128,8 @@ class DataParams(Section):
     """
 
     source: str
-    format: str
+    # csv (default), libfm, sentences, official_splits, creditcard (components/data/readers.py)
+    format: str = "csv"
     url: str | None = None
     delimiter: str = ","
     sha256: str | None = None

@@ -82,9 +82,14 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
 
 
 def effective_params(raw: dict[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """params.yaml as a run uses it: ``defaults.*`` overrides, then the defaults merged under each
-    use case, then the remaining overrides (which may name keys only the defaults hold)."""
-    overrides = dict(overrides or {})
-    first = {k: v for k, v in overrides.items() if k.startswith("defaults.")}
-    rest = {k: v for k, v in overrides.items() if k not in first}
+    """params.yaml as a run uses it: the overrides whose parent keys params.yaml holds (so
+    ``use_cases.x.task`` or ``defaults.*`` choose which defaults merge), then the defaults merged
+    under each use case, then the overrides of keys only the defaults hold."""
+    first, rest = {}, {}
+    for dotted, value in (overrides or {}).items():
+        *parents, _ = dotted.split(".")
+        node: Any = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        (first if isinstance(node, Mapping) else rest)[dotted] = value
     return apply_overrides(merge_defaults(apply_overrides(raw, first)), rest)

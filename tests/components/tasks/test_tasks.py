@@ -119,8 +119,19 @@ def test_the_readme_example_task_kind_is_one_module_that_registers_itself(tmp_pa
         "task = get_task('lead_scoring')\n"
         "names = task.metric_names(BinaryEvaluate(test_fraction=0.2, lift_fractions=(0.2,)))\n"
         "print(sorted(TASKS), 'capture_top_20pct' in names)\n"
+        # a params.yaml section names the new kind with `task: lead_scoring`; the kind's defaults
+        # are those of binary (in params.yaml: `lead_scoring: *binary_defaults`)
+        "from pathlib import Path\n"
+        "import yaml\n"
+        "from components.config import load_params\n"
+        "from components.use_cases import get_use_case\n"
+        f"path = Path({str(ROOT / 'params.yaml')!r})\n"
+        "binary = yaml.safe_load(path.read_text())['defaults']['task']['binary']\n"
+        "params = load_params(path, {'defaults.task.lead_scoring': binary, 'use_cases.intent.task': 'lead_scoring'})\n"
+        "print(get_use_case('intent', params).configure(params).name, get_use_case('intent', params).task.name)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "['binary', 'lead_scoring', 'multiclass', 'ranking'] True"
+    assert out.stdout.strip().splitlines() == ["['binary', 'lead_scoring', 'multiclass', 'ranking'] True",
+                                               "intent lead_scoring"]
