@@ -128,7 +128,7 @@ class DataParams(Section):
     """
 
     source: str
-    # csv (default), libfm, sentences, official_splits, creditcard (components/data/readers.py)
+    # the file format, one of READERS in components/data/readers.py
     format: str = "csv"
     url: str | None = None
     delimiter: str = ","
@@ -159,7 +159,8 @@ class ColumnRule(Section):
 
 
 class ValidateParams(Section):
-    label: str
+    # the column a binary or multiclass model learns (a ranking task has none)
+    label: str | None = None
     min_rows: int
     max_null_fraction: float
     min_label_fraction: float

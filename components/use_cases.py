@@ -67,7 +67,7 @@ class UseCaseConfig:
     transforms: tuple[Any, ...] = ()
 
     @property
-    def label(self) -> str:
+    def label(self) -> str | None:
         return self.params.validate.label
 
 
@@ -109,6 +109,8 @@ class UseCase:
             raise ConfigError(f"params.yaml has no section use_cases.{self.name}; add one (see README)")
         section = params.use_cases[self.name]
         where = f"params.use_cases.{self.name}"
+        if self.task.needs_label and not section.validate.label:
+            raise ConfigError(f"{where}.validate.label: missing; a {self.task.name} use case learns a label column, name it")
         features = parse_section(self.features_type, section.features, f"{where}.features")
         section = section.model_copy(update={"validate": no_nulls_where_required(
             section, self.non_null_columns(features) if self.non_null_columns else [])})
@@ -206,13 +208,13 @@ class Builder:
 # builder(train_frame, features, train_params, seed, *, label, **task_extras) -> keras.Model
 BUILDERS: dict[str, Builder] = {
     "tabular": Builder(TabularFeatures, TabularTrain, build_tabular_classifier,
-                       getattr(tabular, "non_null_columns", None)),
-    "text": Builder(TextFeatures, TextTrain, build_text_classifier, getattr(text, "non_null_columns", None)),
+                       tabular.non_null_columns),
+    "text": Builder(TextFeatures, TextTrain, build_text_classifier, text.non_null_columns),
     "text_intents": Builder(TextFeatures, IntentTextTrain, build_intent_classifier,
-                            getattr(text_intents, "non_null_columns", None), make_serving=with_class_names),
-    "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, getattr(ctr, "non_null_columns", None)),
+                            text_intents.non_null_columns, make_serving=with_class_names),
+    "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, ctr.non_null_columns),
     "recommender": Builder(RecommendFeatures, RecommendTrain, build_recommender,
-                           getattr(recommender, "non_null_columns", None)),
+                           recommender.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``

@@ -102,7 +102,7 @@ def _describe_errors(errored: list[dict[str, Any]], checks: tuple[dict[str, Any]
 
 def label_classes(params: ValidateParams) -> list[Any]:
     """The label values that must all be present: explicit ``allowed``, or both binary values."""
-    rule = params.columns.get(params.label)
+    rule = params.columns.get(params.label) if params.label else None
     if rule is None:
         return []
     if rule.allowed:
@@ -146,7 +146,13 @@ def build_expectations(params: ValidateParams) -> list[Any]:
         expectations.append(
             e.ExpectColumnDistinctValuesToContainSet(column=params.label, value_set=classes)
         )
-    if len(classes) == 2:
+    rule = params.columns.get(params.label) if params.label else None
+    if len(classes) == 2 and rule is not None and rule.type == "str":
+        # text labels (yes/no): each class on at least min_label_fraction of the rows
+        expectations += [e.ExpectColumnValuesToBeInSet(column=params.label, value_set=[value],
+                                                       mostly=params.min_label_fraction)
+                         for value in classes if params.min_label_fraction > 0]
+    elif len(classes) == 2:
         expectations.append(
             e.ExpectColumnMeanToBeBetween(
                 column=params.label,

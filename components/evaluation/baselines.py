@@ -3,6 +3,12 @@
 Each is the peer a data scientist would pick instead of a neural network: gradient-boosted trees
 for tabular and click logs (LightGBM with native categoricals, or scikit-learn's
 HistGradientBoosting), TF-IDF + logistic regression for text, EASE for implicit-feedback top-k.
+
+They take the rows the Keras model takes, nulls included, with the same meaning: numeric nulls
+are NaN, which the tree libraries handle natively (the logistic regressions impute the median and
+add a missing flag); a null or blank text-coded category is ``MISSING_TOKEN`` (a category of its
+own); integer- or boolean-coded categories keep NaN, the library's own missing category; a null
+text is the empty text; EASE and most-popular ignore interactions without a user or item id.
 """
 
 from __future__ import annotations
@@ -14,33 +20,59 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.models.scorer import as_categories, as_numbers, as_strings
+
+
+def text_coded(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The categorical columns whose non-null values are not numbers or booleans (read as strings)."""
+    numeric = {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}
+    return tuple(c for c in columns if pd.api.types.infer_dtype(frame[c], skipna=True) not in numeric)
+
+
+def prepare_columns(frame: pd.DataFrame, columns: tuple[str, ...], strings: tuple[str, ...]) -> pd.DataFrame:
+    """``columns`` of ``frame`` with nulls made explicit: ``strings`` as categories (a null is
+    ``MISSING_TOKEN``), every other column as float64 (a null is NaN)."""
+    return pd.DataFrame(
+        {c: as_categories(frame[c]) if c in strings else as_numbers(frame[c], c) for c in columns},
+        index=frame.index,
+    )
+
 
 @dataclass(frozen=True)
 class Baseline:
-    """A fitted scikit-learn estimator and the columns it reads."""
+    """A fitted scikit-learn estimator and the columns it reads.
+
+    ``text`` (one column) is read as raw text, a null as the empty text; otherwise the columns go
+    through ``prepare_columns`` with the ``strings`` read as categories."""
 
     name: str
     estimator: Any
     columns: tuple[str, ...]
+    strings: tuple[str, ...] = ()
+    text: bool = False
+
+    def features(self, frame: pd.DataFrame):
+        if self.text:
+            return as_strings(frame[self.columns[0]])
+        return prepare_columns(frame, self.columns, self.strings)
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        data = frame[list(self.columns)]
-        if len(self.columns) == 1:
-            data = data[self.columns[0]].astype(str)
-        return self.estimator.predict_proba(data)[:, 1]
+        return self.estimator.predict_proba(self.features(frame))[:, 1]
 
 
 def fit_gradient_boosting(
     train: pd.DataFrame, label: str, numeric: tuple[str, ...], categorical: tuple[str, ...],
     max_iter: int, learning_rate: float, seed: int,
 ) -> Baseline:
-    """HistGradientBoosting with native categorical handling (unseen categories allowed)."""
+    """HistGradientBoosting with native categorical handling (unseen categories allowed) and
+    native missing values."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
     columns = (*numeric, *categorical)
+    strings = text_coded(train, tuple(categorical))
     encoder = ColumnTransformer(
         [("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
           list(categorical))],
@@ -52,8 +84,8 @@ def fit_gradient_boosting(
         categorical_features=list(range(len(categorical))), random_state=seed,
     )
     pipeline = make_pipeline(encoder, model)
-    pipeline.fit(train[list(columns)], train[label].astype(int))
-    return Baseline("hist_gradient_boosting", pipeline, columns)
+    pipeline.fit(prepare_columns(train, columns, strings), train[label].astype(int))
+    return Baseline("hist_gradient_boosting", pipeline, columns, strings)
 
 
 def fit_tfidf_logistic(train: pd.DataFrame, label: str, text: str, c: float, seed: int) -> Baseline:
@@ -69,27 +101,33 @@ def fit_tfidf_logistic(train: pd.DataFrame, label: str, text: str, c: float, see
     pipeline = make_pipeline(features, LogisticRegression(C=c, max_iter=2000, random_state=seed))
     numeric = pd.api.types.is_numeric_dtype(train[label]) or pd.api.types.is_bool_dtype(train[label])
     labels = train[label].astype(int) if numeric else train[label].astype(str)
-    pipeline.fit(train[text].astype(str), labels)
-    return Baseline("tfidf_logistic_regression", pipeline, (text,))
+    pipeline.fit(as_strings(train[text]), labels)
+    return Baseline("tfidf_logistic_regression", pipeline, (text,), text=True)
 
 
 def fit_logistic_regression(
     train: pd.DataFrame, label: str, numeric: tuple[str, ...], log_scaled: tuple[str, ...], c: float, seed: int
 ) -> Baseline:
-    """Standardised (log1p where asked) numeric features, logistic regression."""
+    """Standardised (log1p where asked) numeric features, logistic regression; a null is the
+    training median, with a missing flag for each column that had nulls in training."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.impute import MissingIndicator, SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     plain = [c for c in numeric if c not in log_scaled]
-    scaled = ColumnTransformer([
-        ("log", make_pipeline(FunctionTransformer(np.log1p), StandardScaler()), list(log_scaled)),
-        ("plain", StandardScaler(), plain),
-    ])
-    pipeline = make_pipeline(scaled, LogisticRegression(C=c, max_iter=5000, random_state=seed))
-    pipeline.fit(train[list(numeric)], train[label].astype(int))
-    return Baseline("logistic_regression", pipeline, tuple(numeric))
+    parts = [
+        ("log", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                              FunctionTransformer(np.log1p), StandardScaler()), list(log_scaled)),
+        ("plain", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), plain),
+    ]
+    if train[list(numeric)].isna().to_numpy().any():
+        parts.append(("missing", MissingIndicator(error_on_new=False), list(numeric)))
+    pipeline = make_pipeline(ColumnTransformer(parts), LogisticRegression(C=c, max_iter=5000, random_state=seed))
+    columns = tuple(numeric)
+    pipeline.fit(prepare_columns(train, columns, ()), train[label].astype(int))
+    return Baseline("logistic_regression", pipeline, columns)
 
 
 def fit_onehot_logistic(
@@ -102,10 +140,7 @@ def fit_onehot_logistic(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    parts = [("fields", make_pipeline(
-        FunctionTransformer(lambda frame: frame.astype(str)),
-        OneHotEncoder(handle_unknown="ignore"),
-    ), list(categorical))]
+    parts = [("fields", OneHotEncoder(handle_unknown="ignore"), list(categorical))]
     if numeric:
         parts.append(("counts", make_pipeline(
             SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True),
@@ -116,8 +151,8 @@ def fit_onehot_logistic(
         ColumnTransformer(parts), LogisticRegression(C=c, max_iter=2000, random_state=seed)
     )
     columns = (*categorical, *numeric)
-    pipeline.fit(train[list(columns)], train[label].astype(int))
-    return Baseline("onehot_logistic_regression", pipeline, columns)
+    pipeline.fit(prepare_columns(train, columns, tuple(categorical)), train[label].astype(int))
+    return Baseline("onehot_logistic_regression", pipeline, columns, tuple(categorical))
 
 
 @dataclass(frozen=True)
@@ -137,7 +172,19 @@ class MostPopular:
         return np.asarray(rows)
 
 
+def known_interactions(train: pd.DataFrame, user: str, item: str) -> pd.DataFrame:
+    """The rows with both a user and an item id (a null id names no interaction); ids that
+    pandas holds as float because of their nulls are whole numbers again."""
+    if not train[[user, item]].isna().to_numpy().any():
+        return train
+    known = train.dropna(subset=[user, item])
+    whole = {c: "int64" for c in (user, item)
+             if pd.api.types.is_float_dtype(known[c]) and (known[c] == np.floor(known[c])).all()}
+    return known.astype(whole)
+
+
 def fit_most_popular(train: pd.DataFrame, user: str, item: str) -> MostPopular:
+    train = known_interactions(train, user, item)
     counts = train.groupby(item).size()
     # ties broken by item id, so the baseline is deterministic
     ranked = counts.reset_index(name="n").sort_values(["n", item], ascending=[False, True])[item].to_numpy()
@@ -149,9 +196,10 @@ def fit_most_popular(train: pd.DataFrame, user: str, item: str) -> MostPopular:
 class BoostedTrees:
     """A fitted LightGBM booster and the columns it reads (``Baseline``'s ``score`` interface).
 
-    Categorical columns are read as strings and mapped onto the training categories, so a
-    category unseen in training (or a missing value) scores as LightGBM's "missing" branch
-    instead of failing; numeric columns are floats, missing values allowed.
+    Categorical columns are read as strings (a null or blank value is ``MISSING_TOKEN``, a
+    category of its own when training had it) and mapped onto the training categories, so a
+    category unseen in training scores as LightGBM's "missing" branch instead of failing;
+    numeric columns are floats, missing values (NaN) handled natively.
     """
 
     booster: Any
@@ -163,10 +211,10 @@ class BoostedTrees:
         data = {}
         for column in self.columns:
             if column in self.categories:
-                codes = self.categories[column].get_indexer(frame[column].astype("string"))
+                codes = self.categories[column].get_indexer(pd.Index(as_categories(frame[column]), dtype="string"))
                 data[column] = pd.Categorical.from_codes(codes, categories=self.categories[column])
             else:
-                data[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+                data[column] = as_numbers(frame[column], column)
         return pd.DataFrame(data, index=frame.index)
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
@@ -189,8 +237,7 @@ def fit_lightgbm(
     from sklearn.model_selection import train_test_split
 
     columns = (*numeric, *categorical)
-    categories = {c: pd.Index(sorted(train[c].dropna().astype("string").unique()), dtype="string")
-                  for c in categorical}
+    categories = {c: pd.Index(sorted(set(as_categories(train[c]))), dtype="string") for c in categorical}
     model = BoostedTrees(booster=None, columns=columns, categories=categories)
     features = model.features(train)
     y = train[label].astype(int).to_numpy()
@@ -261,7 +308,8 @@ class EASE:
 
 def fit_ease(train: pd.DataFrame, user: str, item: str, l2: float, max_items: int = 20_000) -> EASE:
     """EASE: B = I - P / diag(P) with P = (XᵀX + l2·I)⁻¹ on the binary user x item matrix X of
-    ``train`` (every interaction a positive, repeats counted once).
+    ``train`` (every interaction a positive, repeats counted once; rows without a user or an
+    item id are ignored).
 
     Memory scales with the square of the catalogue: one items x items float32 matrix
     (11 MB for MovieLens' 1,682 items, 381 MB for 10,000, 1.6 GB for 20,000), built block by
@@ -273,6 +321,7 @@ def fit_ease(train: pd.DataFrame, user: str, item: str, l2: float, max_items: in
     from scipy import sparse
     from scipy.linalg import lapack
 
+    train = known_interactions(train, user, item)
     popular = fit_most_popular(train, user, item)
     items = np.asarray(popular.ranked_items[:max_items])
     pairs = train[[user, item]].drop_duplicates()

@@ -2,7 +2,10 @@
 
 Raw fields go in (categorical fields as strings, optional numeric fields as floats with missing
 values allowed, as in Criteo-style logs); vocabularies, missing-value handling and scaling live
-inside the model, so the registered model scores raw log rows.
+inside the model, so the registered model scores raw log rows. A null (or blank) field is
+``MISSING_TOKEN``, a vocabulary entry of its own when it is frequent enough in training; a null
+count is the field's training median, with a 0/1 missing flag for every count field that had
+nulls in training.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from components.config import FitSection, Section
 class CtrFeatures(Section):
     categorical: tuple[str, ...]
     slices: tuple[str, ...]
-    # integer count fields of Criteo-style logs (missing allowed): log1p-scaled, with a missing flag
+    # integer count fields of Criteo-style logs (missing allowed): log1p-scaled; a null is the
+    # training median, with a missing flag if the field had nulls in training
     numeric: tuple[str, ...] = ()
     # label-free co-occurrence counts from the training rows: each entry is a list of categorical
     # fields ("all_pairs" expands to every pair of them)
@@ -44,15 +48,30 @@ class CtrTrain(FitSection):
 
 
 def vocabulary(values: pd.Series, min_count: int) -> list[str]:
-    """The categories of a field seen at least ``min_count`` times in training, most frequent first."""
-    counts = values.astype(str).value_counts()
+    """The categories of a field seen at least ``min_count`` times in training, most frequent
+    first; nulls and blanks count as ``MISSING_TOKEN``."""
+    from components.models.scorer import as_categories
+
+    counts = pd.Series(as_categories(values)).value_counts()
     return [str(v) for v in counts[counts >= min_count].index]
 
 
-def log_counts(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """``log1p(max(x, 0))`` of count fields with missing values as 0 (as the model does inside)."""
-    raw = frame[list(columns)].astype("float64").to_numpy()
-    return np.log1p(np.maximum(np.nan_to_num(raw, nan=0.0), 0.0))
+def raw_counts(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Count fields as a (rows, fields) float64 array, missing values as NaN."""
+    from components.models.scorer import as_numbers
+
+    return np.stack([as_numbers(frame[c], c) for c in columns], axis=1)
+
+
+def log_counts(raw: np.ndarray) -> np.ndarray:
+    """``log1p(max(x, 0))`` of count fields, as the model does inside (NaN stays NaN)."""
+    return np.log1p(np.maximum(raw, 0.0))
+
+
+def non_null_columns(features: CtrFeatures) -> list[str]:
+    """Feature columns that must hold no nulls: none (a null field is a category of its own, a
+    null count is imputed)."""
+    return []
 
 
 def expand_crosses(features: CtrFeatures) -> list[tuple[str, ...]]:
@@ -75,40 +94,52 @@ def build_ctr_model(train: pd.DataFrame, features: CtrFeatures, params: CtrTrain
     """Embeddings per field -> [cross network (DCN-V2) | deep MLP] -> click probability."""
     import keras
 
+    from components.models.layers import (
+        BlankAsMissing,
+        FillMissing,
+        MissingIndicator,
+        nan_medians,
+        nan_normalization,
+    )
+    from components.models.scorer import as_categories
+
     keras.utils.set_random_seed(seed)
     regularizer = keras.regularizers.L2(params.embedding_l2) if params.embedding_l2 > 0 else None
-    inputs, vectors = {}, []
+    inputs, fields, vectors = {}, {}, []
     for column in features.categorical:
         inputs[column] = keras.Input(shape=(1,), name=column, dtype="string")
+        fields[column] = BlankAsMissing(name=f"{column}_blank_as_missing")(inputs[column])
         lookup = keras.layers.StringLookup(
             vocabulary=vocabulary(train[column], params.min_category_count), name=f"{column}_lookup"
         )
         embedded = keras.layers.Embedding(
             lookup.vocabulary_size(), params.embedding_dim, embeddings_regularizer=regularizer,
             name=f"{column}_embedding",
-        )(lookup(inputs[column]))
+        )(lookup(fields[column]))
         vectors.append(keras.layers.Flatten(name=f"{column}_vector")(embedded))
     if features.numeric:
         for column in features.numeric:
             inputs[column] = keras.Input(shape=(1,), name=column, dtype="float32")
         stacked = keras.layers.Concatenate(name="counts")([inputs[c] for c in features.numeric])
-        missing = keras.ops.isnan(stacked)
-        logged = keras.ops.log1p(keras.ops.maximum(keras.ops.where(missing, 0.0, stacked), 0.0))
-        normalizer = keras.layers.Normalization(name="scale")
-        normalizer.adapt(log_counts(train, features.numeric).astype("float32"))
-        vectors += [normalizer(logged), keras.ops.cast(missing, "float32")]
+        raw = raw_counts(train, features.numeric)
+        filled = FillMissing(nan_medians(raw), name="counts_fill")(stacked)
+        logged = keras.ops.log1p(keras.ops.maximum(filled, 0.0))
+        vectors.append(nan_normalization(log_counts(raw), name="scale")(logged))
+        flagged = [i for i in range(raw.shape[1]) if np.isnan(raw[:, i]).any()]
+        if flagged:
+            vectors.append(MissingIndicator(flagged, name="counts_missing")(stacked))
     crosses = expand_crosses(features)
     if crosses:
         from components.models.layers import CooccurrenceCounts
 
-        fields = list(features.categorical)
-        counter = CooccurrenceCounts([[fields.index(f) for f in cross] for cross in crosses], params.count_bins, name="cooccurrence")
+        names = list(features.categorical)
+        counter = CooccurrenceCounts([[names.index(f) for f in cross] for cross in crosses], params.count_bins, name="cooccurrence")
         counter.build(None)
-        train_fields = [train[f].astype(str).to_numpy().reshape(-1, 1) for f in fields]
+        train_fields = [as_categories(train[f]).astype(object).reshape(-1, 1) for f in names]
         counter.adapt(train_fields)
         scale = keras.layers.Normalization(name="cooccurrence_scale")
         scale.adapt(np.asarray(counter(train_fields, training=True)))  # the leave-one-out counts training sees
-        vectors.append(scale(counter([inputs[f] for f in fields])))
+        vectors.append(scale(counter([fields[f] for f in names])))
     x0 = keras.layers.Concatenate(name="fields")(vectors) if len(vectors) > 1 else vectors[0]
 
     crossed = x0

@@ -58,12 +58,35 @@ class Interactions:
         return cls(users=np.asarray(users), items=np.asarray(items), matrix=matrix)
 
 
+def non_null_columns(features: RecommendFeatures) -> list[str]:
+    """Feature columns that must hold no nulls: an interaction needs its user and its item id."""
+    return [features.user, features.item]
+
+
+def check_ids(frame: pd.DataFrame, features: RecommendFeatures) -> None:
+    """Raises ``DataValidationError`` naming each id column that holds nulls (with their count)."""
+    from components.errors import DataValidationError
+
+    failures = [
+        f"column {column!r} has {int(frame[column].isna().sum())} null(s): every interaction needs a user "
+        "and an item id; drop those rows or fix the source"
+        for column in non_null_columns(features) if frame[column].isna().any()
+    ]
+    if failures:
+        raise DataValidationError("recommender training rows", failures)
+
+
 def build_recommender(
     train: pd.DataFrame, features: RecommendFeatures, params: RecommendTrain, seed: int, *, label: str = ""
 ):
-    """The trainable network: a history bag (users x items row) in, one logit per item out."""
+    """The trainable network: a history bag (users x items row) in, one logit per item out.
+
+    Raises:
+        DataValidationError: a user or item id is null (``non_null_columns``).
+    """
     import keras
 
+    check_ids(train, features)
     keras.utils.set_random_seed(seed)
     items = int(train[features.item].nunique())
     regularizer = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
@@ -86,7 +109,9 @@ def build_recommender(
 
 
 def build_serving(network, seen: Interactions, features: RecommendFeatures, top_k: int):
-    """User ids in; the top-k unseen item ids and softmax scores out (cold users: most popular)."""
+    """User ids in; the top-k unseen item ids and softmax scores out (cold users: most popular).
+
+    A null user id arrives as ``scorer.MISSING_ID``, an unknown user: it gets the most popular items."""
     import keras
 
     users, items = len(seen.users), len(seen.items)

@@ -1,4 +1,14 @@
-"""Score raw rows with a Keras model through one traced ``tf.function`` (no ``predict`` per call)."""
+"""Score raw rows with a Keras model through one traced ``tf.function`` (no ``predict`` per call).
+
+Raw rows become tensors in one place, ``input_arrays``, at training, evaluation and serving time,
+and that is where nulls (None, NaN, ``pd.NA``) get their one meaning per input dtype:
+
+- ``float`` inputs keep NaN: the model imputes it inside (``layers.FillMissing``);
+- ``string`` inputs get the empty string: a text model scores it as an empty text and a
+  categorical lookup maps it to ``MISSING_TOKEN`` inside the model (``layers.BlankAsMissing``);
+- ``int`` inputs (category ids) get ``MISSING_ID``, a vocabulary entry of its own when the
+  training column had nulls (otherwise it falls into the out-of-vocabulary slot).
+"""
 
 from __future__ import annotations
 
@@ -7,25 +17,95 @@ import pandas as pd
 
 from components.errors import InputSchemaError
 
+# the vocabulary entry of a null (or blank) categorical value
+MISSING_TOKEN = "__missing__"
+# the category id a null takes in an integer-coded categorical input (no real id is this small)
+MISSING_ID = int(np.iinfo(np.int64).min)
+
 
 def input_spec(model) -> dict[str, str]:
     """The model's named inputs and their dtypes, in the model's order."""
     return {t.name: t.dtype for t in model.inputs}
 
 
+def as_strings(values) -> np.ndarray:
+    """Raw values as strings; a null is the empty string (never the literal ``'nan'``/``'None'``)."""
+    values = np.asarray(values)
+    strings = values.astype(str)
+    if values.dtype.kind in "fOM":
+        missing = pd.isna(values)
+        if missing.any():
+            strings = np.where(missing, "", strings)
+    return strings
+
+
+def as_categories(values) -> np.ndarray:
+    """Raw categorical values as strings; a null or blank value is ``MISSING_TOKEN`` (as in the model)."""
+    strings = as_strings(values)
+    return np.where(np.char.strip(strings) == "", MISSING_TOKEN, strings)
+
+
+def as_numbers(values, name: str) -> np.ndarray:
+    """Raw values as float64 with nulls as NaN.
+
+    Raises:
+        InputSchemaError: a value is neither a number nor null (the message names the column only).
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return values.astype("float64")
+    flat = pd.Series(values.reshape(-1), dtype=object)
+    missing = flat.isna().to_numpy()
+    numbers = np.full(len(flat), np.nan)
+    try:
+        numbers[~missing] = pd.to_numeric(flat[~missing]).astype("float64")
+    except (TypeError, ValueError):
+        raise InputSchemaError(f"input column {name!r} must hold numbers or nulls") from None
+    return numbers.reshape(values.shape)
+
+
+def as_ids(values, name: str) -> np.ndarray:
+    """Raw category ids as int64 with nulls as ``MISSING_ID``.
+
+    Raises:
+        InputSchemaError: a value is not a whole number or null.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return values.astype("int64")
+    numbers = as_numbers(values, name)
+    missing = np.isnan(numbers)
+    if not np.all(numbers[~missing] == np.floor(numbers[~missing])):
+        raise InputSchemaError(f"input column {name!r} must hold whole numbers (category ids) or nulls")
+    ids = np.full(numbers.shape, MISSING_ID, dtype="int64")
+    ids[~missing] = numbers[~missing].astype("int64")
+    return ids
+
+
+def input_arrays(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict[str, np.ndarray]:
+    """Raw rows (a DataFrame or a dict of arrays) as the model's named (rows, 1) NumPy inputs."""
+    arrays = {}
+    for name, dtype in spec.items():
+        if name not in rows:
+            raise InputSchemaError(f"input column {name!r} is missing; the model needs {list(spec)}")
+        values = rows[name]
+        if dtype == "string":
+            converted = as_strings(values)
+        elif dtype.startswith("float"):
+            converted = as_numbers(values, name).astype(dtype)
+        elif dtype.startswith(("int", "uint")):
+            converted = as_ids(values, name).astype(dtype)
+        else:
+            converted = np.asarray(values)
+        arrays[name] = converted.reshape(-1, 1)
+    return arrays
+
+
 def rows_to_tensors(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict:
     """Convert raw rows (a DataFrame or a dict of arrays) into (rows, 1) input tensors."""
     import tensorflow as tf
 
-    tensors = {}
-    for name, dtype in spec.items():
-        if name not in rows:
-            raise InputSchemaError(f"input column {name!r} is missing; the model needs {list(spec)}")
-        values = np.asarray(rows[name])
-        if dtype == "string":
-            values = values.astype(str)
-        tensors[name] = tf.reshape(tf.convert_to_tensor(values, dtype=dtype), (-1, 1))
-    return tensors
+    return {name: tf.convert_to_tensor(values, dtype=spec[name]) for name, values in input_arrays(spec, rows).items()}
 
 
 def call_model(model, inputs: dict):
@@ -37,12 +117,17 @@ def call_model(model, inputs: dict):
 
 
 class RowScorer:
-    """Wraps a Keras model with named inputs; ``score(rows)`` returns one probability per row."""
+    """Wraps a Keras model with named inputs; ``score(rows)`` returns one probability per row.
 
-    def __init__(self, model) -> None:
+    ``transforms`` (a use case's fitted ``data.transforms``) turn raw rows into the model's
+    features in ``predict``, the pyfunc entry point that receives raw rows; ``score`` and
+    ``score_outputs`` take rows that already hold the features (the snapshot's splits)."""
+
+    def __init__(self, model, transforms=None) -> None:
         import tensorflow as tf
 
         self.model = model
+        self.transforms = transforms
         self.spec = input_spec(model)
         signature = {
             name: tf.TensorSpec(shape=(None, 1), dtype=dtype, name=name)
@@ -73,6 +158,8 @@ class RowScorer:
 
     def predict(self, data, params=None):  # noqa: ARG002 - the pyfunc loader-module contract
         """MLflow pyfunc entry point: raw rows in; probabilities, or a frame of named outputs, out."""
+        if self.transforms is not None:
+            data = self.transforms.apply(pd.DataFrame(data), online=True)
         outputs = self.score_outputs(data)
         if set(outputs) == {"output"}:
             return outputs["output"].reshape(-1)

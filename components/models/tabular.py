@@ -28,64 +28,106 @@ class TabularTrain(FitSection):
 
 
 def input_kind(series: pd.Series) -> str:
-    """How a raw column enters the model: ``float``, ``int`` (category ids) or ``string``."""
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_float_dtype(series):
+    """How a raw column enters the model: ``float``, ``int`` (category ids) or ``string``.
+
+    Decided from the non-null values, so a null does not change a column's input: an integer
+    column that pandas holds as float because of its nulls stays ``int``, booleans with nulls
+    stay ``float``."""
+    values = series.dropna()
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.infer_dtype(values, skipna=True) == "boolean":
         return "float"
     if pd.api.types.is_integer_dtype(series):
         return "int"
-    return "string"
+    if pd.api.types.is_float_dtype(series):
+        whole = len(values) > 0 and bool((values == np.floor(values)).all())
+        return "int" if series.hasnans and whole else "float"
+    return "int" if pd.api.types.infer_dtype(values, skipna=True) == "integer" else "string"
+
+
+def non_null_columns(features: TabularFeatures) -> list[str]:
+    """Feature columns that must hold no nulls: none (numeric nulls are imputed, categorical
+    nulls are a vocabulary entry of their own)."""
+    return []
 
 
 def build_tabular_classifier(
     train: pd.DataFrame, features: TabularFeatures, params: TabularTrain, seed: int, *, label: str = ""
 ):
-    """A binary classifier with one named input per raw column; vocabularies come from ``train``."""
+    """A binary classifier with one named input per raw column; vocabularies come from ``train``.
+
+    Missing values are handled inside the model, so the registered model scores raw rows with
+    nulls: a numeric (or boolean) null is replaced by the column's training median, and every
+    column that had nulls in training also gets a 0/1 "was missing" feature (columns without
+    nulls in training get none, so models of null-free data are unchanged). Scaling is fitted on
+    the non-null values. A categorical null is ``MISSING_TOKEN`` (``MISSING_ID`` for integer
+    codes), a vocabulary entry of its own when training had nulls, else the out-of-vocabulary slot.
+    """
     import keras
+
+    from components.models.layers import (
+        BlankAsMissing,
+        FillMissing,
+        MissingIndicator,
+        nan_medians,
+        nan_normalization,
+    )
+    from components.models.scorer import MISSING_ID, MISSING_TOKEN, as_categories, as_ids, as_numbers
 
     keras.utils.set_random_seed(seed)
     regularizer = keras.regularizers.L2(params.l2) if params.l2 > 0 else None
     inputs = {}
     numeric_parts = []
     encoded = []
-    for column in features.numeric:
+
+    def impute(column: str, values: np.ndarray):
+        """The column's input with nulls at the training median, plus its missing flag if any."""
         inputs[column] = keras.Input(shape=(1,), name=column, dtype="float32")
-        value = inputs[column]
+        filled = FillMissing(nan_medians(values.reshape(-1, 1)), name=f"{column}_fill")(inputs[column])
+        if np.isnan(values).any():
+            encoded.append(MissingIndicator([0], name=f"{column}_missing")(inputs[column]))
+        return filled
+
+    raw = np.stack([as_numbers(train[c], c) for c in features.numeric], axis=1) if features.numeric else np.zeros((len(train), 0))
+    for index, column in enumerate(features.numeric):
+        filled = impute(column, raw[:, index])
+        value = filled
         if column in features.log_scaled:
             value = keras.ops.log1p(keras.ops.maximum(value, 0.0))
         numeric_parts.append(value)
         if column in features.positive_indicators:
             # PageValues is zero for most non-buyers: make "> 0" a feature of its own
-            flag = keras.ops.cast(keras.ops.greater(inputs[column], 0.0), "float32")
+            flag = keras.ops.cast(keras.ops.greater(filled, 0.0), "float32")
             encoded.append(flag)
     if numeric_parts:
         stacked = keras.layers.Concatenate(name="numeric")(numeric_parts)
-        raw = train[list(features.numeric)].astype("float64").to_numpy()
         logged = [c in features.log_scaled for c in features.numeric]
         raw[:, logged] = np.log1p(np.maximum(raw[:, logged], 0.0))
-        normalizer = keras.layers.Normalization(name="scale")
-        normalizer.adapt(raw.astype("float32"))
-        encoded.append(normalizer(stacked))
+        encoded.append(nan_normalization(raw, name="scale")(stacked))
     for column in features.categorical:
         kind = input_kind(train[column])
         if kind == "float":
-            inputs[column] = keras.Input(shape=(1,), name=column, dtype="float32")
-            encoded.append(inputs[column])
+            encoded.append(impute(column, as_numbers(train[column], column)))
             continue
         mode = "int" if params.embedding_dim > 0 else "one_hot"
         if kind == "int":
             inputs[column] = keras.Input(shape=(1,), name=column, dtype="int64")
-            vocabulary: list[int] | list[str] = sorted(int(v) for v in train[column].unique())
+            codes = as_ids(train[column], column)
+            known = sorted({int(v) for v in codes[codes != MISSING_ID]})
             lookup = keras.layers.IntegerLookup(
-                vocabulary=vocabulary, output_mode=mode, name=f"{column}_lookup"
+                vocabulary=known + ([MISSING_ID] if (codes == MISSING_ID).any() else []),
+                output_mode=mode, name=f"{column}_lookup",
             )
+            category = inputs[column]
         else:
             inputs[column] = keras.Input(shape=(1,), name=column, dtype="string")
-            vocabulary = sorted(str(v) for v in train[column].unique())
+            values = set(as_categories(train[column]))
+            vocabulary = sorted(values - {MISSING_TOKEN}) + ([MISSING_TOKEN] if MISSING_TOKEN in values else [])
             lookup = keras.layers.StringLookup(
                 vocabulary=vocabulary, output_mode=mode, name=f"{column}_lookup"
             )
+            category = BlankAsMissing(name=f"{column}_blank_as_missing")(inputs[column])
         # one out-of-vocabulary slot: categories unseen in training still score
-        ids = lookup(inputs[column])
+        ids = lookup(category)
         if params.embedding_dim > 0:
             size = lookup.vocabulary_size()
             vectors = keras.layers.Embedding(
@@ -115,13 +157,6 @@ def build_tabular_classifier(
 
 def frame_to_inputs(model, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Turn raw rows into the model's named inputs, each (rows, 1) in the input's dtype."""
-    arrays = {}
-    for tensor in model.inputs:
-        name = tensor.name
-        dtype = tensor.dtype
-        values = frame[name]
-        if dtype == "string":
-            arrays[name] = values.astype(str).to_numpy(dtype=object).reshape(-1, 1)
-        else:
-            arrays[name] = values.to_numpy(dtype=dtype).reshape(-1, 1)
-    return arrays
+    from components.models.scorer import input_arrays, input_spec
+
+    return input_arrays(input_spec(model), frame)

@@ -78,11 +78,19 @@ def drop_blank_ngrams(layer) -> None:
 
 
 def adaptation_texts(texts: pd.Series):
-    """Texts to adapt vocabularies on, as a (rows, 1) string tensor with whitespace runs collapsed."""
+    """Texts to adapt vocabularies on, as a (rows, 1) string tensor with whitespace runs collapsed;
+    a null text is empty, as at scoring time (``scorer.as_strings``)."""
     import tensorflow as tf
 
-    cleaned = texts.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
+    from components.models.scorer import as_strings
+
+    cleaned = pd.Series(as_strings(texts)).str.replace(r"\s+", " ", regex=True).str.strip()
     return tf.constant(cleaned.to_numpy(dtype=object).reshape(-1, 1))
+
+
+def non_null_columns(features: TextFeatures) -> list[str]:
+    """Feature columns that must hold no nulls: none (a null text is scored as an empty text)."""
+    return []
 
 
 def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: TextTrain, seed: int, *, label: str):
@@ -94,8 +102,8 @@ def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: T
     1), and scores ``sum(weight * coefficient) / sqrt(sum(weight**2))``: a linear model on the
     L2-normalised NB-TF-IDF vector, computed without materialising the vocabulary-wide vector.
     A Dense unit mixes the word and character scores into a probability.
-    Padding ids have weight 0 and the norm is floored, so an empty or punctuation-only text
-    scores 0 (no NaN), unlike a masked embedding with average pooling.
+    Padding ids have weight 0 and the norm is floored, so an empty (or null) or punctuation-only
+    text scores 0 (no NaN), unlike a masked embedding with average pooling.
     """
     import keras
 

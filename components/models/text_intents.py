@@ -21,6 +21,11 @@ class IntentTextTrain(FitSection):
     learning_rate: float
 
 
+def non_null_columns(features: TextFeatures) -> list[str]:
+    """Feature columns that must hold no nulls: none (a null text is scored as an empty text)."""
+    return []
+
+
 def build_intent_classifier(
     train: pd.DataFrame, features: TextFeatures, params: IntentTextTrain, seed: int, *, classes: Sequence[str],
     label: str = "",
@@ -28,7 +33,7 @@ def build_intent_classifier(
     """Word and character n-gram TF-IDF bags, one hidden layer, softmax over ``classes``.
 
     The training model outputs class probabilities; ``with_class_names`` wraps it for serving.
-    Bags of n-grams have no mask, so an empty text is a zero vector rather than NaN.
+    Bags of n-grams have no mask, so an empty (or null) text is a zero vector rather than NaN.
     """
     import keras
 

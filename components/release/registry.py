@@ -1,12 +1,10 @@
 """Track runs and register models in MLflow; the only module that calls MLflow.
 
 It is also the MLflow *flavor module* funnel logs models with: ``mlflow.keras.save_model`` writes
-the native ``keras`` flavor (so ``mlflow.keras.load_model`` returns the Keras model), and the
+the native ``keras`` flavor (``mlflow.keras.load_model`` returns the Keras model), and the
 ``python_function`` flavor points at the stable entry point ``components.pyfunc`` (which calls
-``load_pyfunc`` here), because MLflow's Keras 3 pyfunc calls
-``model.predict`` on a NumPy array, which Keras 3 rejects for string inputs. Our loader runs the
-same saved Keras model through a traced ``tf.function`` instead, so raw rows score as they are.
-"""
+``load_pyfunc`` here): MLflow's Keras 3 pyfunc calls ``model.predict`` on a NumPy array, which
+Keras 3 rejects for string inputs; ours runs the saved model through a traced ``tf.function``."""
 
 from __future__ import annotations
 
@@ -113,7 +111,9 @@ def load_pyfunc(path: str):
     model_dir = Path(path)
     if not (model_dir / "MLmodel").is_file():
         model_dir = model_dir.parent
-    return RowScorer(_load_keras_model(str(model_dir), Model.load(str(model_dir / "MLmodel"))))
+    mlmodel = Model.load(str(model_dir / "MLmodel"))
+    transforms = load_transforms((mlmodel.metadata or {}).get(TRANSFORMS_KEY))
+    return RowScorer(_load_keras_model(str(model_dir), mlmodel), transforms)
 
 
 

@@ -38,6 +38,11 @@ class Task(Protocol):
         ...
 
     @property
+    def needs_label(self) -> bool:
+        """Whether a use case of this kind learns a label column (``validate.label`` required)."""
+        ...
+
+    @property
     def evaluate_type(self) -> type[Section]:
         """The typed ``evaluate`` section of params.yaml this task reads."""
         ...

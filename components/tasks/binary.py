@@ -86,6 +86,8 @@ class BinaryTask(ConfiguredSplit):
     """Stable split, 0/1 labels, a decision threshold chosen on validation, ROC/PR/gains."""
 
     name = "binary"
+    # whether its use cases learn a label column (validate.label)
+    needs_label = True
     evaluate_type = BinaryEvaluate
 
     def metric_names(self, evaluate: BinaryEvaluate) -> frozenset[str]:

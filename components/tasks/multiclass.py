@@ -58,6 +58,8 @@ class MulticlassTask(ConfiguredSplit):
     """Classes from the training split, softmax models with a class-name serving head, macro-F1."""
 
     name = "multiclass"
+    # whether its use cases learn a label column (validate.label)
+    needs_label = True
     evaluate_type = MulticlassEvaluate
 
     def metric_names(self, evaluate: MulticlassEvaluate) -> frozenset[str]:
@@ -88,7 +90,7 @@ class MulticlassTask(ConfiguredSplit):
         classes = list(trained.classes)
         metrics = compute_multiclass_metrics(y_test, outputs["label"], outputs["probabilities"], classes)
         baseline = use_case.fit_baseline(trained.splits.train, config)
-        baseline_probabilities = baseline.estimator.predict_proba(test[config.features.text].astype(str))
+        baseline_probabilities = baseline.estimator.predict_proba(baseline.features(test))
         baseline_classes = list(baseline.estimator.classes_)
         baseline_predicted = np.asarray(baseline_classes)[np.argmax(baseline_probabilities, axis=1)]
         baseline_metrics = compute_multiclass_metrics(y_test, baseline_predicted, baseline_probabilities, baseline_classes)

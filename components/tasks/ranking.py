@@ -96,6 +96,8 @@ class RankingTask(ConfiguredSplit):
     """Per-user split, a network refit on train + validation for the best epoch count, top-k lists."""
 
     name = "ranking"
+    # whether its use cases learn a label column (validate.label)
+    needs_label = False
     evaluate_type = RankingEvaluate
 
     def metric_names(self, evaluate: RankingEvaluate) -> frozenset[str]:

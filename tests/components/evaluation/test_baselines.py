@@ -12,17 +12,28 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from components.config import load_params
+from components.data.readers import read_sentences
 from components.data.splits import holdout_per_user
 from components.evaluation.baselines import (
     BoostedTrees,
     fit_ease,
+    fit_lightgbm,
     fit_logistic_regression,
     fit_most_popular,
     fit_onehot_logistic,
 )
 from components.evaluation.ranking import ranking_metrics
+from components.models.scorer import MISSING_TOKEN
 from components.use_cases import get_use_case
-from tests.conftest import frappe_slice, fraud_slice, movielens_slice, needs_mirror
+from tests.components.models.test_nulls import with_nulls
+from tests.conftest import (
+    SENTIMENT_DIR,
+    frappe_slice,
+    fraud_slice,
+    intent_slice,
+    movielens_slice,
+    needs_mirror,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 USER, ITEM = "user_id", "item_id"
@@ -160,3 +171,73 @@ def test_ease_keeps_only_the_most_popular_items_when_capped(movielens_halves):
     assert ease.weights.dtype == np.float32
     assert list(ease.items) == list(top)
     assert set(ease.recommend(train[USER].unique()[:20], 10).ravel()) <= set(top) | {-1}
+
+
+# --- missing values: the peers take the nulls the model takes -----------------------------------
+
+def assert_probabilities(scores: np.ndarray, rows: int) -> None:
+    assert scores.shape == (rows,)
+    assert np.all(np.isfinite(scores))
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_gradient_boosting_and_logistic_peers_fit_and_score_nulls_in_every_column():
+    use_case, config = configured("intent")
+    features = config.features
+    columns = [*features.numeric, *features.categorical]
+    train, test = halves(with_nulls(intent_slice(1500), columns), config.label)
+    assert train[columns].isna().any().all()
+    peer = use_case.fit_baseline(train, config)
+    assert peer.strings == ("Month", "VisitorType")  # integer- and boolean-coded categories keep NaN
+    scores = peer.score(test)
+    assert_probabilities(scores, len(test))
+    assert roc_auc_score(test[config.label], scores) > 0.8  # a trivial scorer gets 0.5
+    row = test.head(1)
+    none, blank = peer.score(pd.concat([row.assign(Month=None), row.assign(Month=" ")]))
+    assert none == blank  # both are MISSING_TOKEN
+    for other in (fit_logistic_regression(train, config.label, features.numeric, features.log_scaled, 1.0, config.seed),
+                  fit_onehot_logistic(train, config.label, features.categorical, features.numeric, 1.0, config.seed)):
+        assert_probabilities(other.score(test), len(test))
+
+
+def test_lightgbm_peer_gives_null_categories_a_category_of_their_own_and_reads_nan_counts():
+    numeric, categorical = ("ProductRelated_Duration", "PageValues", "ExitRates"), ("Month", "VisitorType", "Browser")
+    train, test = halves(with_nulls(intent_slice(1500), [*numeric, *categorical]), "Revenue")
+    peer = fit_lightgbm(
+        train, "Revenue", numeric, categorical, max_rounds=200, learning_rate=0.05, num_leaves=15,
+        min_child_samples=20, l2=0.0, feature_fraction=1.0, cat_smooth=10.0, min_data_per_group=20,
+        early_stopping_rounds=20, early_stopping_metric="binary_logloss", validation_fraction=0.2, threads=1, seed=0,
+    )
+    assert all(MISSING_TOKEN in peer.categories[c] for c in categorical)
+    assert_probabilities(peer.score(test), len(test))
+    row = test.head(1)
+    none, blank = peer.score(pd.concat([row.assign(Month=None), row.assign(Month="")]))
+    assert none == blank
+
+
+def test_tfidf_peer_reads_a_null_text_as_an_empty_text():
+    use_case, config = configured("sentiment")
+    frame = read_sentences(SENTIMENT_DIR, config.params.data).sample(n=1000, random_state=7)
+    train, test = halves(with_nulls(frame, [config.features.text]), config.label)
+    assert train[config.features.text].isna().any()
+    peer = use_case.fit_baseline(train, config)
+    assert_probabilities(peer.score(test), len(test))
+    none, nan, empty = peer.score(pd.DataFrame({config.features.text: [None, np.nan, ""]}))
+    assert none == nan == empty  # not the n-grams of "None" or "nan"
+
+
+def test_ease_ignores_interactions_without_ids_and_serves_a_null_user_the_popular_items():
+    rng = np.random.default_rng(0)
+    clean = pd.DataFrame({USER: rng.integers(1, 60, 900), ITEM: rng.integers(1, 80, 900)}).drop_duplicates()
+    gaps = clean.astype("float64")
+    gaps.loc[gaps.index[:5], USER] = np.nan
+    gaps.loc[gaps.index[5:10], ITEM] = np.nan
+    known = clean.iloc[10:]
+    ease, reference = fit_ease(gaps, USER, ITEM, l2=10.0), fit_ease(known, USER, ITEM, l2=10.0)
+    assert np.issubdtype(ease.items.dtype, np.integer)
+    np.testing.assert_array_equal(ease.items, reference.items)
+    np.testing.assert_allclose(ease.weights, reference.weights, atol=1e-6)
+    users = np.sort(known[USER].unique())
+    np.testing.assert_array_equal(ease.recommend(users, 5), reference.recommend(users, 5))
+    popular = fit_most_popular(gaps, USER, ITEM).ranked_items[:5]
+    assert ease.recommend([None], 5).tolist() == [list(popular)]

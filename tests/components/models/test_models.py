@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from components.config import load_params
-from components.data.ingest import read_sentences
+from components.data.readers import read_sentences
 from components.data.splits import split_frame
 from components.models.scorer import RowScorer
 from components.training.fit import fit_model
