@@ -39,4 +39,5 @@ def test_every_use_case_configures_from_params():
 def test_dvc_stages_read_their_params_sections():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert dvc["stages"]["snapshot"]["foreach"] == "${use_cases}"
-    assert "use_cases.${key}.train" in dvc["stages"]["train"]["do"]["params"]
+    assert {"defaults", "use_cases.${key}"} <= set(dvc["stages"]["train"]["do"]["params"])
+    assert {"defaults", "use_cases.${key}.data", "use_cases.${key}.validate"} <= set(dvc["stages"]["snapshot"]["do"]["params"])

@@ -269,6 +269,22 @@ def snapshot_transforms(frame: pd.DataFrame) -> dict | None:
     return json.loads(state) if state else None
 
 
+RAW_DTYPES = {"float": "float64", "int": "int64", "bool": "bool", "str": "string"}
+
+
+def request_columns(state: dict | None, model_inputs: dict[str, str]) -> dict[str, str]:
+    """What a request to a model sends, column -> dtype: without transforms its inputs; with them,
+    the raw columns they read, then the model inputs they neither read nor produce."""
+    if not state:
+        return dict(model_inputs)
+    from components.data.transforms import input_columns, output_columns
+
+    fitted = load_transforms(state)
+    touched = {*input_columns(fitted), *output_columns(fitted)}
+    raw = {name: RAW_DTYPES[kind] for name, kind in state.get("inputs", {}).items()}
+    return {**raw, **{name: dtype for name, dtype in model_inputs.items() if name not in touched}}
+
+
 def load_transforms(state: dict | None):
     """The ``FittedTransforms`` of a transforms state (a snapshot's or a model's), or None."""
     if not state:

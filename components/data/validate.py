@@ -24,11 +24,12 @@ SAFE_RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "
 DTYPE_OBSERVING = frozenset({"expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"})
 LIKELY_DELIMITERS = (";", "\t", "|", ",")
 
+# GX names pandas' nullable dtypes (what data.transforms produce) by their class: Int64Dtype, ...
 TYPE_LISTS = {
-    "int": ["int64", "int32", "Int64", "Int32"],
-    "float": ["float64", "float32", "Float64", "int64", "int32", "Int64"],
+    "int": ["int64", "int32", "Int64", "Int32", "Int64Dtype", "Int32Dtype"],
+    "float": ["float64", "float32", "Float64", "int64", "int32", "Int64", "Float64Dtype", "Int64Dtype"],
     "str": ["StringDtype", "object", "str", "string"],
-    "bool": ["bool", "boolean"],
+    "bool": ["bool", "boolean", "BooleanDtype"],
 }
 
 

@@ -158,8 +158,10 @@ class RowScorer:
 
     def predict(self, data, params=None):  # noqa: ARG002 - the pyfunc loader-module contract
         """MLflow pyfunc entry point: raw rows in; probabilities, or a frame of named outputs, out."""
-        if self.transforms is not None:
-            data = self.transforms.apply(pd.DataFrame(data), online=True)
+        if self.transforms is not None:  # MLflow hands over a frame, or a dict of (rows, 1) arrays
+            frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(
+                {name: np.asarray(values).reshape(-1) for name, values in data.items()})
+            data = self.transforms.apply(frame, online=True)
         outputs = self.score_outputs(data)
         if set(outputs) == {"output"}:
             return outputs["output"].reshape(-1)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Settings
-from components.data.ingest import load_transforms, snapshot_transforms
+from components.data.ingest import load_transforms, request_columns, snapshot_transforms
 from components.data.splits import SPLIT_TAG, split_spec
 from components.release.examples import synthetic_example
 
@@ -117,16 +117,16 @@ def load_pyfunc(path: str):
 
 
 
-def build_signature(keras_model):
-    """A named-tensor signature: one (-1, 1) input per raw column, probability out."""
+def build_signature(keras_model, transforms: dict | None = None):
+    """One (-1, 1) tensor per raw column (with ``data.transforms``: the columns they read, then
+    the inputs they leave alone), probability out; strings as objects, so a null stays a null."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    numpy_types = {"string": np.dtype(str), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
-                   "int32": np.dtype("int32")}
-    inputs = Schema([
-        TensorSpec(numpy_types[t.dtype], (-1, 1), t.name) for t in keras_model.inputs
-    ])
+    numpy_types = {"string": np.dtype(object), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
+                   "int32": np.dtype("int32"), "float64": np.dtype("float64"), "bool": np.dtype(bool)}
+    columns = request_columns(transforms, {t.name: t.dtype for t in keras_model.inputs})
+    inputs = Schema([TensorSpec(numpy_types[dtype], (-1, 1), name) for name, dtype in columns.items()])
     if isinstance(keras_model.output, dict):
         outputs = Schema([
             TensorSpec(numpy_types.get(t.dtype, np.dtype("float32")), (-1, *t.shape[1:]), name)
@@ -221,7 +221,7 @@ def log_training_run(
             flavor=sys.modules[__name__],
             registered_model_name=use_case,
             keras_model=trained.serving,
-            signature=build_signature(trained.serving),
+            signature=build_signature(trained.serving, transforms),
             input_example=example,
             metadata={THRESHOLD_TAG: trained.threshold, "data_md5": data_version.md5,
                       **({TRANSFORMS_KEY: transforms} if transforms else {})},

@@ -4,8 +4,10 @@ Serve ``@champion`` models as an HTTP JSON API: validated input, compiled micro-
 hot reload when the alias moves, health, readiness, Prometheus metrics and an OpenAPI spec.
 
 Request: ``POST /predict/<use_case>`` with ``{"rows": [{<column>: <value>, ...}, ...]}``, one key
-per input of the model signature. Answer: ``{"use_case", "model_version", "predictions": [...]}``.
-Input errors are 4xx JSON answers that say what is wrong; they never reach the model.
+per input of the model signature (for a model trained with ``data.transforms``: per raw column the
+transforms read, then the fitted transforms derive the model's inputs). Answer: ``{"use_case",
+"model_version", "predictions": [...]}``. Input errors, rows the transforms refuse included, are
+4xx JSON answers that say what is wrong; they never reach the model.
 """
 
 from __future__ import annotations

@@ -7,11 +7,17 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from components.errors import DataValidationError
+from components.errors import DataValidationError, FunnelError
+from components.serving.transforms import untransformed
+
+if TYPE_CHECKING:
+    from components.config import Settings
+    from components.data.transforms import FittedTransforms
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +93,34 @@ def split_valid_rows(frame: pd.DataFrame, spec: dict[str, str]) -> tuple[pd.Data
     return valid, frame.loc[rejected].assign(**{REASON: reasons[rejected]})
 
 
+def check_transforms(fitted: FittedTransforms, frame: pd.DataFrame, source: str) -> None:
+    """The raw columns the transforms read must be there, and the transforms must run on their
+    types (checked on no rows): otherwise no row can be scored, so the file is refused."""
+    from components.data.transforms import input_columns
+
+    check_columns(frame, dict.fromkeys(input_columns(fitted), "raw"), source)
+    try:
+        fitted.apply(frame.iloc[:0], online=True)
+    except DataValidationError as exc:
+        raise DataValidationError(source, exc.failures) from None
+
+
+def transform_rows(fitted: FittedTransforms, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The features of the rows the transforms take, and the raw rows they refuse with the reason.
+
+    Online the transforms work row by row, so a refused chunk is halved until each refused row
+    stands alone: a bad row costs about 2 log2(rows) small applies, the good rows around it are kept.
+    """
+    try:
+        return fitted.apply(frame, online=True), frame.iloc[:0].assign(**{REASON: ""})
+    except DataValidationError as exc:
+        if len(frame) <= 1:
+            return fitted.apply(frame.iloc[:0], online=True), frame.assign(**{REASON: "; ".join(exc.failures)})
+    middle = len(frame) // 2
+    parts = [transform_rows(fitted, frame.iloc[:middle]), transform_rows(fitted, frame.iloc[middle:])]
+    return pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts])
+
+
 def output_columns(outputs: dict[str, np.ndarray]) -> dict[str, list | np.ndarray]:
     """Model outputs as columns: one probability as ``score``; named outputs by name (lists as JSON)."""
     if set(outputs) == {"output"}:
@@ -98,6 +132,31 @@ def output_columns(outputs: dict[str, np.ndarray]) -> dict[str, list | np.ndarra
         else:
             columns[name] = values.reshape(-1)
     return columns
+
+
+def split_chunk(chunk: pd.DataFrame, spec: dict[str, str], transforms: FittedTransforms | None, source: str,
+                first: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rows to score, as the model's inputs and as they are written, and the rejected rows
+    with their reason. ``first``: the file's first chunk, whose columns decide if it can be scored.
+
+    With transforms, the raw rows are written and the features go to the model as training gave
+    them (a null feature is imputed inside); only the inputs sent as they are get the row checks.
+    """
+    if transforms is None:
+        if first:
+            check_columns(chunk, spec, source)
+        valid, bad = split_valid_rows(chunk, spec)
+        return valid, valid, bad
+    chunk = chunk.reset_index(drop=True)  # rows are written without their index: one label per row
+    if first:
+        check_transforms(transforms, chunk, source)
+    features, refused = transform_rows(transforms, chunk)
+    if first:
+        check_columns(features, spec, source)
+    sent = untransformed(transforms, list(spec))
+    valid, bad = split_valid_rows(features, {name: spec[name] for name in sent})
+    bad = pd.concat([refused, chunk.loc[bad.index].assign(**{REASON: bad[REASON]})]).sort_index()
+    return valid, chunk.loc[valid.index], bad
 
 
 def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -117,10 +176,15 @@ def score_file(
     output_path: Path,
     chunk_rows: int,
     progress: Callable[[int, int], None] | None = None,
+    transforms: FittedTransforms | None = None,
 ) -> BatchResult:
     """Score ``input_path`` chunk by chunk with ``scorer`` (a RowScorer); write scores with the
     model version and the input's md5 to ``output_path``, and rejected rows with their reason to
-    ``<output>.rejects.csv``. ``progress(done_rows, total_rows)`` is called after each chunk."""
+    ``<output>.rejects.csv``. ``progress(done_rows, total_rows)`` is called after each chunk.
+
+    With the model's fitted ``transforms`` the file holds raw rows: each chunk is transformed
+    (online) into the model's features before it is checked and scored; the raw rows are written.
+    """
     import time
 
     started = time.perf_counter()
@@ -132,12 +196,10 @@ def score_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     scored = rejected = done = 0
     for index, chunk in enumerate(read_chunks(input_path, chunk_rows)):
-        if index == 0:
-            check_columns(chunk, scorer.spec, str(input_path))
-        valid, bad = split_valid_rows(chunk, scorer.spec)
+        valid, rows, bad = split_chunk(chunk, scorer.spec, transforms, str(input_path), first=index == 0)
         if len(valid):
             outputs = scorer.score_outputs({name: valid[name].to_numpy() for name in scorer.spec})
-            result = valid.assign(**output_columns(outputs), model_version=model_version, input_md5=digest)
+            result = rows.assign(**output_columns(outputs), model_version=model_version, input_md5=digest)
             result.to_csv(output_path, mode="w" if scored == 0 else "a", header=scored == 0, index=False)
         bad.assign(model_version=model_version, input_md5=digest).to_csv(
             rejects_path, mode="w" if index == 0 else "a", header=index == 0, index=False
@@ -150,6 +212,19 @@ def score_file(
     logger.info("scored %d rows, rejected %d, from %s with v%s", scored, rejected, input_path, model_version)
     return BatchResult(input_path, digest, output_path, rejects_path, model_version, scored, rejected,
                        time.perf_counter() - started)
+
+
+def load_batch_model(settings: Settings, use_case: str, alias: str):
+    """(version, RowScorer, fitted transforms or None) of ``<use_case>@<alias>``, from one load."""
+    from components.models.scorer import RowScorer
+    from components.release import registry
+
+    loaded = registry.load_scorer(settings, use_case, alias)
+    if loaded is None:
+        raise FunnelError(f"{use_case} has no @{alias} to score with; run `funnel retrain {use_case}` first")
+    version, model, _ = loaded
+    transforms = registry.model_transforms(model)
+    return version, RowScorer(model.get_raw_model()), None if transforms is None else transforms[0]
 
 
 def _parquet_rows(path: Path) -> int:

@@ -9,7 +9,11 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from components.serving.schema import RequestError
 from components.serving.scorer import concat_packed
+
+# a queued request: its packed rows, how many, and the future its answer goes to
+Pending = tuple[dict[str, np.ndarray], int, asyncio.Future]
 
 
 class MicroBatcher:
@@ -22,6 +26,9 @@ class MicroBatcher:
     of the last few batches held) waits up to that long for the others, as TF Serving's batch
     timeout does. Closed-loop clients then fall into step and every call carries all of them,
     while a lone client (batches of one) never waits.
+
+    When the score refuses a batch's rows (a RequestError: a model's transforms), each request of
+    it is scored alone, so the error reaches only the request that sent them.
     """
 
     RECENT_BATCHES = 8
@@ -34,7 +41,7 @@ class MicroBatcher:
         self._max_batch_rows = max_batch_rows
         self._observe_batch = observe_batch
         self._max_wait_s = max_wait_ms / 1000
-        self._pending: list[tuple[dict[str, np.ndarray], int, asyncio.Future]] = []
+        self._pending: list[Pending] = []
         self._draining = False
         self._recent: collections.deque[int] = collections.deque([1], maxlen=self.RECENT_BATCHES)
         self._arrival: asyncio.Future | None = None
@@ -50,8 +57,8 @@ class MicroBatcher:
             self._arrival.set_result(None)
         return await future
 
-    def _take(self) -> list[tuple[dict[str, np.ndarray], int, asyncio.Future]]:
-        taken: list[tuple[dict[str, np.ndarray], int, asyncio.Future]] = []
+    def _take(self) -> list[Pending]:
+        taken: list[Pending] = []
         total = 0
         while self._pending and (not taken or total + self._pending[0][1] <= self._max_batch_rows):
             item = self._pending.pop(0)
@@ -88,10 +95,14 @@ class MicroBatcher:
                 packed = concat_packed([p for p, _, _ in batch])
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._score, packed)
+                except RequestError as exc:
+                    if len(batch) == 1:
+                        _fail(batch, exc)
+                    else:
+                        await self._score_each(loop, batch)
+                    continue
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    _fail(batch, exc)
                     continue
                 start = 0
                 for _, rows, future in batch:
@@ -100,6 +111,22 @@ class MicroBatcher:
                     start += rows
         finally:
             self._draining = False
+
+    async def _score_each(self, loop: asyncio.AbstractEventLoop, batch: list[Pending]) -> None:
+        for packed, _, future in batch:
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._score, packed)
+            except Exception as exc:  # noqa: BLE001 - this request's own answer
+                _fail([(packed, 0, future)], exc)
+            else:
+                if not future.done():
+                    future.set_result(outputs)
+
+
+def _fail(batch: list[Pending], exc: Exception) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def _resolve(future: asyncio.Future) -> None:

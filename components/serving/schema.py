@@ -14,6 +14,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # JSON Schema type of each tensor dtype a funnel signature uses
 JSON_TYPES = {"float32": "number", "int64": "integer", "int32": "integer", "string": "string"}
+# dtype of each raw column kind a model with data.transforms takes (components.data.ingest.value_kind);
+# float64 keeps an epoch timestamp exact until the transforms have read it
+RAW_DTYPES = {"float": "float64", "int": "int64", "bool": "bool", "str": "string"}
+FIELD_JSON_TYPES = JSON_TYPES | {"float64": "number", "bool": "boolean"}
 MAX_REPORTED_ERRORS = 20
 
 
@@ -37,11 +41,12 @@ class RequestError(FunnelError):
 @dataclass(frozen=True)
 class InputField:
     name: str
-    dtype: str  # the tensor dtype fed to the model: float32 | int64 | int32 | string
+    dtype: str  # the tensor dtype fed to the model (float32 | int64 | int32 | string) or a RAW_DTYPES value
+    nullable: bool = False  # the raw columns of a model with transforms: null is a missing value
 
     @property
     def json_type(self) -> str:
-        return JSON_TYPES[self.dtype]
+        return FIELD_JSON_TYPES[self.dtype]
 
 
 def read_fields(signature, spec: Mapping[str, str]) -> tuple[InputField, ...]:
@@ -55,6 +60,11 @@ def read_fields(signature, spec: Mapping[str, str]) -> tuple[InputField, ...]:
             f"the model signature names {sorted(named)} but the Keras model takes {sorted(spec)}; "
             "re-register the model with `funnel retrain` so both agree"
         )
+    return keras_fields(spec)
+
+
+def keras_fields(spec: Mapping[str, str]) -> tuple[InputField, ...]:
+    """The input fields of the Keras model's inputs; ServingError when a dtype is not servable."""
     unknown = {name: dtype for name, dtype in spec.items() if dtype not in JSON_TYPES}
     if unknown:
         raise ServingError(f"inputs {unknown} have dtypes the server cannot take (known: {sorted(JSON_TYPES)})")
@@ -69,11 +79,13 @@ def group_fields(fields: tuple[InputField, ...]) -> dict[str, tuple[str, ...]]:
     return {dtype: tuple(names) for dtype, names in groups.items()}
 
 
-def _check_value(value: Any, json_type: str) -> str | None:
-    """Why ``value`` does not fit ``json_type``, or None when it does."""
+def _check_value(value: Any, json_type: str, dtype: str) -> str | None:
+    """Why ``value`` does not fit ``json_type`` (as ``dtype``), or None when it does."""
     kind = type(value)
     if json_type == "string":
         return None if kind is str else f"expected a string, got {_describe(value)}"
+    if json_type == "boolean":
+        return None if kind is bool else f"expected a boolean, got {_describe(value)}"
     if json_type == "integer":
         # 3.0 is an integer in JSON; past 2**53 a float is not exact (an out-of-range literal parses to one)
         if kind is float and value.is_integer() and abs(value) <= 2**53:
@@ -83,7 +95,7 @@ def _check_value(value: Any, json_type: str) -> str | None:
         return None if INT64_MIN <= value <= INT64_MAX else f"integer {value} is outside the int64 range"
     if kind is not int and kind is not float:
         return f"expected a number, got {_describe(value)}"
-    return None if abs(value) <= FLOAT32_MAX else f"number {value} is outside the float32 range"
+    return None if dtype == "float64" or abs(value) <= FLOAT32_MAX else f"number {value} is outside the float32 range"
 
 
 def _describe(value: Any) -> str:
@@ -109,7 +121,7 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> t
         raise RequestError(422, f"{len(rows)} rows in one request; the limit is {max_rows}, split the request")
     names = {f.name for f in fields}
     groups = group_fields(fields)
-    types = [(f.name, f.json_type) for f in fields]
+    types = [(f.name, f.json_type, f.dtype, f.nullable) for f in fields]
     columns: dict[str, list[list[Any]]] = {dtype: [] for dtype in groups}
     errors: list[str] = []
     for index, row in enumerate(rows):
@@ -119,8 +131,11 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> t
         if row.keys() != names:
             errors += _key_errors(index, row, names)
             continue
-        for name, json_type in types:
-            problem = _check_value(row[name], json_type)
+        for name, json_type, dtype, nullable in types:
+            value = row[name]
+            if nullable and value is None:
+                continue
+            problem = _check_value(value, json_type, dtype)
             if problem:
                 errors.append(f"rows[{index}].{name}: {problem}")
         if len(errors) >= MAX_REPORTED_ERRORS:
@@ -130,8 +145,10 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> t
                 columns[dtype].append([row[name] for name in group])
     if errors:
         raise RequestError(422, "the rows do not match the model signature", tuple(errors[:MAX_REPORTED_ERRORS]))
+    # a group holding a nullable field keeps its values as objects: None is not an int or a bool
+    objects = {"string"} | {f.dtype for f in fields if f.nullable}
     packed = {
-        dtype: np.array(values, dtype=object if dtype == "string" else dtype).reshape(len(rows), len(groups[dtype]))
+        dtype: np.array(values, dtype=object if dtype in objects else dtype).reshape(len(rows), len(groups[dtype]))
         for dtype, values in columns.items()
     }
     return packed, len(rows)
@@ -153,16 +170,17 @@ def pack_frame(fields: tuple[InputField, ...], frame) -> dict[str, np.ndarray]:
 
 
 def warm_up_rows(fields: tuple[InputField, ...], rows: int = 2) -> dict[str, np.ndarray]:
-    """Neutral rows (0, 0.0, "") in packed form: the first call traces nothing at request time."""
-    example = {f.name: ("" if f.dtype == "string" else 0) for f in fields}
+    """Neutral rows (0, 0.0, "", null where allowed) in packed form: the first call traces nothing
+    at request time (a null passes every transform; an empty text may not parse as a timestamp)."""
+    example = {f.name: None if f.nullable else "" if f.dtype == "string" else 0 for f in fields}
     packed, _ = parse_rows(fields, {"rows": [example] * rows}, rows)
     return packed
 
 
 def field_schema(f: InputField) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": f.json_type}
-    if f.json_type == "number":
+    if f.dtype == "float32":
         schema |= {"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
     elif f.json_type == "integer":
         schema |= {"format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
-    return schema
+    return schema | ({"nullable": True} if f.nullable else {})

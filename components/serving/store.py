@@ -9,15 +9,19 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from components.config import Settings
 from components.serving.batching import MicroBatcher
 from components.serving.metrics import ServingMetrics
-from components.serving.schema import InputField, ServingError, read_fields, warm_up_rows
+from components.serving.schema import InputField, ServingError, keras_fields, read_fields, warm_up_rows
 from components.serving.scorer import CompiledScorer
+from components.serving.transforms import TransformScorer, request_fields
+
+if TYPE_CHECKING:
+    from components.data.transforms import FittedTransforms
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +54,10 @@ class ServedModel:
     use_case: str
     version: str
     run_id: str
-    fields: tuple[InputField, ...]
+    fields: tuple[InputField, ...]  # what a request sends: raw columns when the model has transforms
     output_names: dict[str, str]  # scorer output key -> name in the answer
     threshold: float | None
-    scorer: CompiledScorer
+    scorer: CompiledScorer | TransformScorer
     batcher: MicroBatcher
     loaded_at: float = field(default_factory=time.time)
 
@@ -82,7 +86,8 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
     """Load ``<use_case>@<alias>`` fully, compile and warm it up; None when the alias is unset.
 
     The registry resolves the alias once and loads that version by number, so a move during the
-    load is simply picked up by the next poll.
+    load is simply picked up by the next poll. A version trained with ``data.transforms`` takes
+    raw rows and applies its fitted transforms to them before the Keras model.
     """
     from components.release import registry
 
@@ -95,17 +100,25 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
 
     keras_model = model.get_raw_model()  # funnel's pyfunc loader hands out the Keras model
     signature = model.metadata.signature
-    return build_served_model(use_case, version, run_id, keras_model, read_fields(signature, input_spec(keras_model)),
-                              signature, threshold, executor, params.max_batch_rows, observe_batch,
-                              params.max_batch_wait_ms)
+    transforms = registry.model_transforms(model)
+    # with transforms the signature names the raw columns, the Keras model the derived features
+    fields = read_fields(signature, input_spec(keras_model)) if transforms is None else keras_fields(input_spec(keras_model))
+    return build_served_model(use_case, version, run_id, keras_model, fields, signature, threshold, executor,
+                              params.max_batch_rows, observe_batch, params.max_batch_wait_ms, transforms)
 
 
 def build_served_model(use_case: str, version: str, run_id: str, keras_model, fields: tuple[InputField, ...],
                        signature, threshold: float, executor: Executor, max_batch_rows: int,
-                       observe_batch: Callable[[int], None] = lambda n: None,
-                       max_batch_wait_ms: float = 0.0) -> ServedModel:
-    """Compile ``keras_model``, warm it up and give it a micro-batcher on ``executor``."""
-    scorer = CompiledScorer(keras_model, fields)
+                       observe_batch: Callable[[int], None] = lambda n: None, max_batch_wait_ms: float = 0.0,
+                       transforms: tuple[FittedTransforms, Mapping[str, str]] | None = None) -> ServedModel:
+    """Compile ``keras_model`` (its inputs are ``fields``), warm it up and give it a micro-batcher
+    on ``executor``. With ``transforms`` (fitted transforms, raw column -> type family) requests
+    send the raw columns and each micro-batch goes through the transforms first."""
+    scorer: CompiledScorer | TransformScorer = CompiledScorer(keras_model, fields)
+    if transforms is not None:
+        fitted, inputs = transforms
+        fields = request_fields(fitted, inputs, fields)
+        scorer = TransformScorer(scorer, fitted, fields)
     outputs = scorer(warm_up_rows(fields))
     batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch, max_batch_wait_ms)
     return ServedModel(

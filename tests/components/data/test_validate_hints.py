@@ -146,3 +146,18 @@ def test_a_gx_error_message_keeps_column_names_and_drops_other_quoted_text():
 
     assert _gx_error(info, {"ExitRates"}) == "ValueError: column \"ExitRates\": could not convert string to float: '…'"
     assert _gx_error({"raised_exception": False, "exception_message": None}, {"ExitRates"}) is None
+
+
+def test_nullable_dtypes_from_transforms_pass_their_type_rules():
+    import pandas as pd
+
+    from components.config import ColumnRule, ValidateParams
+    from components.data.validate import validate_frame
+
+    frame = pd.DataFrame({"hour": pd.array([1, 2, None] * 100, dtype="Int64"),
+                          "share": pd.array([0.5, None, 1.5] * 100, dtype="Float64"),
+                          "flag": pd.array([True, False, None] * 100, dtype="boolean")})
+    rules = {"hour": ColumnRule(type="int"), "share": ColumnRule(type="float"), "flag": ColumnRule(type="bool")}
+    report = validate_frame("t", frame, ValidateParams(min_rows=1, max_null_fraction=0.5, min_label_fraction=0,
+                                                       columns=rules))
+    assert report.success, report.failures
