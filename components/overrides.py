@@ -85,7 +85,8 @@ def effective_params(raw: dict[str, Any], overrides: Mapping[str, Any] | None = 
     """params.yaml as a run uses it: the overrides whose parent keys params.yaml holds (so
     ``use_cases.x.task`` or ``defaults.*`` choose which defaults merge), then the defaults merged
     under each use case, then the overrides of keys only the defaults hold."""
-    first, rest = {}, {}
+    first: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         *parents, _ = dotted.split(".")
         node: Any = raw

@@ -134,7 +134,7 @@ def no_nulls_where_required(section: UseCaseParams, columns: list[str]):
     """The ``validate`` section with nulls refused where the model cannot take them (the label,
     and the builder's ``non_null_columns``): a null there fails validation, naming the column."""
     rules = dict(section.validate.columns)
-    for column in dict.fromkeys([section.validate.label, *columns]):
+    for column in dict.fromkeys(c for c in (section.validate.label, *columns) if c):
         rule = rules.get(column)
         if rule is not None and (rule.max_null_fraction or 0.0) > 0.0:
             rules[column] = rule.model_copy(update={"max_null_fraction": 0.0})
@@ -155,16 +155,22 @@ def check_gate_metrics(where: str, gate: GateParams, metrics: frozenset[str], sl
         )
 
 
+def _label(config: UseCaseConfig) -> str:
+    if config.label is None:
+        raise ConfigError(f"params.use_cases.{config.name}.validate.label: this baseline learns a label; name it")
+    return config.label
+
+
 def _gradient_boosting_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
     return fit_gradient_boosting(
-        train, config.label, config.features.numeric, config.features.categorical,
+        train, _label(config), config.features.numeric, config.features.categorical,
         config.evaluate.baseline_max_iter, config.evaluate.baseline_learning_rate, config.seed,
     )
 
 
 def _tfidf_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Baseline:
     return fit_tfidf_logistic(
-        train, config.label, config.features.text, config.evaluate.baseline_c, config.seed
+        train, _label(config), config.features.text, config.evaluate.baseline_c, config.seed
     )
 
 
@@ -172,7 +178,7 @@ def _lightgbm_baseline(train: pd.DataFrame, config: UseCaseConfig) -> BoostedTre
     """fraud and ctr: LightGBM on the numeric and (native, any-cardinality) categorical fields."""
     e = config.evaluate
     return fit_lightgbm(
-        train, config.label, config.features.numeric, config.features.categorical,
+        train, _label(config), config.features.numeric, config.features.categorical,
         max_rounds=e.baseline_max_iter, learning_rate=e.baseline_learning_rate,
         num_leaves=e.baseline_num_leaves, min_child_samples=e.baseline_min_child_samples, l2=e.baseline_l2,
         feature_fraction=e.baseline_feature_fraction, cat_smooth=e.baseline_cat_smooth,
@@ -316,5 +322,11 @@ def params_json_schema() -> dict[str, Any]:
             ), ...)
     use_cases = create_model("use_cases", __base__=Section, **sections)
     root = create_model("params", __base__=Section, __doc__="funnel's params.yaml",
-                        common=(CommonParams, ...), use_cases=(use_cases, ...))
-    return root.model_json_schema()
+                        common=(CommonParams, ...), use_cases=(use_cases, ...),
+                        defaults=(dict[str, dict[str, dict[str, Any]]], {}))
+    schema = root.model_json_schema()
+    # a section may leave out what the defaults of its task kind and builder give, so no key of a
+    # section is required; unknown keys are still refused (additionalProperties: false)
+    for definition in schema.get("$defs", {}).values():
+        definition.pop("required", None)
+    return schema

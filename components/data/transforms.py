@@ -11,7 +11,7 @@ import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -261,7 +261,7 @@ class Arithmetic(_Op):
 
         def evaluate(node: ast.expr) -> pd.Series:
             if isinstance(node, ast.Constant):
-                return pd.Series(float(node.value), index=frame.index, dtype="float64")
+                return pd.Series(float(cast(float, node.value)), index=frame.index, dtype="float64")
             if isinstance(node, ast.Name):
                 return step.numbers(frame, node.id)
             if isinstance(node, ast.UnaryOp):
@@ -319,7 +319,8 @@ def parse_transforms(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[Tran
 def _trace(fitted_or_transforms: FittedTransforms | Sequence[Transform]) -> tuple[list[str], list[str]]:
     inputs: dict[str, None] = {}
     produced: dict[str, None] = {}
-    for t in getattr(fitted_or_transforms, "transforms", fitted_or_transforms):
+    steps = fitted_or_transforms.transforms if isinstance(fitted_or_transforms, FittedTransforms) else fitted_or_transforms
+    for t in steps:
         inputs |= dict.fromkeys(c for c in t.reads() if c not in produced)
         gone = t.reads() if isinstance(t, Rename) else t.columns if isinstance(t, Drop) else ()
         produced = {c: None for c in produced if c not in gone} | dict.fromkeys(t.writes())

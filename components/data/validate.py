@@ -142,25 +142,18 @@ def build_expectations(params: ValidateParams) -> list[Any]:
             )
     if params.unique_together:
         expectations.append(e.ExpectCompoundColumnsToBeUnique(column_list=list(params.unique_together)))
-    classes = label_classes(params)
-    if classes:
-        expectations.append(
-            e.ExpectColumnDistinctValuesToContainSet(column=params.label, value_set=classes)
-        )
-    rule = params.columns.get(params.label) if params.label else None
-    if len(classes) == 2 and rule is not None and rule.type == "str":
+    label, classes = params.label, label_classes(params)
+    if label is None or not classes:
+        return expectations
+    expectations.append(e.ExpectColumnDistinctValuesToContainSet(column=label, value_set=classes))
+    label_rule = params.columns.get(label)
+    if len(classes) == 2 and label_rule is not None and label_rule.type == "str":
         # text labels (yes/no): each class on at least min_label_fraction of the rows
-        expectations += [e.ExpectColumnValuesToBeInSet(column=params.label, value_set=[value],
-                                                       mostly=params.min_label_fraction)
+        expectations += [e.ExpectColumnValuesToBeInSet(column=label, value_set=[value], mostly=params.min_label_fraction)
                          for value in classes if params.min_label_fraction > 0]
     elif len(classes) == 2:
-        expectations.append(
-            e.ExpectColumnMeanToBeBetween(
-                column=params.label,
-                min_value=params.min_label_fraction,
-                max_value=1.0 - params.min_label_fraction,
-            )
-        )
+        expectations.append(e.ExpectColumnMeanToBeBetween(
+            column=label, min_value=params.min_label_fraction, max_value=1.0 - params.min_label_fraction))
     return expectations
 
 

@@ -64,7 +64,7 @@ def psi_level(value: float) -> str:
     return "stable" if value < 0.1 else ("moderate" if value <= 0.25 else "major")
 
 
-def label_shift(reference: pd.DataFrame, current: pd.DataFrame, label: str) -> dict:
+def label_shift(reference: pd.DataFrame, current: pd.DataFrame, label: str | None) -> dict:
     """The label's distribution in both snapshots and their PSI."""
     if label not in reference or label not in current:
         return {}

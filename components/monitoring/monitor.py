@@ -39,7 +39,7 @@ def detect_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     columns: list[str],
-    label: str,
+    label: str | None,
     thresholds: MonitorParams,
     score: Callable[[pd.DataFrame], np.ndarray | None] | None = None,
 ) -> DriftReport:

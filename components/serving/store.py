@@ -114,11 +114,12 @@ def build_served_model(use_case: str, version: str, run_id: str, keras_model, fi
     """Compile ``keras_model`` (its inputs are ``fields``), warm it up and give it a micro-batcher
     on ``executor``. With ``transforms`` (fitted transforms, raw column -> type family) requests
     send the raw columns and each micro-batch goes through the transforms first."""
-    scorer: CompiledScorer | TransformScorer = CompiledScorer(keras_model, fields)
+    compiled = CompiledScorer(keras_model, fields)
+    scorer: CompiledScorer | TransformScorer = compiled
     if transforms is not None:
         fitted, inputs = transforms
         fields = request_fields(fitted, inputs, fields)
-        scorer = TransformScorer(scorer, fitted, fields)
+        scorer = TransformScorer(compiled, fitted, fields)
     outputs = scorer(warm_up_rows(fields))
     batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch, max_batch_wait_ms)
     return ServedModel(

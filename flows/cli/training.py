@@ -106,10 +106,13 @@ def _prepare_run(use_cases: list[str] | None, overrides: dict[str, str]):
 
     configure_environment()
     from components.errors import FunnelError
+    from components.use_cases import get_use_case
 
     try:
         settings, params = settings_and_params(overrides)
         check_use_cases(params, use_cases)
+        for name in use_cases or list(params.use_cases):  # typed sections: a typo is a usage error
+            get_use_case(name, params).configure(params)
     except FunnelError as exc:
         fail(str(exc), USAGE)
     return settings, params

@@ -29,6 +29,10 @@ def test_without_mirror_or_network_ctr_and_recommend_are_skipped_with_a_reason(p
     assert ready == ["intent", "sentiment", "support", "fraud"]
     assert set(skipped) == {"ctr", "recommend"}
     assert "FUNNEL_DATA_MIRROR" in skipped["ctr"]
+    # --set reaches the availability check: the overridden source is the one looked for
+    ready, skipped = available_use_cases(["intent"], {"use_cases.intent.data.source": str(project / "gone.csv")})
+    assert ready == []
+    assert str(project / "gone.csv") in skipped["intent"]
     result = CliRunner().invoke(app, ["fetch", "ctr"])
     assert result.exit_code == 1
     assert "FUNNEL_DATA_MIRROR" in result.output

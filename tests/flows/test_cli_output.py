@@ -280,7 +280,8 @@ def test_exit_codes_of_funnel_errors():
 @pytest.mark.parametrize(("args", "says"), [
     (["retrain", "nosuch"], "unknown use case 'nosuch'"),
     (["retrain", "intent", "--set", "bad"], "expected key=value"),
-    (["retrain", "intent", "--set", "use_cases.intent.train.nosuch=3"], "'nosuch' is not a key of params.yaml"),
+    (["retrain", "intent", "--set", "use_cases.intent.nosuch.x=3"], "'nosuch' is not a key of params.yaml"),
+    (["retrain", "intent", "--set", "use_cases.intent.train.nosuch=3"], "train.nosuch: unknown key"),
     (["retrain"], "give one USE_CASE or --all"),
     (["retrain", "intent", "--all"], "give one USE_CASE or --all"),
     (["retrain", "intent", "--no-such-option"], "No such option"),
@@ -314,8 +315,8 @@ def test_the_console_script_returns_the_usage_exit_code(bare_repo):
     assert done.returncode == USAGE
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "unknown use case 'nosuch'; registered use cases are: ctr, fraud, intent, recommend, sentiment, support. "
-        "Run `funnel list` to see them."]
+        "unknown use case 'nosuch'; params.yaml has: ctr, fraud, intent, recommend, sentiment, support. A use case "
+        "is a section under use_cases: in params.yaml (README: Bring your own data); `funnel list` shows them."]
 
 
 def test_params_schema_is_valid_json_schema_that_params_yaml_meets_and_a_typo_breaks():
@@ -331,6 +332,6 @@ def test_params_schema_is_valid_json_schema_that_params_yaml_meets_and_a_typo_br
     jsonschema.Draft202012Validator.check_schema(schema)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     jsonschema.validate(raw, schema)
-    raw["use_cases"]["intent"]["train"]["max_epoch"] = 3  # a typo of max_epochs
+    raw["use_cases"]["sentiment"]["train"]["max_epoch"] = 3  # a typo of max_epochs
     with pytest.raises(jsonschema.ValidationError, match="max_epoch"):
         jsonschema.validate(raw, schema)

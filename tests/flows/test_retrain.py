@@ -126,7 +126,7 @@ def _corrupt(kind: str) -> tuple[str, str]:
     if kind == "empty file":
         return "", "is empty"
     if kind == "wrong delimiter":
-        return frame.to_csv(index=False, sep=";"), "expect_column_to_exist(column=Revenue"
+        return frame.to_csv(index=False, sep=";"), "check data.delimiter in params.yaml (read with ',')"
     raise ValueError(kind)
 
 

@@ -99,3 +99,46 @@ def test_time_split_tests_on_the_newest_rows_and_official_split_on_the_data_sets
     assert set(official.test["split"]) == {"test"}
     assert len(official.test) == 250
     assert set(official.train["split"]) == set(official.validation["split"]) == {"train"}
+
+
+def test_a_stratified_split_keeps_each_class_in_proportion_and_is_seeded():
+    from components.config import SplitParams
+    from components.data.splits import split_rows
+
+    frame = intent_slice(2000)
+    split = SplitParams(method="stratified")
+    first = split_rows(frame, split, 0.2, 0.15, seed=42, label="Revenue")
+    again = split_rows(frame, split, 0.2, 0.15, seed=42, label="Revenue")
+    assert first.test.equals(again.test)
+    assert sum(first.sizes.values()) == len(frame)
+    positives = int(frame["Revenue"].sum())
+    assert abs(int(first.test["Revenue"].sum()) - round(positives * 0.2)) <= 1  # exact, not approximately
+    with pytest.raises(ConfigError, match="needs the label"):
+        split_rows(frame, split, 0.2, 0.15, seed=42)
+
+
+@pytest.mark.parametrize(("values", "class_of_interest", "expected"), [
+    ([True, False, True], None, [1, 0, 1]),
+    ([0, 1, 1], None, [0, 1, 1]),
+    (["yes", "no", "yes"], "yes", [1, 0, 1]),
+    (["pos", "neg", "neg"], "neg", [0, 1, 1]),      # the rare class worth finding may be any value
+    ([0, 1, 1], 0, [1, 0, 0]),
+    ([True, False, False], False, [0, 1, 1]),
+])
+def test_binary_labels_mark_the_class_of_interest(values, class_of_interest, expected):
+    from components.data.splits import binary_labels
+
+    assert binary_labels(pd.Series(values), class_of_interest, "y").tolist() == expected
+
+
+def test_a_text_label_without_a_class_of_interest_says_what_to_set_and_quotes_no_value():
+    from components.data.splits import binary_labels
+    from components.errors import DataValidationError
+
+    with pytest.raises(ConfigError, match="set card.class_of_interest") as caught:
+        binary_labels(pd.Series(["SECRET-1", "SECRET-2"]), None, "y")
+    assert "SECRET" not in str(caught.value)
+    with pytest.raises(ConfigError, match="never occurs"):
+        binary_labels(pd.Series(["a", "b"]), "c", "y")
+    with pytest.raises(DataValidationError, match="1 missing values"):
+        binary_labels(pd.Series(["a", None]), "a", "y")
