@@ -29,3 +29,23 @@ def params_schema(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote the params.yaml schema to {output}", err=True)
+
+
+@params_app.command("show")
+def params_show(
+    use_case: Annotated[str, typer.Argument(help="The use case whose section to print.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override params.yaml: key.path=value")] = None,
+) -> None:
+    """Print USE_CASE's section as a run uses it: the defaults of its task kind and builder merged
+    under it, the --set overrides over it, every section typed (a mistake is a usage error)."""
+    import yaml
+
+    from components.use_cases import get_use_case
+    from flows.cli.app import check_use_cases, parse_overrides, settings_and_params
+
+    _, params = settings_and_params(parse_overrides(set_))
+    check_use_cases(params, [use_case])
+    config = get_use_case(use_case, params).configure(params)
+    section = config.params.model_dump(mode="json")
+    section |= {name: getattr(config, name).model_dump(mode="json") for name in ("features", "train", "evaluate")}
+    typer.echo(yaml.safe_dump({use_case: section}, sort_keys=False, allow_unicode=True), nl=False)

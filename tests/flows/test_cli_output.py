@@ -335,3 +335,18 @@ def test_params_schema_is_valid_json_schema_that_params_yaml_meets_and_a_typo_br
     raw["use_cases"]["sentiment"]["train"]["max_epoch"] = 3  # a typo of max_epochs
     with pytest.raises(jsonschema.ValidationError, match="max_epoch"):
         jsonschema.validate(raw, schema)
+
+
+def test_params_show_prints_the_section_with_its_defaults_and_overrides():
+    import yaml
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["params", "show", "intent", "--set", "use_cases.intent.gate.min_delta=0.02"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)["intent"]
+    assert shown["train"]["hidden_units"] == [128, 64]      # from defaults.builder.tabular
+    assert shown["gate"]["on_schema_change"] == "review"   # from defaults.task.binary
+    assert shown["gate"]["min_delta"] == 0.02              # the override
+    assert shown["evaluate"]["lift_fractions"] == [0.1, 0.2]
