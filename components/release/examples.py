@@ -8,25 +8,40 @@ from typing import Any
 import pandas as pd
 
 
-def synthetic_example(keras_model, rules, rows: int = 2) -> pd.DataFrame:
-    """An input example made from the validation rules (allowed values, ranges) and the model's
-    input types, never from real rows (they may be personal data)."""
-    columns: dict[str, list[Any]] = {}
-    for tensor in keras_model.inputs:
-        rule = rules.get(tensor.name)
-        if rule is not None and rule.allowed:
-            value: Any = rule.allowed[0]
-        elif tensor.dtype == "string":
+def synthetic_example(columns: dict[str, str], rules, transforms: dict | None = None, rows: int = 2) -> pd.DataFrame:
+    """An input example for the request ``columns`` (name -> dtype, as the signature names them)
+    made from the validation rules (allowed values, ranges) and types, never from real rows (they
+    may be personal data); a column the transforms parse as a time gets a time they can parse."""
+    from datetime import datetime
+
+    from components.data.ingest import load_transforms
+    from components.data.transforms import ParseTime
+
+    fitted = load_transforms(transforms)
+    times = {t.column: t for t in (fitted.transforms if fitted else ()) if isinstance(t, ParseTime)}
+    example: dict[str, list[Any]] = {}
+    for name, dtype in columns.items():
+        rule = rules.get(name)
+        value: Any
+        if name in times:
+            value = 946684800 if times[name].unit else datetime(2000, 1, 1).strftime(times[name].format or "%Y-%m-%dT%H:%M:%S")
+        elif rule is not None and rule.allowed:
+            value = rule.allowed[0]
+        elif dtype == "string":
             value = "example"
         elif rule is not None and rule.min is not None and rule.max is not None:
             value = (rule.min + rule.max) / 2
         else:
             value = rule.min if rule is not None and rule.min is not None else 0
-        if tensor.dtype == "string":
+        if name in times:  # already what the transform parses
+            pass
+        elif dtype == "string":
             value = str(value)
-        elif tensor.dtype.startswith("int"):
+        elif dtype == "bool":
+            value = bool(value)
+        elif dtype.startswith("int"):
             value = int(value)
         else:
             value = float(value)
-        columns[tensor.name] = [value] * rows
-    return pd.DataFrame(columns)
+        example[name] = [value] * rows
+    return pd.DataFrame(example)

@@ -210,11 +210,11 @@ def log_training_run(
             name=f"{use_case}-snapshot", targets=config.label, digest=data_version.md5[:36],
         )
         mlflow.log_input(dataset, context="training")
-
         # the data.transforms the snapshot was built with: applied to raw rows at serving time
         transforms = snapshot_transforms(snapshot.frame)
         # off, or synthetic: real rows may be personal data (common.input_example)
-        example = synthetic_example(trained.serving, config.params.validate.columns) if input_example == "synthetic" else None
+        columns = request_columns(transforms, {t.name: t.dtype for t in trained.serving.inputs})
+        example = None if input_example == "off" else synthetic_example(columns, config.params.validate.columns, transforms)
         info = Model.log(
             artifact_path=None,
             name=MODEL_NAME_IN_RUN,

@@ -46,6 +46,27 @@ def test_the_input_example_is_synthetic_never_a_real_row():
     model = keras.Model({"amount": amount, "visits": visits, "channel": channel, "email": email}, amount)
     rules = {"amount": ColumnRule(type="float", min=0.0, max=100.0), "visits": ColumnRule(type="int", min=1),
              "channel": ColumnRule(type="str", allowed=("ads", "mail"))}
-    example = synthetic_example(model, rules)
+    example = synthetic_example({t.name: t.dtype for t in model.inputs}, rules)
     assert example.to_dict("list") == {"amount": [50.0, 50.0], "visits": [1, 1], "channel": ["ads", "ads"],
                                        "email": ["example", "example"]}
+
+
+def test_a_synthetic_example_of_raw_columns_parses_through_the_transforms():
+    import pandas as pd
+
+    from components.data.ingest import derive, request_columns, snapshot_transforms
+    from components.data.transforms import parse_transforms
+    from components.release.examples import synthetic_example
+
+    raw = pd.DataFrame({"ordered_at": ["2024-05-01 10:00:00", "2024-05-02 11:30:00"], "amount": [1.0, 2.0]})
+    steps = parse_transforms([{"op": "parse_time", "column": "ordered_at", "format": "%Y-%m-%d %H:%M:%S"},
+                              {"op": "time_part", "column": "ordered_at", "parts": ["hour"]},
+                              {"op": "drop", "columns": ["ordered_at"]}], "t")
+    state = snapshot_transforms(derive("shop", raw, steps))
+    columns = request_columns(state, {"ordered_at_hour": "int64", "amount": "float32"})
+    assert columns == {"ordered_at": "string", "amount": "float32"}
+    example = synthetic_example(columns, {}, state)
+    assert example["ordered_at"].tolist() == ["2000-01-01 00:00:00"] * 2
+    from components.data.ingest import load_transforms
+
+    assert load_transforms(state).apply(example)["ordered_at_hour"].tolist() == [0, 0]
