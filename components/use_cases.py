@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from components.config import (
+    CardParams,
     CommonParams,
     GateParams,
     Params,
@@ -48,7 +49,19 @@ from components.models.text_intents import (
     with_class_names,
 )
 from components.overrides import effective_params
-from components.tasks import BINARY, TASKS, Task, get_task
+from components.tasks import TASKS, Task, get_task
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A registered model builder: its typed ``features`` / ``train`` sections and build function."""
+
+    features_type: type[Section]
+    train_type: type[Section]
+    build: Callable[..., Any]
+    # the feature columns that must hold no nulls (a null there fails validation, naming the column)
+    non_null_columns: Callable[[Any], list[str]] | None = None
+    make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,34 +86,69 @@ class UseCaseConfig:
 
 @dataclass(frozen=True)
 class UseCase:
-    """What makes a use case: its typed params, model builder, baseline and reference results."""
+    """A params.yaml section joined with the code it names: its task kind, model builder (typed
+    ``features``/``train`` sections, build function) and same-run baseline, and its card."""
 
     name: str
-    title: str
-    features_type: type[Section]
-    train_type: type[Section]
-    # builder(train_frame, features, train_params, seed, *, label, **task_extras) -> keras.Model
-    build_model: Callable[..., Any]
+    task: Task
+    builder: Builder
     fit_baseline: Callable[[pd.DataFrame, UseCaseConfig], Any]
-    data_licence: str
-    data_citation: str
-    published: Mapping[str, float] = field(default_factory=dict)
-    published_source: str = ""
-    # the kind of task (components/tasks): split, labels, metrics, plots, drift score, business terms
-    task: Task = BINARY
+    card: CardParams
     class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
-    make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
-    non_null_columns: Callable[[Any], list[str]] | None = None
-    # binary tasks: the label value worth finding (None: 1 / true)
-    class_of_interest: Any = None
-    # for model cards and release reviews
-    intended_use: str = ""
-    limitations: str = ""
-    business_terms: Mapping[str, str] = field(default_factory=dict)
+
+    # what the tasks call: the builder's parts (see ``Builder``)
+    @property
+    def features_type(self) -> type[Section]:
+        return self.builder.features_type
 
     @property
-    def card(self) -> Mapping[str, Any]:
-        return {"title": self.title, "licence": self.data_licence, "citation": self.data_citation}
+    def train_type(self) -> type[Section]:
+        return self.builder.train_type
+
+    @property
+    def build_model(self) -> Callable[..., Any]:
+        return self.builder.build
+
+    @property
+    def make_serving(self) -> Callable[[Any, tuple[str, ...]], Any] | None:
+        return self.builder.make_serving
+
+    @property
+    def non_null_columns(self) -> Callable[[Any], list[str]] | None:
+        return self.builder.non_null_columns
+
+    # what model cards, reviews and benchmarks read: the card's parts
+    @property
+    def title(self) -> str:
+        return self.card.title
+
+    @property
+    def data_licence(self) -> str:
+        return self.card.licence
+
+    @property
+    def data_citation(self) -> str:
+        return self.card.citation
+
+    @property
+    def published(self) -> Mapping[str, float]:
+        return self.card.published
+
+    @property
+    def published_source(self) -> str:
+        return self.card.published_source
+
+    @property
+    def intended_use(self) -> str:
+        return self.card.intended_use
+
+    @property
+    def limitations(self) -> str:
+        return self.card.limitations
+
+    @property
+    def business_terms(self) -> Mapping[str, str]:
+        return self.card.business_terms
 
     def configure(self, params: Params) -> UseCaseConfig:
         """Type this use case's section of params.yaml: unknown keys fail fast, and every metric
@@ -136,7 +184,9 @@ def no_nulls_where_required(section: UseCaseParams, columns: list[str]):
     rules = dict(section.validate.columns)
     for column in dict.fromkeys(c for c in (section.validate.label, *columns) if c):
         rule = rules.get(column)
-        if rule is not None and (rule.max_null_fraction or 0.0) > 0.0:
+        allowed = None if rule is None else (
+            section.validate.max_null_fraction if rule.max_null_fraction is None else rule.max_null_fraction)
+        if rule is not None and allowed:  # the column's own rate, else the section-wide one
             rules[column] = rule.model_copy(update={"max_null_fraction": 0.0})
     return section.validate.model_copy(update={"columns": rules})
 
@@ -199,18 +249,6 @@ def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[i
     return {int(k): float(len(train) / (len(counts) * v)) for k, v in counts.items()}
 
 
-@dataclass(frozen=True)
-class Builder:
-    """A registered model builder: its typed ``features`` / ``train`` sections and build function."""
-
-    features_type: type[Section]
-    train_type: type[Section]
-    build: Callable[..., Any]
-    # the feature columns that must hold no nulls (a null there fails validation, naming the column)
-    non_null_columns: Callable[[Any], list[str]] | None = None
-    make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
-
-
 # builder(train_frame, features, train_params, seed, *, label, **task_extras) -> keras.Model
 BUILDERS: dict[str, Builder] = {
     "tabular": Builder(TabularFeatures, TabularTrain, build_tabular_classifier,
@@ -245,16 +283,9 @@ def use_case_from_section(name: str, section: UseCaseParams) -> UseCase:
         raise ConfigError(f"{where}.task: unknown task kind {section.task!r}; known kinds are {sorted(TASKS)}")
     builder: Builder = _registered("builder", section.model.builder, BUILDERS, f"{where}.model.builder")
     baseline = _registered("baseline", section.model.baseline, BASELINES, f"{where}.model.baseline")
-    card = section.card
     return UseCase(
-        name=name, title=card.title, task=get_task(section.task),
-        features_type=builder.features_type, train_type=builder.train_type, build_model=builder.build,
-        fit_baseline=baseline, make_serving=builder.make_serving, non_null_columns=builder.non_null_columns,
+        name=name, task=get_task(section.task), builder=builder, fit_baseline=baseline, card=section.card,
         class_weight=_balanced_class_weight if section.model.class_weight == "balanced" else None,
-        data_licence=card.licence, data_citation=card.citation, published=dict(card.published),
-        published_source=card.published_source, intended_use=card.intended_use,
-        limitations=card.limitations, business_terms=dict(card.business_terms),
-        class_of_interest=card.class_of_interest,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -23,7 +23,7 @@ from components.data.versioning import DataVersion
 from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
 from components.evaluation.report import Evaluation, write_metrics_json
 from components.release import registry
-from components.release.champion import load_champion, schema_change
+from components.release.champion import evaluate_with_champion, load_champion
 from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
 from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
@@ -124,13 +124,7 @@ def train(ctx: RunContext, snapshot) -> TrainedModel:
 def evaluate(ctx: RunContext, trained) -> Evaluation:
     champion = load_champion(ctx.settings, ctx.config, ctx.common.champion_alias)
     reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
-    changed = schema_change(champion, trained.splits.test.columns)
-    if changed:  # the champion cannot score these rows: the gate follows gate.on_schema_change
-        get_run_logger().warning("%s: %s", ctx.config.name, changed)
-    evaluation = ctx.use_case.task.evaluate(ctx.use_case, ctx.config, trained, reports / "plots",
-                                            None if changed else champion)
-    if changed and champion is not None:
-        evaluation = replace(evaluation, champion_version=champion.version, champion_error=changed, schema_change=changed)
+    evaluation = evaluate_with_champion(ctx.use_case, ctx.config, trained, reports / "plots", champion)
     write_metrics_json(evaluation, reports / "metrics.json")
     versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}", ctx.overrides)
     return evaluation

@@ -41,3 +41,17 @@ def test_dvc_stages_read_their_params_sections():
     assert dvc["stages"]["snapshot"]["foreach"] == "${use_cases}"
     assert {"defaults", "use_cases.${key}"} <= set(dvc["stages"]["train"]["do"]["params"])
     assert {"defaults", "use_cases.${key}.data", "use_cases.${key}.validate"} <= set(dvc["stages"]["snapshot"]["do"]["params"])
+
+
+def test_nulls_are_refused_where_the_model_cannot_take_them_whatever_the_allowed_rate():
+    # the section-wide rate and a column's own rate both give way for the label and a recommender's ids
+    params = load_params(ROOT / "params.yaml", {"use_cases.recommend.validate.max_null_fraction": 0.3,
+                                                "use_cases.recommend.validate.columns.item_id.max_null_fraction": 0.5})
+    rules = get_use_case("recommend", params).configure(params).params.validate.columns
+    assert rules["user_id"].max_null_fraction == 0.0
+    assert rules["item_id"].max_null_fraction == 0.0
+    assert rules["rating"].max_null_fraction is None  # other columns keep the section's rate
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.validate.max_null_fraction": 0.3})
+    rules = get_use_case("intent", params).configure(params).params.validate.columns
+    assert rules["Revenue"].max_null_fraction == 0.0
+    assert rules["Month"].max_null_fraction is None

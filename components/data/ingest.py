@@ -277,12 +277,16 @@ def request_columns(state: dict | None, model_inputs: dict[str, str]) -> dict[st
     the raw columns they read, then the model inputs they neither read nor produce."""
     if not state:
         return dict(model_inputs)
+    raw = {name: RAW_DTYPES[kind] for name, kind in state.get("inputs", {}).items()}
+    return {**raw, **{name: model_inputs[name] for name in untransformed(load_transforms(state), list(model_inputs))}}
+
+
+def untransformed(fitted, names: list[str]) -> list[str]:
+    """The model inputs among ``names`` the transforms neither read nor produce: sent as they are."""
     from components.data.transforms import input_columns, output_columns
 
-    fitted = load_transforms(state)
     touched = {*input_columns(fitted), *output_columns(fitted)}
-    raw = {name: RAW_DTYPES[kind] for name, kind in state.get("inputs", {}).items()}
-    return {**raw, **{name: dtype for name, dtype in model_inputs.items() if name not in touched}}
+    return [name for name in names if name not in touched]
 
 
 def load_transforms(state: dict | None):

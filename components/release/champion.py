@@ -9,6 +9,7 @@ validation rows are known exactly, whatever the current split settings are.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from components.data import versioning
 from components.data.splits import SPLIT_TAG, TEST, assign_sides, row_keys
 from components.errors import ConfigError
 from components.evaluation.report import ChampionScorer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,18 @@ def schema_change(champion: ChampionScorer | None, columns) -> str | None:
 
     return (f"schema change: champion v{champion.version} takes {len(champion.input_columns)} columns; "
             f"the new data lacks {len(missing)}: {names(missing)}")
+
+
+def evaluate_with_champion(use_case: Any, config: Any, trained: Any, plots_dir, champion: ChampionScorer | None):
+    """The task's evaluation of ``trained`` against the champion. When the champion cannot score
+    this data (its input columns are gone), it is left out of the scoring and the evaluation
+    carries the one-line ``schema_change`` the gate decides on (``gate.on_schema_change``)."""
+    from dataclasses import replace
+
+    changed = schema_change(champion, trained.splits.test.columns)
+    if changed:
+        logger.warning("%s: %s", config.name, changed)
+    evaluation = use_case.task.evaluate(use_case, config, trained, plots_dir, None if changed else champion)
+    if changed and champion is not None:
+        evaluation = replace(evaluation, champion_version=champion.version, champion_error=changed, schema_change=changed)
+    return evaluation

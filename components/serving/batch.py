@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from components.data.ingest import untransformed
 from components.errors import DataValidationError, FunnelError
-from components.serving.transforms import untransformed
 
 if TYPE_CHECKING:
     from components.config import Settings

@@ -16,7 +16,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 JSON_TYPES = {"float32": "number", "int64": "integer", "int32": "integer", "string": "string"}
 # dtype of each raw column kind a model with data.transforms takes (components.data.ingest.value_kind);
 # float64 keeps an epoch timestamp exact until the transforms have read it
-RAW_DTYPES = {"float": "float64", "int": "int64", "bool": "bool", "str": "string"}
 FIELD_JSON_TYPES = JSON_TYPES | {"float64": "number", "bool": "boolean"}
 MAX_REPORTED_ERRORS = 20
 

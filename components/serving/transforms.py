@@ -13,22 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.data.ingest import RAW_DTYPES, untransformed
 from components.errors import DataValidationError
-from components.serving.schema import RAW_DTYPES, InputField, RequestError, ServingError, group_fields
+from components.serving.schema import InputField, RequestError, ServingError, group_fields
 from components.serving.scorer import CompiledScorer
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from components.data.transforms import FittedTransforms
-
-
-def untransformed(fitted: FittedTransforms, names: list[str]) -> list[str]:
-    """The model inputs among ``names`` the transforms neither read nor produce: sent as they are."""
-    from components.data.transforms import input_columns, output_columns
-
-    touched = {*input_columns(fitted), *output_columns(fitted)}
-    return [name for name in names if name not in touched]
 
 
 def request_fields(fitted: FittedTransforms, inputs: Mapping[str, str],
