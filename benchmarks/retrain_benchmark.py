@@ -31,7 +31,8 @@ METRICS = {"intent": ("roc_auc", "pr_auc", "f1", "capture_top_10pct", "capture_t
 def platform_runs(names: list[str]) -> list[dict]:
     from components.config import load_params, load_settings
     from components.errors import GateFailedError
-    from components.release.registry import connect, describe_use_case
+    from components.release.catalog import describe_use_case
+    from components.release.registry import connect
     from flows.retrain import retrain
 
     settings = load_settings()

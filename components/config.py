@@ -75,6 +75,12 @@ class ServingParams(Section):
     max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
     workers: int = 1
+    # a request body over this is refused with 413 before it is parsed
+    max_body_bytes: int = 1_048_576
+    # a string value longer than this, in any field, is refused with 422 before the model runs
+    max_string_chars: int = 10_000
+    # /ready answers 503 once this many reloads of a new @champion in a row have failed
+    max_failed_reloads: int = 3
 
 
 class CommonParams(Section):
@@ -93,6 +99,9 @@ class CommonParams(Section):
     input_example: Literal["synthetic", "off"] = "synthetic"
     # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
     distribute_strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    # how long a run waits for a lock another run holds (an alias move, a DVC command) before
+    # it stops with a message naming the lock
+    lock_timeout_s: float = 300.0
     serving: ServingParams = ServingParams()
 
 
@@ -305,6 +314,8 @@ def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Param
 MIRROR_ENV = "FUNNEL_DATA_MIRROR"
 REMOTE_ENV = "FUNNEL_DVC_REMOTE"
 ROOT_ENV = "FUNNEL_REPO_ROOT"
+LOCK_ENV = "FUNNEL_LOCK_URL"
+GIT_COMMIT_ENV = "FUNNEL_GIT_COMMIT"
 
 
 @dataclass(frozen=True)
@@ -317,6 +328,10 @@ class Settings:
     data_mirror: Path | None
     dvc_remote: str
     params_path: Path
+    # where alias moves of a use case are serialised across machines (FUNNEL_LOCK_URL):
+    # a postgresql:// URL all workers reach, or "file" (this machine only); None: derived from
+    # the tracking URI (SQLite: a file lock beside it; PostgreSQL: an advisory lock in it)
+    lock_url: str | None = None
 
     def path(self, relative: str) -> Path:
         return self.repo_root / relative
@@ -356,11 +371,17 @@ def load_settings(
         data_mirror=mirror,
         dvc_remote=remote,
         params_path=params_path,
+        lock_url=env.get(LOCK_ENV) or None,
     )
 
 
-def read_git_commit(repo_root: Path) -> str:
-    """The commit the code runs at (with ``-dirty`` when the tree has changes), or ``unknown``."""
+def read_git_commit(repo_root: Path, env: Mapping[str, str] | None = None) -> str:
+    """The commit the code runs at: ``FUNNEL_GIT_COMMIT`` when set (a worker image records the
+    source commit it was built from; its own repository is a local one made at build time), else
+    the checkout's HEAD (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    pinned = (os.environ if env is None else env).get(GIT_COMMIT_ENV, "").strip()
+    if pinned and pinned != "unknown":
+        return pinned
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True

@@ -83,3 +83,79 @@ class LedgerError(FunnelError):
 
 class ReviewError(FunnelError):
     """A reviewer rejected the challenger, or no review came in time; @champion is unchanged."""
+
+
+class RegistryError(FunnelError):
+    """The MLflow registry refused or failed a request (auth, permissions, server error): nothing
+    is read as "absent" then, so a 403 never looks like "no champion" or "empty ledger"."""
+
+    def __init__(self, uri: str, what: str, error_code: str, status: int | None = None) -> None:
+        hint = {401: "check MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
+                403: "the MLflow user lacks a permission on this model; ask an MLflow admin"}.get(
+            status or 0, "check that the MLflow server is up and see its log")
+        super().__init__(f"the MLflow registry at {uri} answered {error_code}"
+                         f"{f' (HTTP {status})' if status else ''} to {what}; nothing was changed: {hint}")
+        self.error_code = error_code
+        self.status = status
+        # a server error or an unreachable server may pass; a refusal will not
+        self.transient = status is None or status >= 500
+
+
+class LockTimeoutError(FunnelError):
+    """Another run holds a lock this run needs, for longer than the configured timeout."""
+
+
+# the statuses of a use case's run (flows/retrain.py ``outcome``) that fail a multi-use-case run
+# and the CLI; "not promoted" (a failed gate, a rejected review) and "skipped" (no data) do not
+FAILED_RUN_STATUSES = ("invalid data", "error")
+
+
+class RetrainFailedError(FunnelError):
+    """Some use cases of a multi-use-case run errored or had invalid data; the others still ran.
+
+    ``results`` holds every use case's summary (the same list a successful run returns)."""
+
+    def __init__(self, results: list[dict]) -> None:
+        failed = [r for r in results if r.get("status") in FAILED_RUN_STATUSES]
+        named = "; ".join(f"{r['use_case']}: {r['status']}" for r in failed)
+        super().__init__(
+            f"{len(failed)} of {len(results)} use case run(s) failed ({named}); the others ran to their "
+            "decision. Each run's error is in the summary and in the Prefect UI: fix it and re-run "
+            "`funnel retrain <use case>`."
+        )
+        self.results = results
+        self.failed = [str(r["use_case"]) for r in failed]
+
+
+# OSErrors that say a file or folder is missing or forbidden: retrying cannot help
+PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+# HTTP statuses worth another try besides every server-side (5xx) one: request timeout, too many requests
+RETRY_STATUSES = frozenset({408, 429})
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a client library attached to ``exc`` (MLflow's ``get_http_status_code()``,
+    requests' and httpx's ``response.status_code``), or None."""
+    getter = getattr(exc, "get_http_status_code", None)
+    status = getter() if callable(getter) else getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether ``exc`` may pass on a retry: a network or OS error (not a missing or forbidden
+    file), a timeout, or an HTTP 408/429/5xx answer (MLflow's server included), here or in the
+    ``raise ... from`` chain. A FunnelError never is: bad data, a failed gate or a bad setting
+    fail the same way every time."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, FunnelError):
+            return False
+        # before the OSError test: requests' HTTPError is an OSError, and a 404 stays a 404
+        status = http_status(exc)
+        if status is not None:
+            return status >= 500 or status in RETRY_STATUSES
+        if isinstance(exc, TimeoutError) or (isinstance(exc, OSError) and not isinstance(exc, PERMANENT_OS_ERRORS)):
+            return True
+        exc = exc.__cause__
+    return False

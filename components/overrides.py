@@ -94,3 +94,17 @@ def effective_params(raw: dict[str, Any], overrides: Mapping[str, Any] | None = 
             node = node.get(part) if isinstance(node, Mapping) else None
         (first if isinstance(node, Mapping) else rest)[dotted] = value
     return apply_overrides(merge_defaults(apply_overrides(raw, first)), rest)
+
+
+def flatten_params(prefix: str, value: Any) -> dict[str, Any]:
+    """Dotted keys -> leaf values of nested mappings, pydantic sections and dataclasses (MLflow params)."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        out = {}
+        for key, item in value.items():
+            out.update(flatten_params(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    if hasattr(value, "model_dump"):  # a pydantic section of params.yaml
+        return flatten_params(prefix, {k: getattr(value, k) for k in type(value).model_fields})
+    if hasattr(value, "__dataclass_fields__"):
+        return flatten_params(prefix, {k: getattr(value, k) for k in value.__dataclass_fields__})
+    return {prefix: value}

@@ -7,20 +7,31 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.client.schemas.objects import TaskRun
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.states import State
+from prefect.tasks import RetryConditionCallable
 
 from components.config import Settings, load_params, load_settings, read_git_commit
 from components.data import versioning
 from components.data.ingest import Snapshot, apply_replay, derive, read_source, resolve_source, write_snapshot
 from components.data.validate import ValidationReport, artifact_rows, check_report, validate_frame
 from components.data.versioning import DataVersion
-from components.errors import DataUnavailableError, DataValidationError, GateFailedError, ReviewError
+from components.errors import (
+    FAILED_RUN_STATUSES,
+    DataUnavailableError,
+    DataValidationError,
+    GateFailedError,
+    RetrainFailedError,
+    ReviewError,
+    is_transient,
+)
 from components.evaluation.report import Evaluation, write_metrics_json
 from components.release import registry
 from components.release.champion import evaluate_with_champion, load_champion
@@ -40,15 +51,25 @@ class TaskOptions(TypedDict, total=False):
     cache_policy: CachePolicy
     retries: int
     retry_delay_seconds: float
+    retry_condition_fn: RetryConditionCallable
     timeout_seconds: float
+
+
+def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Prefect's ``retry_condition_fn``: retry only what may pass next time (a network or OS error,
+    a timeout, an HTTP 5xx from MLflow: ``is_transient``), never a FunnelError (bad data, a failed
+    gate, a bad setting)."""
+    return is_transient(state.data if isinstance(state.data, BaseException) else None)
 
 
 # Retries, timeouts and caching for every task, set in one place. Results stay in memory
 # (frames, Keras models), so nothing is cached or persisted between runs.
 IO_TASK: TaskOptions = {
-    "cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 600,
+    "cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_transient,
+    "timeout_seconds": 600,
 }
-ML_TASK: TaskOptions = {"cache_policy": NO_CACHE, "retries": 0, "timeout_seconds": 3600}
+ML_TASK: TaskOptions = {"cache_policy": NO_CACHE, "retries": 0, "retry_condition_fn": retry_transient,
+                        "timeout_seconds": 3600}
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,7 @@ def version(ctx: RunContext, frame, source: str) -> tuple[Snapshot, DataVersion]
     snapshot = write_snapshot(ctx.config.name, frame, source, ctx.settings.path(ctx.common.snapshot_dir))
     data_version = versioning.version_snapshot(
         ctx.settings.repo_root, f"snapshot@{ctx.config.name}", snapshot.path, ctx.settings.dvc_remote, ctx.overrides,
+        lock_timeout_s=ctx.common.lock_timeout_s,
     )
     return snapshot, data_version
 
@@ -126,7 +148,8 @@ def evaluate(ctx: RunContext, trained) -> Evaluation:
     reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
     evaluation = evaluate_with_champion(ctx.use_case, ctx.config, trained, reports / "plots", champion)
     write_metrics_json(evaluation, reports / "metrics.json")
-    versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}", ctx.overrides)
+    versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}", ctx.overrides,
+                            lock_timeout_s=ctx.common.lock_timeout_s)
     return evaluation
 
 
@@ -218,12 +241,14 @@ def wait_for_review(ctx: RunContext, registered, decision) -> ReviewInput:
 
 @task(**IO_TASK | {"retries": 0})
 def promote(ctx: RunContext, decision, review: ReviewInput | None = None) -> str:
+    timeout = ctx.common.lock_timeout_s
     if review is None:
-        return apply_promotion(decision, ctx.settings, ctx.common.champion_alias, flow_run_id=str(flow_run.id or ""))
+        return apply_promotion(decision, ctx.settings, ctx.common.champion_alias, flow_run_id=str(flow_run.id or ""),
+                               lock_timeout_s=timeout)
     return apply_promotion(
         decision, ctx.settings, ctx.common.champion_alias,
         action="approve (schema change)" if decision.schema_change else "approve", actor=review.reviewer,
-        reason=review.reason, flow_run_id=str(flow_run.id or ""),
+        reason=review.reason, flow_run_id=str(flow_run.id or ""), lock_timeout_s=timeout,
     )
 
 
@@ -270,7 +295,9 @@ def available_use_cases(
 def retrain_all(
     use_cases: list[str] | None = None, overrides: dict[str, Any] | None = None, parallel: bool = False,
 ) -> list[dict[str, Any]]:
-    """Retrain every use case whose data is available; one failure does not stop the others.
+    """Retrain every use case whose data is available; one failure does not stop the others, but
+    the run then ends Failed with a RetrainFailedError carrying every summary (``results``). A gate
+    that kept @champion ("not promoted") is a decision, not a failure; nor is skipped data.
     With ``parallel``, each use case is a task on the flow's task runner (Dask: see
     ``with_dask``), so use cases train side by side; DVC calls stay serialised per repository."""
     logger = get_run_logger()
@@ -281,10 +308,11 @@ def retrain_all(
     if parallel:
         registry.initialise_store(load_settings())
         futures = [retrain_one.submit(name, overrides) for name in ready]
-        return results + [future.result() for future in futures]
-    for name in ready:
-        state = retrain(name, overrides, return_state=True)
-        results.append(outcome(name, state))
+        results += [future.result() for future in futures]
+    else:
+        results += [outcome(name, retrain(name, overrides, return_state=True)) for name in ready]
+    if any(r["status"] in FAILED_RUN_STATUSES for r in results):
+        raise RetrainFailedError(results)
     return results
 
 

@@ -10,7 +10,8 @@ import tempfile
 
 from flows.runtime import configure_environment
 
-# the use cases and settings handed to worker processes (``--workers`` > 1)
+# the use cases and settings handed to worker processes (``--workers`` > 1); never the API keys:
+# each worker reads them from the environment it inherits
 SPEC_ENV = "FUNNEL_SERVE_SPEC"
 
 
@@ -27,6 +28,9 @@ def serve_command(
 ) -> None:
     """Serve ``use_cases`` until interrupted; @champion moves are picked up every ``poll_interval_s``.
 
+    The body and string limits and ``max_failed_reloads`` come from ``common.serving`` in params.yaml.
+    With ``FUNNEL_SERVE_API_KEY`` set (key[,key...]), /predict and /openapi.json need one of the keys.
+
     With ``workers`` > 1, that many processes share the listening socket (uvicorn's supervisor
     restarts one that dies); each loads the champions, micro-batches and hot-reloads on its own,
     and /metrics adds up all of them.
@@ -36,6 +40,7 @@ def serve_command(
     """
     configure_environment()
     from components.config import load_params, load_settings
+    from components.serving.app import API_KEY_ENV, describe_auth, parse_api_keys
     from components.serving.schema import ServingError
     from components.serving.store import ServeParams
     from components.use_cases import get_use_case
@@ -50,9 +55,15 @@ def serve_command(
     loaded = load_params(settings.params_path)
     for name in use_cases:
         get_use_case(name, loaded)
-    alias = loaded.common.champion_alias
-    params = ServeParams(alias=alias, poll_interval_s=poll_interval_s, max_rows=max_rows, max_batch_rows=max_batch_rows,
-                         scoring_threads=scoring_threads, max_batch_wait_ms=max_batch_wait_ms)
+    alias, serving = loaded.common.champion_alias, loaded.common.serving
+    params = ServeParams(
+        alias=alias, poll_interval_s=poll_interval_s, max_rows=max_rows, max_batch_rows=max_batch_rows,
+        scoring_threads=scoring_threads, max_batch_wait_ms=max_batch_wait_ms,
+        max_body_bytes=serving.max_body_bytes, max_string_chars=serving.max_string_chars,
+        max_failed_reloads=serving.max_failed_reloads,
+    )
+    api_keys = parse_api_keys(os.environ.get(API_KEY_ENV))  # refuses a set-but-empty variable before loading
+    print(describe_auth(api_keys), flush=True)  # noqa: T201 - the command's output: whether clients need a key
     if workers > 1:
         _serve_workers(settings, use_cases, params, host, port, workers)
         return
@@ -61,13 +72,14 @@ def serve_command(
     from components.serving.app import build_app, open_store, server_config
 
     store = open_store(settings, use_cases, params)
-    print(  # noqa: T201 - the command's one line of output
+    app = build_app(store, api_keys)
+    print(  # noqa: T201 - the command's output: what it serves
         f"serving {', '.join(f'{uc} v{m.version}' for uc, m in store.served().items())} on http://{host}:{port} "
         f"(OpenAPI: /openapi.json, metrics: /metrics; @{alias} checked every {poll_interval_s:g} s)",
         flush=True,
     )
     try:
-        uvicorn.Server(server_config(build_app(store), host, port)).run()
+        uvicorn.Server(server_config(app, host, port)).run()
     finally:
         store.close()
 
@@ -88,7 +100,7 @@ def _serve_workers(settings, use_cases: list[str], params, host: str, port: int,
     os.environ[SPEC_ENV] = json.dumps({"use_cases": use_cases, "params": dataclasses.asdict(params)})
     config = server_config(f"{__name__}:worker_app", host, port, factory=True, workers=workers)
     sock = config.bind_socket()
-    print(  # noqa: T201 - the command's one line of output
+    print(  # noqa: T201 - the command's output: what it serves
         f"serving {', '.join(f'{uc} v{v}' for uc, v in versions.items())} on http://{host}:{port} with {workers} "
         f"worker processes (OpenAPI: /openapi.json, metrics: /metrics; @{params.alias} checked every "
         f"{params.poll_interval_s:g} s)",
@@ -105,8 +117,9 @@ def worker_app():
     """The app of one worker process (uvicorn's factory): its own store of champions."""
     configure_environment()
     from components.config import load_settings
-    from components.serving.app import build_app, open_store
+    from components.serving.app import API_KEY_ENV, build_app, open_store, parse_api_keys
     from components.serving.store import ServeParams
 
     spec = json.loads(os.environ[SPEC_ENV])
-    return build_app(open_store(load_settings(), spec["use_cases"], ServeParams(**spec["params"])))
+    store = open_store(load_settings(), spec["use_cases"], ServeParams(**spec["params"]))
+    return build_app(store, parse_api_keys(os.environ.get(API_KEY_ENV)))

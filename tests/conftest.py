@@ -121,7 +121,9 @@ def make_project(folder: Path, intent_rows: int = 2500) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("params.yaml", "dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "components", folder / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    # code and stage definitions: dvc.yaml's stages depend on them
+    for code in ("components", "flows"):
+        shutil.copytree(ROOT / code, folder / code, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "data" / "intent").mkdir(parents=True)
     intent_slice(intent_rows).to_csv(folder / "data" / "intent" / INTENT_CSV.name, index=False)
     shutil.copytree(SENTIMENT_DIR, folder / "data" / "sentiment")

@@ -55,3 +55,56 @@ def test_nulls_are_refused_where_the_model_cannot_take_them_whatever_the_allowed
     rules = get_use_case("intent", params).configure(params).params.validate.columns
     assert rules["Revenue"].max_null_fraction == 0.0
     assert rules["Month"].max_null_fraction is None
+
+
+def _imported_components(path: Path) -> set[str]:
+    """Every ``components.*`` module ``path`` imports (at module level or inside functions)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return {name for name in names if name.split(".")[0] == "components"}
+
+
+def _module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def stage_closure() -> set[Path]:
+    """The files ``funnel stage snapshot|train`` (flows/stages.py) can run: its imports, transitively."""
+    seen: set[Path] = set()
+    todo = [ROOT / "flows" / "stages.py"]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo += [f for f in map(_module_file, _imported_components(path)) if f is not None]
+    return seen
+
+
+def test_dvc_stage_deps_cover_every_module_and_common_param_the_stages_read():
+    """dvc.yaml's deps are derived from the imports: a module the stages reach but the stage does
+    not list would let `dvc repro` keep outputs that code changed."""
+    import re
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    closure = stage_closure()
+    assert ROOT / "components" / "training" / "fit.py" in closure  # the walk follows function-level imports
+    for name in ("snapshot", "train"):
+        deps = [d for d in stages[name]["do"]["deps"] if not d.startswith("${")]
+        uncovered = sorted(str(p.relative_to(ROOT)) for p in closure
+                           if not any(p.relative_to(ROOT).as_posix() == d or p.relative_to(ROOT).as_posix().startswith(d + "/")
+                                      for d in deps))
+        assert uncovered == [], f"dvc.yaml stage {name} misses deps: {uncovered}"
+    # the common keys the train stage reads (folders excepted: they are where, not what)
+    read = {m for p in closure for m in re.findall(r"params\.common\.([a-z_]+)", p.read_text())}
+    read -= {"snapshot_dir", "reports_dir", "data_docs_dir", "dvc_remote_dir"}
+    listed = {p.removeprefix("common.") for p in stages["train"]["do"]["params"] if p.startswith("common.")}
+    assert read, "the walk found no params.common reads"
+    assert read <= listed, f"dvc.yaml train misses params: {sorted(read - listed)}"

@@ -24,17 +24,65 @@ class Splits:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
+# a stratified hold-out puts at least one row of a class on each side: rarer classes stay in train
+MIN_STRATIFIED_ROWS = 2
+
+
+def stratified_holdout(frame: pd.DataFrame, label: str, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, held out): ``fraction`` of the rows held out, stratified by ``label``; the rows of a
+    class with fewer than MIN_STRATIFIED_ROWS rows are all kept (sklearn cannot stratify them)."""
+    counts = frame[label].astype(str).map(frame[label].astype(str).value_counts())
+    rare = (counts < MIN_STRATIFIED_ROWS).to_numpy()
+    common = frame[~rare]
+    classes = common[label].nunique()
+    held_rows = int(np.ceil(len(common) * fraction))
+    if classes > min(held_rows, len(common) - held_rows):
+        from components.errors import DataValidationError
+
+        raise DataValidationError(label, [
+            f"a stratified split of {len(common)} rows holds out {held_rows} (fraction {fraction}), too few "
+            f"for one row of each of the {classes} classes of {label!r} on each side; add rows or lower the fraction"])
+    kept, held = train_test_split(common, test_size=fraction, random_state=seed, stratify=common[label])
+    return (pd.concat([kept, frame[rare]]) if rare.any() else kept), held
+
+
 def split_frame(
     frame: pd.DataFrame, label: str, test_fraction: float, validation_fraction: float, seed: int
 ) -> Splits:
-    """Stratified, seeded split: the test split depends only on the data and the seed."""
-    rest, test = train_test_split(
-        frame, test_size=test_fraction, random_state=seed, stratify=frame[label]
-    )
-    train, validation = train_test_split(
-        rest, test_size=validation_fraction, random_state=seed, stratify=rest[label]
-    )
+    """Stratified, seeded split: the test split depends only on the data and the seed; a class
+    too rare to stratify stays in train."""
+    rest, test = stratified_holdout(frame, label, test_fraction, seed)
+    train, validation = stratified_holdout(rest, label, validation_fraction, seed)
     return Splits(*(part.reset_index(drop=True) for part in (train, validation, test)))
+
+
+def check_split_classes(splits: Splits, label: str, use_case: str, min_train_rows: int = 1,
+                        every_side: bool = False) -> None:
+    """Raise DataValidationError (counts only, never a label value) when a class of the validation
+    or test split has fewer than ``min_train_rows`` training rows, or, with ``every_side``, when a
+    class of the data is missing from a split (a binary model needs both classes everywhere)."""
+    train = splits.train[label].astype(str).value_counts()
+    need = "no training row" if min_train_rows <= 1 else f"fewer than {min_train_rows} training rows"
+    failures = []
+    for name, part in (("validation", splits.validation), ("test", splits.test)):
+        values = part[label].astype(str)
+        unseen = values[~values.isin(train[train >= min_train_rows].index)]
+        if len(unseen):
+            failures.append(
+                f"{len(unseen)} {name} row(s) are of {unseen.nunique()} {label!r} class(es) with {need}, which the "
+                "model cannot learn; add rows of those classes, or use split.method: stratified (a rare class's "
+                "rows stay in train)")
+    if every_side:
+        classes = set(train.index) | {str(v) for p in (splits.validation, splits.test) for v in p[label].unique()}
+        for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+            missing = len(classes - {str(v) for v in part[label].unique()})
+            if missing:
+                failures.append(f"the {name} split ({len(part)} rows) has no row of {missing} of the {len(classes)} "
+                                f"{label!r} classes; add rows of the rare class (or use split.method: stratified)")
+    if failures:
+        from components.errors import DataValidationError
+
+        raise DataValidationError(use_case, failures)
 
 
 def label_array(frame: pd.DataFrame, label: str) -> np.ndarray:
@@ -71,13 +119,16 @@ def binary_labels(values: pd.Series, class_of_interest, column: str) -> pd.Serie
 
 def encode_binary_splits(splits: Splits, label: str, class_of_interest) -> Splits:
     """Every split with its label as 0/1 for ``class_of_interest`` (row keys unchanged: they were
-    computed on the rows as read, so they match the champion's)."""
+    computed on the rows as read, so they match the champion's). The splits are encoded together:
+    a split without the class of interest is ``check_split_classes``' to report."""
     from dataclasses import replace
 
-    def encode(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.assign(**{label: binary_labels(frame[label], class_of_interest, label)})
-
-    return replace(splits, train=encode(splits.train), validation=encode(splits.validation), test=encode(splits.test))
+    parts = (splits.train, splits.validation, splits.test)
+    encoded = binary_labels(pd.concat([p[label] for p in parts], ignore_index=True), class_of_interest, label)
+    edges = np.cumsum([0, *(len(p) for p in parts)])
+    train, validation, test = (part.assign(**{label: encoded.iloc[edges[i]:edges[i + 1]].to_numpy()})
+                               for i, part in enumerate(parts))
+    return replace(splits, train=train, validation=validation, test=test)
 
 
 def holdout_per_user(frame: pd.DataFrame, user: str, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

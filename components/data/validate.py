@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from components.config import ValidateParams
-from components.errors import DataValidationError
+from components.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,9 @@ def build_expectations(params: ValidateParams) -> list[Any]:
     e = gx.expectations
     expectations: list[Any] = [e.ExpectTableRowCountToBeBetween(min_value=params.min_rows)]
     for column, rule in params.columns.items():
+        if rule.type not in TYPE_LISTS:  # ColumnRule's Literal and TYPE_LISTS list the same types
+            raise ConfigError(f"validate.columns.{column}.type: unknown type {rule.type!r}; "
+                              f"use one of {', '.join(TYPE_LISTS)}")
         expectations.append(e.ExpectColumnToExist(column=column))
         expectations.append(
             e.ExpectColumnValuesToBeInTypeList(column=column, type_list=TYPE_LISTS[rule.type])
@@ -132,7 +135,7 @@ def build_expectations(params: ValidateParams) -> list[Any]:
             expectations.append(
                 e.ExpectColumnValuesToBeBetween(column=column, min_value=rule.min, max_value=rule.max)
             )
-        if rule.allowed is not None and column != params.label:
+        if rule.allowed is not None:  # the label too: a value outside the set must not train a new class
             expectations.append(e.ExpectColumnValuesToBeInSet(column=column, value_set=list(rule.allowed)))
         if rule.min_length is not None or rule.max_length is not None:
             expectations.append(
@@ -162,9 +165,11 @@ def _summarize(result: Any, names: Collection[str] = ()) -> dict[str, Any]:
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
     numbers = _safe_numbers(config.type, result.result or {})
     error = _gx_error(result.exception_info or {}, names)
-    shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    shown = ", ".join(f"{k}={_settings(v)}" for k, v in kwargs.items())
     observed = ", ".join(f"{k}={_short(v)}" for k, v in numbers.items())
     outcome = f"Great Expectations raised {error}" if error else observed or "failed"
+    if not error and not result.success and _is_allowed_set(config.type, kwargs):
+        outcome = _outside_allowed(str(kwargs["column"]), len(kwargs["value_set"]), numbers)
     return {
         "expectation": config.type,
         "kwargs": _jsonable(kwargs),
@@ -173,6 +178,25 @@ def _summarize(result: Any, names: Collection[str] = ()) -> dict[str, Any]:
         "error": error,
         "summary": f"{config.type}({shown}): {outcome}",
     }
+
+
+def _settings(value: Any, shown: int = 12) -> str:
+    # a long value set (77 intents) is named by its size: the rule is in params.yaml
+    if isinstance(value, list | tuple) and len(value) > shown:
+        return f"<{len(value)} values>"
+    return str(value)
+
+
+def _is_allowed_set(expectation: str, kwargs: dict[str, Any]) -> bool:
+    # a rule's ``allowed`` set; the per-class label shares (``mostly``) are another check
+    return expectation == "expect_column_values_to_be_in_set" and kwargs.get("mostly") in (None, 1, 1.0)
+
+
+def _outside_allowed(column: str, allowed: int, numbers: dict[str, Any]) -> str:
+    count = numbers.get("unexpected_count")
+    rows = f"{count} row(s) have" if count is not None else "some rows have"
+    return (f"{rows} a {column!r} value outside the {allowed} allowed values (rule validate.columns.{column}"
+            f".allowed); if it is a new category, add it to that list in params.yaml, else fix or drop those rows")
 
 
 def _is_statistic(value: Any) -> bool:

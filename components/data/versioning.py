@@ -7,7 +7,6 @@ time, so every call here takes a per-repository file lock first.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import subprocess
@@ -21,10 +20,13 @@ from typing import Any
 import yaml
 
 from components.errors import VersioningError
+from components.locks import file_lock
 
 logger = logging.getLogger(__name__)
 
 REMOTE_NAME = "funnel"
+# the callers pass common.lock_timeout_s; this is only the fallback for library use
+DVC_LOCK_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -39,16 +41,11 @@ class DataVersion:
 
 
 @contextmanager
-def repo_lock(repo_root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the repository's DVC state (across processes)."""
-    lock_dir = repo_root / ".dvc" / "tmp"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / "funnel.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def repo_lock(repo_root: Path, timeout_s: float = DVC_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on the repository's DVC state (across processes on this machine):
+    DVC runs one command per repository at a time."""
+    with file_lock(repo_root / ".dvc" / "tmp" / "funnel.lock", timeout_s, f"versioning data in {repo_root}"):
+        yield
 
 
 def run_dvc(repo_root: Path, *args: str) -> str:
@@ -128,12 +125,16 @@ def record_overrides(repo_root: Path, stage: str, overrides: Mapping[str, Any] |
 
 
 def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_url: str,
-                     overrides: Mapping[str, Any] | None = None) -> DataVersion:
+                     overrides: Mapping[str, Any] | None = None, lock_timeout_s: float = DVC_LOCK_TIMEOUT_S,
+                     staged: Path | None = None) -> DataVersion:
     """Record the snapshot written for ``stage`` in dvc.lock (with the run's overrides) and push
-    it to the remote."""
+    it to the remote. ``staged``: the run's own file, moved onto ``snapshot_path`` under the lock,
+    so a concurrent run of the same use case cannot swap the file between write and commit."""
     ensure_repo(repo_root)
     relative = snapshot_path.resolve().relative_to(repo_root.resolve()).as_posix()
-    with repo_lock(repo_root):
+    with repo_lock(repo_root, lock_timeout_s):
+        if staged is not None:
+            publish({staged: snapshot_path})
         before = read_locked_md5(repo_root, stage, relative)
         configure_remote(repo_root, remote_url)
         run_dvc(repo_root, "commit", "--force", stage)
@@ -146,12 +147,33 @@ def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_ur
     return DataVersion(md5=md5, path=relative, stage=stage, is_new=md5 != before, remote=remote_url)
 
 
-def commit_stage(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None = None) -> None:
-    """Record a stage's current outputs (metrics, plots) in dvc.lock, with the run's overrides."""
+def commit_stage(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None = None,
+                 lock_timeout_s: float = DVC_LOCK_TIMEOUT_S, staged: Mapping[Path, Path] | None = None) -> None:
+    """Record a stage's current outputs (metrics, plots) in dvc.lock, with the run's overrides;
+    ``staged`` (the run's own files or folders -> the stage's outputs) are published first, under
+    the same lock, so the outputs and the lock entry come from one run."""
     ensure_repo(repo_root)
-    with repo_lock(repo_root):
+    with repo_lock(repo_root, lock_timeout_s):
+        publish(staged or {})
         run_dvc(repo_root, "commit", "--force", stage)
         record_overrides(repo_root, stage, overrides)
+
+
+def publish(staged: Mapping[Path, Path]) -> None:
+    """Move each staged file or folder onto its destination (a folder replaces the old folder
+    whole, so no file of an earlier run is left in it). Call under ``repo_lock``."""
+    import shutil
+
+    for source, destination in staged.items():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            old = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+            if destination.exists():
+                destination.replace(old)
+            source.replace(destination)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            source.replace(destination)
 
 
 def cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None) -> Path | None:
@@ -166,8 +188,38 @@ def cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None) ->
 
 
 def read_cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None):
-    """The snapshot DVC stored for ``md5`` as a DataFrame, or None when neither cache nor remote has it."""
+    """The snapshot DVC stored for ``md5`` as a DataFrame: from the repo's cache, a local-folder
+    remote, or any remote DVC reads (S3, GCS, Azure, ...: through DVC's own filesystem for that
+    remote, with the repo's remote settings); None when none of them has it."""
     import pandas as pd
 
     path = cached_snapshot(repo_root, md5, remote_url)
-    return None if path is None else pd.read_parquet(path)
+    if path is not None:
+        return pd.read_parquet(path)
+    if not remote_url or "://" not in remote_url or not md5 or len(md5) < 3:
+        return None
+    return read_remote_snapshot(repo_root, md5, remote_url)
+
+
+def read_remote_snapshot(repo_root: Path, md5: str, remote_url: str):
+    """``files/md5/<2>/<rest>`` on the remote at ``remote_url`` (DVC 3's layout), or None."""
+    import io
+
+    import pandas as pd
+    from dvc.fs import get_cloud_fs
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(repo_root)) as repo:
+            cls, config, root = get_cloud_fs(repo.config, url=remote_url)
+        fs = cls(**config)
+        path = fs.join(root, "files", "md5", md5[:2], md5[2:])
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as remote:
+            return pd.read_parquet(io.BytesIO(remote.read()))
+    except Exception as exc:  # credentials, network, a remote type without its plugin
+        raise VersioningError(
+            f"cannot read snapshot {md5} from the DVC remote {remote_url} ({type(exc).__name__}); check the "
+            "remote's credentials (e.g. AWS_* for S3) and that its DVC plugin (e.g. dvc-s3) is installed"
+        ) from None

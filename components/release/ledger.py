@@ -10,21 +10,27 @@ champion the decision was based on, so two racing promotions cannot both win.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from components.config import Settings
-from components.errors import LedgerError, PromotionConflictError
+from components.config import LOCK_ENV, Settings
+from components.errors import ConfigError, LedgerError, PromotionConflictError
+from components.locks import advisory_lock, file_lock, is_postgres
 
 TAG_PREFIX = "ledger."
 ACTOR_ENV = "FUNNEL_ACTOR"
+# an entry's status: written before the alias moves (intent), after it moved (applied), or
+# settled as not applied when a crash stopped the move in between
+INTENT, APPLIED, NOT_APPLIED = "intent", "applied", "not applied"
+# the callers pass common.lock_timeout_s; this is only the fallback for library use
+DEFAULT_LOCK_TIMEOUT_S = 300.0
+MANUAL = "manual promotion"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class LedgerEntry:
     reason: str
     gate: str = ""
     flow_run_id: str = ""
+    # entries written before statuses existed were applied
+    status: str = APPLIED
 
     @property
     def tag(self) -> str:
@@ -53,8 +61,16 @@ class LedgerEntry:
         return cls(**json.loads(text))
 
 
-def current_actor() -> str:
-    """Who is acting: ``FUNNEL_ACTOR`` when set (CI, a service account), else the OS user."""
+def current_actor(settings: Settings | None = None) -> str:
+    """Who is acting. With an MLflow server that has user accounts: the MLflow user the server
+    confirmed (``FUNNEL_ACTOR`` cannot override a signed-in identity); else ``FUNNEL_ACTOR``
+    when set (CI, a service account), else the OS user."""
+    if settings is not None:
+        from components.release import registry
+
+        user = registry.authenticated_user(settings)
+        if user is not None:
+            return user
     try:
         return os.environ.get(ACTOR_ENV) or getpass.getuser()
     except (KeyError, OSError):
@@ -76,7 +92,7 @@ def read_ledger(settings: Settings, use_case: str) -> list[LedgerEntry]:
 def rollback_target(entries: list[LedgerEntry], alias: str, current: str | None) -> str:
     """The version ``alias`` pointed to before it moved to ``current`` (pure)."""
     for entry in reversed(entries):
-        if entry.alias == alias and entry.to_version == current:
+        if entry.alias == alias and entry.to_version == current and entry.status == APPLIED:
             if entry.from_version is None:
                 raise LedgerError(f"v{current} was the first @{alias}: there is no earlier version to roll back to")
             return entry.from_version
@@ -85,44 +101,68 @@ def rollback_target(entries: list[LedgerEntry], alias: str, current: str | None)
     )
 
 
-@contextlib.contextmanager
-def alias_lock(settings: Settings, use_case: str) -> Iterator[None]:
-    """Serialise alias moves of one use case across processes.
+def rollback_action(entries: list[LedgerEntry], alias: str, target: str, *, force: bool, reason: str | None) -> str:
+    """The ledger action of moving ``@alias`` back to ``target`` (pure): a rollback when ``target``
+    served as ``@alias`` before; anything else (a version that failed its gate or was never
+    reviewed) only with ``force`` and a reason, recorded as a manual promotion."""
+    if any(e.alias == alias and e.to_version == str(target) and e.status == APPLIED for e in entries):
+        return "rollback"
+    if not force:
+        raise LedgerError(
+            f"v{target} was never @{alias}, so no gate or reviewer passed it; a rollback only returns to a "
+            f"version that served before. To serve it anyway: --force --reason 'why' (recorded as a manual "
+            f"promotion). `funnel history` lists the earlier @{alias} versions."
+        )
+    if not (reason or "").strip():
+        raise LedgerError("--force needs --reason: the ledger records why a version no gate passed was promoted")
+    return MANUAL
 
-    Embedded set-up: an exclusive file lock beside the SQLite registry (or in the repo). With a
-    PostgreSQL registry: a transaction-level advisory lock in that database as well, so workers
-    on other machines are serialised too.
-    """
+
+def lock_target(settings: Settings) -> str:
+    """Where alias moves are serialised: FUNNEL_LOCK_URL, else derived from the tracking URI.
+    An MLflow server (http/https) gives no lock all workers share, so it needs FUNNEL_LOCK_URL."""
+    uri = settings.lock_url or settings.tracking_uri
+    if is_postgres(uri) or uri == "file":
+        return uri
+    if uri.startswith("sqlite:///") or "://" not in uri or uri.startswith("file:"):
+        return "file"
+    raise ConfigError(
+        f"alias moves through the MLflow server at {uri} need a lock every worker shares: set "
+        f"{LOCK_ENV}=postgresql://user:password@host:port/database (infra/docker-compose.yml sets it), "
+        f"or {LOCK_ENV}=file when every run of this registry is on this one machine. Nothing was changed."
+    )
+
+
+@contextlib.contextmanager
+def alias_lock(settings: Settings, use_case: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Serialise alias moves of one use case: a PostgreSQL advisory lock (FUNNEL_LOCK_URL, or the
+    PostgreSQL registry itself) across machines, or a file lock beside the SQLite registry."""
+    target = lock_target(settings)
+    what = f"moving an alias of {use_case}"
+    if target != "file":
+        with advisory_lock(target, f"alias-{use_case}", timeout_s, what):
+            yield
+        return
     uri = settings.tracking_uri
     folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else settings.repo_root
-    lock_dir = folder / ".funnel-locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f"{use_case}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            with _database_lock(uri, use_case):
-                yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _database_lock(uri: str, use_case: str) -> Iterator[None]:
-    if not uri.startswith(("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "postgres://")):
+    with file_lock(folder / ".funnel-locks" / f"{use_case}.lock", timeout_s, what):
         yield
-        return
-    import zlib
 
-    import sqlalchemy
 
-    engine = sqlalchemy.create_engine(uri.replace("postgres://", "postgresql://", 1))
-    try:
-        with engine.begin() as connection:
-            key = zlib.crc32(f"funnel-alias-{use_case}".encode())
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-            yield
-    finally:
-        engine.dispose()
+def reconcile(settings: Settings, use_case: str, alias: str, current: str | None,
+              entries: list[LedgerEntry]) -> list[LedgerEntry]:
+    """Settle moves a crash left as intents (called under the lock): an intent whose alias points
+    at its target was applied; any other was not. Entries are rewritten, never dropped."""
+    from components.release import registry
+
+    settled = []
+    for entry in entries:
+        if entry.status == INTENT and entry.alias == alias:
+            status = APPLIED if current == entry.to_version else NOT_APPLIED
+            entry = replace(entry, status=status, reason=f"{entry.reason} [settled later: {status}]"[:2000])
+            registry.set_model_tag(settings, use_case, entry.tag, entry.to_json())
+        settled.append(entry)
+    return settled
 
 
 def move_alias(
@@ -138,15 +178,18 @@ def move_alias(
     actor: str | None = None,
     gate: str = "",
     flow_run_id: str = "",
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> LedgerEntry:
-    """Move ``@alias`` to ``to_version`` and append the move to the ledger, under the use case's lock.
+    """Move ``@alias`` to ``to_version`` and record it, under the use case's lock: the ledger entry
+    is written first as an intent, then the alias moves, then the entry is marked applied, so a
+    crash anywhere leaves a record the next move settles (``reconcile``).
 
     With ``require_expected``, ``expected_from`` is the version the decision was based on (None: no
     champion); when the alias has moved since, nothing changes and PromotionConflictError says so.
     """
     from components.release import registry
 
-    with alias_lock(settings, use_case):
+    with alias_lock(settings, use_case, lock_timeout_s):
         current_version = registry.get_alias_version(settings, use_case, alias)
         current = str(current_version.version) if current_version is not None else None
         if require_expected and current != expected_from:
@@ -157,17 +200,28 @@ def move_alias(
             )
         if registry.get_version(settings, use_case, to_version) is None:
             raise LedgerError(f"{use_case} has no version {to_version}; see `funnel history {use_case}`")
-        entries = parse_ledger(registry.model_tags(settings, use_case))
+        tags = registry.model_tags(settings, use_case)
+        entries = reconcile(settings, use_case, alias, current, parse_ledger(tags))
+        sequence = max([e.sequence for e in entries] + [_highest_sequence(tags)]) + 1
         entry = LedgerEntry(
-            sequence=(entries[-1].sequence + 1) if entries else 1,
+            sequence=sequence,
             use_case=use_case, action=action, alias=alias, from_version=current,
-            to_version=str(to_version), actor=actor or current_actor(),
+            to_version=str(to_version), actor=actor or current_actor(settings),
             at=datetime.now(UTC).isoformat(timespec="seconds"), reason=reason[:2000],
-            gate=gate, flow_run_id=flow_run_id,
+            gate=gate, flow_run_id=flow_run_id, status=INTENT,
         )
+        if entry.tag in tags:  # never overwrite a record, whatever parse_ledger made of it
+            raise LedgerError(f"{use_case}: ledger tag {entry.tag} exists already; nothing was changed")
+        registry.set_model_tag(settings, use_case, entry.tag, entry.to_json())
         registry.set_alias(settings, use_case, alias, str(to_version))
+        entry = replace(entry, status=APPLIED)
         registry.set_model_tag(settings, use_case, entry.tag, entry.to_json())
     return entry
+
+
+def _highest_sequence(tags: dict[str, str]) -> int:
+    numbers = [int(k[len(TAG_PREFIX):]) for k in tags if re.fullmatch(rf"{re.escape(TAG_PREFIX)}\d+", k)]
+    return max(numbers, default=0)
 
 
 def _v(version: str | None) -> str:
@@ -189,7 +243,8 @@ def describe_lineage(settings: Settings, use_case: str, version: str | None, ali
         raise LedgerError(f"{use_case} has no version {version}; see `funnel history {use_case}`")
     tags = found.tags
     run = registry.get_run(settings, found.run_id)
-    promoted = [e for e in read_ledger(settings, use_case) if e.to_version == str(version) and e.alias == alias]
+    promoted = [e for e in read_ledger(settings, use_case)
+                if e.to_version == str(version) and e.alias == alias and e.status == APPLIED]
     return {
         "use case": use_case,
         "version": str(version),

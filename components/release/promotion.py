@@ -226,7 +226,7 @@ def decide_promotion(
 
 def apply_promotion(
     decision: PromotionDecision, settings, champion_alias: str, *, action: str | None = None,
-    actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "",
+    actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "", lock_timeout_s: float = 300.0,
 ) -> str:
     """Write the gate's tags; move ``@champion`` when it passed, else raise GateFailedError.
 
@@ -244,6 +244,6 @@ def apply_promotion(
         settings, decision.use_case, champion_alias, decision.version,
         expected_from=decision.champion_version, require_expected=True, action=action or decision.action,
         actor=actor, reason=reason or f"gate passed: {summary}", gate=f"{decision.verdict}: {summary}",
-        flow_run_id=flow_run_id,
+        flow_run_id=flow_run_id, lock_timeout_s=lock_timeout_s,
     )
     return decision.version

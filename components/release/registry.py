@@ -13,7 +13,6 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ import pandas as pd
 from components.config import Settings
 from components.data.ingest import load_transforms, request_columns, snapshot_transforms
 from components.data.splits import SPLIT_TAG, split_spec
+from components.overrides import flatten_params
 from components.release.examples import synthetic_example
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,6 @@ def load_pyfunc(path: str):
     return RowScorer(_load_keras_model(str(model_dir), mlmodel), transforms)
 
 
-
 def build_signature(keras_model, transforms: dict | None = None):
     """One (-1, 1) tensor per raw column (with ``data.transforms``: the columns they read, then
     the inputs they leave alone), probability out; strings as objects, so a null stays a null."""
@@ -135,19 +134,6 @@ def build_signature(keras_model, transforms: dict | None = None):
     else:
         outputs = Schema([TensorSpec(np.dtype("float32"), (-1,), "probability")])
     return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def _flatten(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        out = {}
-        for key, item in value.items():
-            out.update(_flatten(f"{prefix}.{key}" if prefix else str(key), item))
-        return out
-    if hasattr(value, "model_dump"):  # a pydantic section of params.yaml
-        return _flatten(prefix, {k: getattr(value, k) for k in type(value).model_fields})
-    if hasattr(value, "__dataclass_fields__"):
-        return _flatten(prefix, {k: getattr(value, k) for k in value.__dataclass_fields__})
-    return {prefix: value}
 
 
 def log_training_run(
@@ -181,7 +167,7 @@ def log_training_run(
         "validation": json.dumps(validation.statistics),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case}-{data_version.md5[:8]}", tags=tags) as run:
-        params = _flatten("", {
+        params = flatten_params("", {
             "seed": config.seed,
             "features": config.features,
             "train": config.train,
@@ -257,14 +243,57 @@ def model_transforms(model):
 
 
 def get_alias_version(settings: Settings, use_case: str, alias: str):
-    """The ModelVersion behind ``<use_case>@<alias>``, or None when there is none."""
+    """The ModelVersion behind ``<use_case>@<alias>``; None when the model or the alias does not
+    exist; RegistryError when the registry refuses or fails (never "absent" then)."""
+    client = connect(settings)
+    model = _unless_absent(settings, f"reading {use_case}", lambda: client.get_registered_model(use_case), use_case)
+    if model is None or alias not in model.aliases:
+        return None
+    return _unless_absent(settings, f"reading {use_case}@{alias}",
+                          lambda: client.get_model_version(use_case, str(model.aliases[alias])))
+
+
+def _unless_absent(settings: Settings, what: str, call, model: str | None = None):
+    """``call()``; None when MLflow says RESOURCE_DOES_NOT_EXIST, or PERMISSION_DENIED for a model
+    the user's search cannot find (MLflow's auth denies a model that does not exist yet); else RegistryError."""
     from mlflow.exceptions import MlflowException
 
-    client = connect(settings)
+    from components.errors import RegistryError
+
     try:
-        return client.get_model_version_by_alias(use_case, alias)
-    except MlflowException:
+        return call()
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        if error.error_code == "PERMISSION_DENIED" and model is not None and not _unless_absent(
+                settings, f"searching for {model}", lambda: connect(settings).search_registered_models(
+                    filter_string=f"name = '{model.replace(chr(39), '')}'", max_results=1)):
+            return None
+        status = error.get_http_status_code() if error.error_code != "INTERNAL_ERROR" else None
+        raise RegistryError(settings.tracking_uri, what, error.error_code, status) from None
+
+
+def authenticated_user(settings: Settings) -> str | None:
+    """The MLflow user this process is signed in as, confirmed by the server (MLflow's basic
+    auth answers ``users/get`` for oneself only with the right password); None when the registry
+    has no user accounts (embedded SQLite, or a server without the auth app)."""
+    import os
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    from components.errors import RegistryError
+
+    username = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not settings.tracking_uri.startswith(("http://", "https://")) or not username:
         return None
+    try:
+        return AuthServiceClient(settings.tracking_uri).get_user(username).username
+    except MlflowException as error:
+        if error.error_code == "ENDPOINT_NOT_FOUND":  # no auth app on this server
+            return None
+        raise RegistryError(settings.tracking_uri, f"confirming the MLflow user {username}", error.error_code,
+                            error.get_http_status_code()) from None
 
 
 def load_scorer(settings: Settings, use_case: str, alias: str):
@@ -327,36 +356,11 @@ def list_versions(settings: Settings, use_case: str) -> list:
     )
 
 
-def describe_use_case(settings: Settings, use_case: str, champion_alias: str) -> dict[str, Any]:
-    """The newest version of a use case and its champion, as the registry records them."""
-    versions = list_versions(settings, use_case)
-    champion = get_alias_version(settings, use_case, champion_alias)
-    if not versions:
-        return {"use_case": use_case, "version": None, "champion_version": None}
-    latest = versions[-1]
-    tags = latest.tags
-    return {
-        "use_case": use_case,
-        "version": str(latest.version),
-        "data_md5": tags.get("data_md5"),
-        "metrics": {k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")},
-        "baseline_name": tags.get("baseline.name"),
-        "baseline": {k[9:]: float(v) for k, v in tags.items() if k.startswith("baseline.") and k != "baseline.name"},
-        "gate": tags.get("gate.verdict", "not gated"),
-        # the model against its same-run peer: significantly better | tied | significantly worse
-        "vs_peer": tags.get("eval.vs_peer"),
-        "champion_version": str(champion.version) if champion else None,
-    }
-
-
 def model_tags(settings: Settings, use_case: str) -> dict[str, str]:
     """The registered model's own tags (where the promotion ledger lives); {} when not registered."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return dict(connect(settings).get_registered_model(use_case).tags)
-    except MlflowException:
-        return {}
+    model = _unless_absent(settings, f"reading {use_case}'s tags", lambda: connect(settings).get_registered_model(use_case),
+                           use_case)
+    return dict(model.tags) if model is not None else {}
 
 
 def set_model_tag(settings: Settings, use_case: str, key: str, value: str) -> None:
@@ -365,12 +369,8 @@ def set_model_tag(settings: Settings, use_case: str, key: str, value: str) -> No
 
 def get_version(settings: Settings, use_case: str, version: str):
     """A model version, or None when it does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return connect(settings).get_model_version(use_case, str(version))
-    except MlflowException:
-        return None
+    return _unless_absent(settings, f"reading {use_case} v{version}",
+                          lambda: connect(settings).get_model_version(use_case, str(version)), use_case)
 
 
 def versions_with_tag(settings: Settings, key: str, value: str) -> list:

@@ -267,6 +267,7 @@ def collect_facts(
     import json
 
     from components.data import versioning
+    from components.errors import VersioningError
     from components.monitoring.drift import feature_shift, label_shift
     from components.release import registry
 
@@ -283,9 +284,12 @@ def collect_facts(
                 "rows": run.data.tags.get("data_rows", "–"), "source": run.data.tags.get("data_source", "–"),
                 "validation": f"{stats.get('passed', '–')}/{stats.get('evaluated', '–')} expectations passed",
             }
-            reference = versioning.read_cached_snapshot(settings.repo_root, champion["data_md5"], settings.dvc_remote)
+            try:
+                reference = versioning.read_cached_snapshot(settings.repo_root, champion["data_md5"], settings.dvc_remote)
+            except VersioningError as exc:  # the remote would not answer: the review says so, PSI is skipped
+                reference, note = None, f"{exc}; PSI not computed"
             if reference is None:
-                note = f"the champion's snapshot {champion['data_md5']} is not in the DVC cache or remote; PSI not computed"
+                note = note or f"the champion's snapshot {champion['data_md5']} is not in the DVC cache or remote; PSI not computed"
             else:
                 columns = [c for c in config.params.validate.columns if c != config.label]
                 shift = feature_shift(reference, snapshot.frame, columns)

@@ -8,10 +8,15 @@ per input of the model signature (for a model trained with ``data.transforms``: 
 transforms read, then the fitted transforms derive the model's inputs). Answer: ``{"use_case",
 "model_version", "predictions": [...]}``. Input errors, rows the transforms refuse included, are
 4xx JSON answers that say what is wrong; they never reach the model.
+
+With API keys (``FUNNEL_SERVE_API_KEY``, read by ``funnel serve``), ``/predict`` and
+``/openapi.json`` need one in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; the probes
+``/health``, ``/ready`` and ``/metrics`` (counts and versions, never rows) stay open.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -25,6 +30,52 @@ from components.serving.schema import RequestError, ServingError, parse_rows
 from components.serving.store import ModelStore, ServeParams
 
 logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "FUNNEL_SERVE_API_KEY"
+ASK_FOR_KEY = "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+# sent with every 401: the scheme a client should use
+CHALLENGE = {"www-authenticate": 'Bearer realm="funnel"'}
+
+
+def parse_api_keys(value: str | None) -> tuple[bytes, ...]:
+    """The keys in ``FUNNEL_SERVE_API_KEY`` (comma-separated, so a new key can go in before the old
+    one leaves); () when unset: no auth. ServingError when it is set but holds no key."""
+    if value is None:
+        return ()
+    keys = tuple(key.strip().encode() for key in value.split(",") if key.strip())
+    if not keys:
+        raise ServingError(f"{API_KEY_ENV} is set but holds no key; unset it (no auth) or give key[,key...]")
+    return keys
+
+
+def describe_auth(api_keys: tuple[bytes, ...]) -> str:
+    """The line ``funnel serve`` prints about auth: on (how many keys, never a key) or off."""
+    if not api_keys:
+        return f"auth off: /predict and /openapi.json take requests without a key (set {API_KEY_ENV} to require one)"
+    return (f"auth on: /predict and /openapi.json need one of the {len(api_keys)} key(s) in {API_KEY_ENV} "
+            f"({ASK_FOR_KEY}); /health, /ready and /metrics stay open")
+
+
+def check_api_key(headers: list[tuple[bytes, bytes]], keys: tuple[bytes, ...]) -> None:
+    """Pass when ``headers`` (ASGI: lower-case names) carry one of ``keys``; RequestError 401 if not.
+
+    Every key is compared in constant time; a wrong key is never echoed."""
+    sent = []
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                sent.append(token.strip())
+        elif name == b"x-api-key":
+            sent.append(value.strip())
+    if not sent:
+        raise RequestError(401, f"this endpoint needs an API key: {ASK_FOR_KEY}")
+    matched = False
+    for token in sent:
+        for key in keys:
+            matched |= hmac.compare_digest(token, key)
+    if not matched:
+        raise RequestError(401, f"the API key sent is not valid here; {ASK_FOR_KEY} with a current key")
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None):
@@ -57,10 +108,11 @@ async def read_body(headers: list[tuple[bytes, bytes]], receive, limit: int) -> 
 class PredictEndpoint:
     """``POST /predict/<use_case>`` as a bare ASGI handler: the hot path skips the framework."""
 
-    def __init__(self, store: ModelStore) -> None:
+    def __init__(self, store: ModelStore, api_keys: tuple[bytes, ...] = ()) -> None:
         import orjson
 
         self.store = store
+        self.api_keys = api_keys
         self._loads, self._dumps, self._decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
         self._dump_options = orjson.OPT_SERIALIZE_NUMPY
         self._counters: dict[tuple[str, int], Any] = {}
@@ -81,12 +133,16 @@ class PredictEndpoint:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if version is not None:
             headers.append((b"x-model-version", version.encode()))
+        if status == 401:
+            headers += [(name.encode(), value.encode()) for name, value in CHALLENGE.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self._observe(label, status, time.perf_counter() - started)
 
     async def answer(self, use_case: str, headers, receive) -> tuple[int, dict[str, Any], str | None]:
         store = self.store
+        if self.api_keys:
+            check_api_key(headers, self.api_keys)
         model = store.get(use_case)
         if model is None:
             if use_case in store.use_cases:
@@ -97,7 +153,7 @@ class PredictEndpoint:
             payload = self._loads(body)
         except self._decode_error as exc:
             raise RequestError(400, f"the body is not valid JSON: {exc}") from None
-        packed, rows = parse_rows(model.fields, payload, store.params.max_rows)
+        packed, rows = parse_rows(model.fields, payload, store.params.max_rows, store.params.max_string_chars)
         outputs = await model.batcher.submit(packed, rows)
         answer: dict[str, Any] = {
             "use_case": use_case, "model_version": model.version,
@@ -119,15 +175,17 @@ class PredictEndpoint:
         timer.observe(seconds)
 
 
-def build_app(store: ModelStore):
-    """The ASGI app: /predict/<use_case> (bare ASGI), /health, /ready, /metrics, /openapi.json (Starlette)."""
+def build_app(store: ModelStore, api_keys: tuple[bytes, ...] = ()):
+    """The ASGI app: /predict/<use_case> (bare ASGI), /health, /ready, /metrics, /openapi.json (Starlette).
+
+    With ``api_keys`` (see ``parse_api_keys``), /predict and /openapi.json need one of them."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.responses import Response
     from starlette.routing import Route
 
     params, metrics = store.params, store.metrics
-    predict = PredictEndpoint(store)
+    predict = PredictEndpoint(store, api_keys)
 
     async def predict_route(request):  # never called: POST goes to ``predict``, other methods get a 405
         raise HTTPException(405)
@@ -136,17 +194,22 @@ def build_app(store: ModelStore):
         return json_response({"status": "ok"})
 
     async def ready(request):
-        served = store.served()
-        versions = {uc: served[uc].version if uc in served else None for uc in store.use_cases}
-        missing = [uc for uc, v in versions.items() if v is None]
-        return json_response({"ready": not missing, "versions": versions}, 503 if missing else 200)
+        readiness = store.readiness()
+        body = {"ready": readiness.ready, "versions": readiness.versions}
+        return json_response(body | ({"reasons": readiness.reasons} if readiness.reasons else {}),
+                             200 if readiness.ready else 503)
 
     async def metrics_endpoint(request):
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
     async def openapi(request):
-        return json_response(build_openapi(store.served(), params))
+        if api_keys:
+            try:
+                check_api_key(request.scope["headers"], api_keys)
+            except RequestError as exc:
+                return json_response(exc.as_json(), exc.status, CHALLENGE)
+        return json_response(build_openapi(store.served(), params, authenticated=bool(api_keys)))
 
     async def http_error(request, exc: HTTPException):
         message = {404: f"no such endpoint {request.url.path}; see /openapi.json",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,14 +159,45 @@ def split_chunk(chunk: pd.DataFrame, spec: dict[str, str], transforms: FittedTra
     return valid, chunk.loc[valid.index], bad
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """CSV or Parquet input, in chunks."""
+def read_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame, None, None]:
+    """CSV or Parquet input, in chunks; a file pandas cannot parse is refused by its error type
+    (pandas' message may quote the line it choked on)."""
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            for start in range(0, len(frame), chunk_rows):
+                yield frame.iloc[start : start + chunk_rows]
+            return
+        with pd.read_csv(path, chunksize=chunk_rows) as reader:
+            yield from reader
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(str(path), [
+            f"{path} is empty (no header line, no rows): nothing to score; export the rows with a header "
+            "line of column names"]) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        kind = "Parquet" if path.suffix == ".parquet" else "CSV (comma-separated UTF-8 text with a header line)"
+        raise DataValidationError(str(path), [
+            f"{path} cannot be read as {kind}: {type(exc).__name__}; export it again in that format"]) from None
+
+
+def check_input(path: Path) -> None:
+    """Refuse a file with nothing to score (missing, empty, a header line without rows) before
+    anything is written."""
+    if not path.is_file():
+        raise DataValidationError(str(path), [f"{path} does not exist"])
     if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        for start in range(0, len(frame), chunk_rows):
-            yield frame.iloc[start : start + chunk_rows]
-        return
-    yield from pd.read_csv(path, chunksize=chunk_rows)
+        try:
+            empty = _parquet_rows(path) == 0  # from the footer: the file is read once, to score it
+        except (ValueError, OSError) as exc:
+            raise DataValidationError(str(path), [
+                f"{path} cannot be read as Parquet: {type(exc).__name__}; export it again in that format"]) from None
+    else:
+        chunks = read_chunks(path, 1)
+        first = next(chunks, None)
+        chunks.close()
+        empty = first is None or first.empty
+    if empty:
+        raise DataValidationError(str(path), [f"{path} has column names but no rows: nothing to score"])
 
 
 def score_file(
@@ -188,8 +219,7 @@ def score_file(
     import time
 
     started = time.perf_counter()
-    if not input_path.is_file():
-        raise DataValidationError(str(input_path), [f"{input_path} does not exist"])
+    check_input(input_path)
     digest, lines = fingerprint(input_path)
     total = _parquet_rows(input_path) if input_path.suffix == ".parquet" else max(lines - 1, 0)
     rejects_path = output_path.with_name(output_path.stem + ".rejects.csv")

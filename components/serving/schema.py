@@ -18,6 +18,9 @@ JSON_TYPES = {"float32": "number", "int64": "integer", "int32": "integer", "stri
 # float64 keeps an epoch timestamp exact until the transforms have read it
 FIELD_JSON_TYPES = JSON_TYPES | {"float64": "number", "bool": "boolean"}
 MAX_REPORTED_ERRORS = 20
+# a client's key names are quoted in an error at most this long, and at most this many of them
+MAX_QUOTED_NAME_CHARS = 64
+MAX_QUOTED_NAMES = 10
 
 
 class ServingError(FunnelError):
@@ -78,11 +81,16 @@ def group_fields(fields: tuple[InputField, ...]) -> dict[str, tuple[str, ...]]:
     return {dtype: tuple(names) for dtype, names in groups.items()}
 
 
-def _check_value(value: Any, json_type: str, dtype: str) -> str | None:
+def _check_value(value: Any, json_type: str, dtype: str, max_string_chars: int | None = None) -> str | None:
     """Why ``value`` does not fit ``json_type`` (as ``dtype``), or None when it does."""
     kind = type(value)
     if json_type == "string":
-        return None if kind is str else f"expected a string, got {_describe(value)}"
+        if kind is not str:
+            return f"expected a string, got {_describe(value)}"
+        if max_string_chars is not None and len(value) > max_string_chars:
+            return (f"a string of {len(value)} characters; the limit is {max_string_chars} "
+                    "(common.serving.max_string_chars)")
+        return None
     if json_type == "boolean":
         return None if kind is bool else f"expected a boolean, got {_describe(value)}"
     if json_type == "integer":
@@ -103,17 +111,19 @@ def _describe(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> tuple[dict[str, np.ndarray], int]:
+def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int,
+               max_string_chars: int | None = None) -> tuple[dict[str, np.ndarray], int]:
     """Validate ``{"rows": [...]}`` against the fields; return one (rows, k) matrix per dtype.
 
-    Raises RequestError (422) listing every problem found (up to 20), with its row and field.
+    Raises RequestError (422) listing every problem found (up to 20), with its row and field; a
+    string longer than ``max_string_chars`` is one (its length is named, never its text).
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise RequestError(422, 'the body must be a JSON object {"rows": [{...}, ...]}')
     extra = sorted(set(payload) - {"rows"})
     rows = payload["rows"]
     if extra:
-        raise RequestError(422, f"unknown top-level key(s) {extra}; the body takes only 'rows'")
+        raise RequestError(422, f"unknown top-level key(s) {_quote_names(extra)}; the body takes only 'rows'")
     if not rows:
         raise RequestError(422, "'rows' is empty; send at least one row")
     if len(rows) > max_rows:
@@ -134,7 +144,7 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> t
             value = row[name]
             if nullable and value is None:
                 continue
-            problem = _check_value(value, json_type, dtype)
+            problem = _check_value(value, json_type, dtype, max_string_chars)
             if problem:
                 errors.append(f"rows[{index}].{name}: {problem}")
         if len(errors) >= MAX_REPORTED_ERRORS:
@@ -156,7 +166,16 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int) -> t
 def _key_errors(index: int, row: dict, names: set[str]) -> list[str]:
     missing, unknown = sorted(names - row.keys()), sorted(row.keys() - names)
     out = [f"rows[{index}]: missing field(s) {missing}"] if missing else []
-    return out + ([f"rows[{index}]: unknown field(s) {unknown}; the model takes {sorted(names)}"] if unknown else [])
+    return out + ([f"rows[{index}]: unknown field(s) {_quote_names(unknown)}; the model takes {sorted(names)}"]
+                  if unknown else [])
+
+
+def _quote_names(names: list[str]) -> str:
+    """Key names a client sent, as a list short enough for an error: long names and long lists cut."""
+    cut = [n if len(n) <= MAX_QUOTED_NAME_CHARS else f"{n[:MAX_QUOTED_NAME_CHARS]}... ({len(n)} characters)"
+           for n in names[:MAX_QUOTED_NAMES]]
+    more = len(names) - MAX_QUOTED_NAMES
+    return str(cut) + (f" and {more} more" if more > 0 else "")
 
 
 def pack_frame(fields: tuple[InputField, ...], frame) -> dict[str, np.ndarray]:
@@ -176,8 +195,10 @@ def warm_up_rows(fields: tuple[InputField, ...], rows: int = 2) -> dict[str, np.
     return packed
 
 
-def field_schema(f: InputField) -> dict[str, Any]:
+def field_schema(f: InputField, max_string_chars: int | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": f.json_type}
+    if f.json_type == "string" and max_string_chars is not None:
+        schema["maxLength"] = max_string_chars
     if f.dtype == "float32":
         schema |= {"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
     elif f.json_type == "integer":

@@ -33,7 +33,11 @@ class ServeParams:
     alias: str = "champion"
     poll_interval_s: float = 5.0
     max_rows: int = 1000
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    # a longer string value in any field is refused (422) before the model runs
+    max_string_chars: int = 10_000
+    # /ready answers 503 once this many reloads in a row of a new @champion have failed
+    max_failed_reloads: int = 3
     # a micro-batch takes every queued request up to this many rows
     max_batch_rows: int = 512
     # a batch smaller than the recent concurrency waits this long for the rest (0: never waits)
@@ -41,12 +45,41 @@ class ServeParams:
     scoring_threads: int = 1
 
     def __post_init__(self) -> None:
-        if (self.poll_interval_s <= 0 or self.max_rows < 1 or self.max_batch_rows < 1 or self.scoring_threads < 1
-                or self.max_batch_wait_ms < 0):
+        counts = (self.max_rows, self.max_batch_rows, self.scoring_threads, self.max_body_bytes,
+                  self.max_string_chars, self.max_failed_reloads)
+        if self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0:
             raise ServingError(
-                f"invalid serving settings {self}: poll_interval_s must be > 0, max_batch_wait_ms >= 0, "
-                "max_rows, max_batch_rows and scoring_threads >= 1"
+                f"invalid serving settings {self} (common.serving in params.yaml): poll_interval_s must be > 0, "
+                "max_batch_wait_ms >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
+                "max_string_chars and max_failed_reloads >= 1"
             )
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What ``/ready`` answers: the served version of each use case and why any is not ready."""
+
+    versions: dict[str, str | None]
+    reasons: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+
+def decide_readiness(use_cases: list[str], served: Mapping[str, str], champions: Mapping[str, str],
+                     failed_reloads: Mapping[str, int], max_failed_reloads: int, alias: str) -> Readiness:
+    """Ready when every use case serves a model, and none has failed ``max_failed_reloads``
+    reloads in a row of an ``alias`` version other than the one it serves (pure)."""
+    reasons = {}
+    for use_case in use_cases:
+        version, champion, failed = served.get(use_case), champions.get(use_case), failed_reloads.get(use_case, 0)
+        if version is None:
+            reasons[use_case] = "no model loaded yet" + (f" ({failed} loads failed; see the server log)" if failed else "")
+        elif champion is not None and champion != version and failed >= max_failed_reloads:
+            reasons[use_case] = (f"serving v{version} but @{alias} is v{champion}: {failed} reloads in a row failed "
+                                 f"(limit common.serving.max_failed_reloads = {max_failed_reloads}); see the server log")
+    return Readiness({uc: served.get(uc) for uc in use_cases}, reasons)
 
 
 @dataclass
@@ -144,6 +177,10 @@ class ModelStore:
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(params.scoring_threads, thread_name_prefix="funnel-score")
         self._models: dict[str, ServedModel] = {}
+        # per use case: the version the alias pointed at when last looked up, and how many loads
+        # of a version other than the served one have failed in a row since one succeeded
+        self._champions: dict[str, str] = {}
+        self._failed_reloads: dict[str, int] = {}
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -152,6 +189,11 @@ class ModelStore:
 
     def served(self) -> dict[str, ServedModel]:
         return dict(self._models)
+
+    def readiness(self) -> Readiness:
+        served = {uc: m.version for uc, m in self._models.items()}
+        return decide_readiness(self.use_cases, served, dict(self._champions), dict(self._failed_reloads),
+                                self.params.max_failed_reloads, self.params.alias)
 
     def load_all(self) -> None:
         """Load every use case's champion now; raises ServingError naming those without one."""
@@ -164,10 +206,16 @@ class ModelStore:
         from components.release import registry
 
         current = self._models.get(use_case)
+        found = None
         try:
             found = registry.get_alias_version(self.settings, use_case, self.params.alias)
-            if found is None or (current is not None and str(found.version) == current.version):
+            # no alias (or a registry that does not answer) says nothing about readiness: keep the count
+            if found is None:
                 return current is not None
+            self._champions[use_case] = str(found.version)
+            if current is not None and str(found.version) == current.version:
+                self._failed_reloads[use_case] = 0  # e.g. a rollback to the served version
+                return True
             started = time.perf_counter()
             model = load_served_model(self.settings, use_case, self.params, self.executor,
                                       self.metrics.batch_rows.labels(use_case).observe)
@@ -175,15 +223,24 @@ class ModelStore:
             self.metrics.reloads.labels(use_case, "failed").inc()
             logger.warning("could not load %s@%s (still serving %s): %s", use_case, self.params.alias,
                            f"v{current.version}" if current else "nothing", exc)
+            if found is not None:
+                self._count_failed_reload(use_case, str(found.version))
             if raise_errors:
                 raise
             return current is not None
         if model is None:
             return current is not None
         self.put(model)
+        self._failed_reloads[use_case] = 0
         logger.info("serving %s v%s (loaded in %.1f s, was %s)", use_case, model.version,
                     time.perf_counter() - started, f"v{current.version}" if current else "none")
         return True
+
+    def _count_failed_reload(self, use_case: str, version: str) -> None:
+        failed = self._failed_reloads[use_case] = self._failed_reloads.get(use_case, 0) + 1
+        if failed == self.params.max_failed_reloads:
+            logger.error("%s: %d reloads of @%s v%s failed in a row; /ready answers 503 until one succeeds",
+                         use_case, failed, self.params.alias, version)
 
     def put(self, model: ServedModel) -> None:
         """Serve ``model`` from the next request on (one reference swap: atomic for every reader)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.data.splits import encode_binary_splits, label_array
+from components.data.splits import MIN_STRATIFIED_ROWS, check_split_classes, encode_binary_splits, label_array
 from components.evaluation.binary import (
     add_bucket_columns,
     choose_threshold,
@@ -35,6 +35,9 @@ from components.training.fit import TrainedModel, distribution_scope, fit_with_p
 
 BASE_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
 SLICE_METRICS = ("roc_auc", "accuracy", "f1")
+# each class in every split (a threshold needs both on validation, ROC AUC on test), and in train
+# often enough for the stratified early-stopping hold-out of the LightGBM baselines
+MIN_TRAIN_CLASS_ROWS = MIN_STRATIFIED_ROWS
 
 
 class BinaryEvaluate(Section):
@@ -104,6 +107,7 @@ class BinaryTask(ConfiguredSplit):
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
         # split on the rows as read (their keys match the champion's), then 1 = the class of interest
         splits = encode_binary_splits(self.split(frame, config), config.label, config.params.card.class_of_interest)
+        check_split_classes(splits, config.label, config.name, MIN_TRAIN_CLASS_ROWS, every_side=True)
         with distribution_scope(config.distribute):
             model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
         class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None

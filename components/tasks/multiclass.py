@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
+from components.data.splits import check_split_classes
 from components.evaluation.bootstrap import bootstrap_intervals
 from components.evaluation.compare import compare_with_champion, paired_on_rows, rows_unseen_by
 from components.evaluation.multiclass import (
@@ -70,6 +71,8 @@ class MulticlassTask(ConfiguredSplit):
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
         splits = self.split(frame, config)
+        # the model learns the training split's classes: a validation or test class it never saw is an error
+        check_split_classes(splits, config.label, config.name)
         classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
         with distribution_scope(config.distribute):
             model = use_case.build_model(splits.train, config.features, config.train, config.seed,

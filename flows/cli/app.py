@@ -69,14 +69,34 @@ TRAINING, REGISTRY, OPERATIONS = "Training", "Registry and review", "Operations"
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
-    """``--set key.path=value`` pairs; a pair without ``=`` is a usage error."""
+    """``--set key.path=value`` pairs; a pair without ``=``, or whose value is not YAML, is a usage error."""
     overrides = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
+        check_yaml_value(key.strip(), value.strip())
         overrides[key.strip()] = value.strip()
     return overrides
+
+
+def check_yaml_value(key: str, value: str) -> None:
+    """A ``--set`` value must parse as YAML (it is read as params.yaml is): else a usage error
+    saying where it breaks."""
+    import yaml
+
+    from components.overrides import load_yaml
+
+    try:
+        load_yaml(value)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at character {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise typer.BadParameter(
+            f"the value of {key} is not valid YAML ({problem}{where}): {value!r}. Close every bracket and "
+            "quote strings holding YAML characters such as ': ' or '#', e.g. --set 'key=\"a: b\"'",
+            param_hint="--set") from None
 
 
 def parse_date(value: str, option: str):

@@ -15,7 +15,7 @@ app.add_typer(review_app, name="review", rich_help_panel=REGISTRY)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
 HISTORY_COLUMNS = ("#", "when (UTC)", "action", "alias", "from", "to", "who", "flow run", "why")
-ACTION_STYLES = {"promote": "green", "approve": "green", "rollback": "yellow"}
+ACTION_STYLES = {"promote": "green", "approve": "green", "rollback": "yellow", "manual promotion": "red"}
 
 
 @app.command(rich_help_panel=REGISTRY)
@@ -35,7 +35,9 @@ def history(
     if not entries:
         typer.echo(f"{use_case}: no alias moves recorded yet")
         return
-    rows = [[str(e.sequence), e.at, output.styled(e.action, ACTION_STYLES.get(e.action, "")), f"@{e.alias}",
+    # a move a crash interrupted shows its status (intent / not applied) after the action
+    rows = [[str(e.sequence), e.at, output.styled(e.action if e.status == "applied" else f"{e.action} [{e.status}]",
+                                                   ACTION_STYLES.get(e.action, "")), f"@{e.alias}",
              f"v{e.from_version}" if e.from_version else "-", f"v{e.to_version}", e.actor, e.flow_run_id[:8] or "-",
              e.reason[:90]] for e in entries]
     output.print_table(rows, HISTORY_COLUMNS)
@@ -44,23 +46,26 @@ def history(
 @app.command(rich_help_panel=REGISTRY)
 def rollback(
     use_case: Annotated[str, typer.Argument(help="Use case whose @champion moves back.")],
-    to: Annotated[str | None, typer.Option("--to", help="Version to serve (default: the previous champion).")] = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")] = "rollback",
+    to: Annotated[str | None, typer.Option("--to", help="Version to serve (default: the previous champion); it must have been @champion before, unless --force.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the ledger; required with --force).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Serve a version that was never @champion (recorded as a manual promotion; needs --reason).")] = False,
 ) -> None:
     """Move @champion back in one step (to the previous champion, or --to VERSION); recorded in the ledger."""
     from components.release import registry
-    from components.release.ledger import move_alias, read_ledger, rollback_target
+    from components.release.ledger import move_alias, read_ledger, rollback_action, rollback_target
 
     settings, params = settings_and_params()
     check_use_cases(params, [use_case])
     alias = params.common.champion_alias
     current = registry.get_alias_version(settings, use_case, alias)
     current_version = str(current.version) if current is not None else None
-    target = to or rollback_target(read_ledger(settings, use_case), alias, current_version)
+    entries = read_ledger(settings, use_case)
+    target = to or rollback_target(entries, alias, current_version)
+    action = rollback_action(entries, alias, target, force=force, reason=reason)
     entry = move_alias(settings, use_case, alias, target, expected_from=current_version, require_expected=True,
-                       action="rollback", reason=reason)
+                       action=action, reason=reason or "rollback", lock_timeout_s=params.common.lock_timeout_s)
     before = f"v{entry.from_version}" if entry.from_version else "(none)"
-    typer.echo(f"{use_case}: @{alias} {before} -> v{entry.to_version} (ledger #{entry.sequence})")
+    typer.echo(f"{use_case}: @{alias} {before} -> v{entry.to_version} ({entry.action}, ledger #{entry.sequence})")
 
 
 @app.command(rich_help_panel=REGISTRY)
@@ -116,7 +121,8 @@ def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> N
     run_id = found.tags.get("prefect_flow_run_id")
     if not run_id:
         raise ReviewError(f"{use_case} v{version} has no Prefect flow run to resume")
-    resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason, "reviewer": current_actor()})
+    resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason,
+                                              "reviewer": current_actor(settings)})
     typer.echo(f"{use_case} v{version}: {'approved' if approve else 'rejected'} ({reason}); flow run {run_id} resumes")
 
 

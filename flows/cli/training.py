@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from components.errors import FAILED_RUN_STATUSES as FAILED_STATUSES
 from flows.cli import output
 from flows.cli.app import (
     FAILED,
@@ -25,7 +26,6 @@ stage_app = typer.Typer(help="The dvc.yaml stages (run by `dvc repro`).", no_arg
 app.add_typer(stage_app, name="stage", rich_help_panel=TRAINING)
 
 SUMMARY_COLUMNS = ("use case", "status", "version", "data md5", "model", "baseline", "model vs peer", "gate", "champion")
-FAILED_STATUSES = ("invalid data", "error")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override params.yaml: key.path=value")]
 
@@ -120,7 +120,7 @@ def _prepare_run(use_cases: list[str] | None, overrides: dict[str, str]):
 
 def run_summary(settings, params, result: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     """A run's JSON summary and table row: the run's result over what the registry records."""
-    from components.release.registry import describe_use_case
+    from components.release.catalog import describe_use_case
 
     name = result["use_case"]
     info = describe_use_case(settings, name, params.common.champion_alias)
@@ -137,6 +137,19 @@ def run_summary(settings, params, result: dict[str, Any]) -> tuple[dict[str, Any
     ]
     document = {**info, **result, "error": result.get("error")}
     return document, row
+
+
+def run_results(state) -> list[dict[str, Any]]:
+    """Every use case's summary from the final state of a retrain-all run: its result, or the
+    results its RetrainFailedError carries (the run failed because some use cases did)."""
+    from components.errors import RetrainFailedError
+
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, RetrainFailedError):
+        return value.results
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 @app.command(rich_help_panel=TRAINING)
@@ -164,7 +177,8 @@ def retrain(
     runner = with_dask(dask_address, dask_workers) if parallel else retrain_all
     # --parallel: the use cases run in Dask worker processes, whose records never reach this one
     with output.run_progress(plain=json_ or parallel), output.stdout_to_stderr(json_):
-        results = runner([use_case] if use_case else None, overrides, parallel=parallel)
+        state = runner([use_case] if use_case else None, overrides, parallel=parallel, return_state=True)
+    results = run_results(state)
     summaries = [run_summary(settings, params, result) for result in results]
     if json_:
         output.print_json({"results": [doc for doc, _ in summaries], "tracking_uri": settings.tracking_uri})
@@ -193,6 +207,8 @@ def backfill(
 ) -> None:
     """Run the retrain flow for every scheduled date between --from and --to, as of that date."""
     start, end = parse_date(from_, "--from"), parse_date(to, "--to")
+    if start > end:
+        raise typer.BadParameter(f"{from_} is after --to {to}; the first date comes first", param_hint="--from")
     overrides = parse_overrides(set_)
     _prepare_run([use_case], overrides)
     from flows.schedules import backfill as run_backfill

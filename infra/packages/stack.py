@@ -7,8 +7,9 @@ The same services as ``infra/docker-compose.yml``, with the same settings (read 
   MLflow, MLflow's auth and Prefect, created by ``infra/postgres/create-databases.sh``;
 - an S3-compatible endpoint (moto's server mode) standing in for MinIO, with both buckets;
 - ``mlflow server`` on PostgreSQL with S3 artifacts and basic auth, via ``infra/mlflow/start.sh``;
-- ``prefect server start`` on its own PostgreSQL database;
-- a Prefect process work pool and a worker that runs funnel's flows.
+- ``prefect server start`` on its own PostgreSQL database, with basic auth;
+- a Prefect process work pool and a worker that runs funnel's flows, as its own MLflow user
+  (not the admin; ``infra/mlflow/create-worker-user.py``).
 
 Run it by hand::
 
@@ -91,6 +92,8 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     pg_data: Path | None = None
     pg_dir: Path | None = None
+    # the MLflow user the worker runs as (created by create_worker_user)
+    worker_credentials: dict[str, str] = field(default_factory=dict)
 
     # -- helpers ----------------------------------------------------------------------------
     def log(self, name: str) -> Path:
@@ -160,7 +163,7 @@ class Stack:
         if start.returncode:
             log = (self.pg_dir / "postgres.log").read_text(errors="replace")
             raise StackError(f"PostgreSQL did not start:\n{start.stderr}\n{log}")
-        databases = " ".join(s[key] for key in ("MLFLOW_DB", "PREFECT_DB", "MLFLOW_AUTH_DB"))
+        databases = " ".join(s[key] for key in ("MLFLOW_DB", "PREFECT_DB", "MLFLOW_AUTH_DB", "FUNNEL_LOCK_DB"))
         env = {**os.environ, "POSTGRES_USER": s["POSTGRES_USER"], "FUNNEL_DATABASES": databases,
                "PGHOST": HOST, "PGPORT": str(port), "PGPASSWORD": s["POSTGRES_PASSWORD"]}
         created = subprocess.run(["sh", str(INFRA / "postgres" / "create-databases.sh")], env=env, **run)
@@ -209,6 +212,7 @@ class Stack:
         port = free_port()
         env = {**self.base_env(),
                "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{pg}/{s['PREFECT_DB']}",
+               "PREFECT_SERVER_API_AUTH_STRING": s["PREFECT_AUTH_STRING"],
                "PREFECT_UI_API_URL": f"http://{HOST}:{port}/api"}
         self.spawn("prefect-server", [executable("prefect"), "server", "start", "--host", HOST,
                                       "--port", str(port)], env)
@@ -222,10 +226,26 @@ class Stack:
                 "AWS_DEFAULT_REGION": s["AWS_DEFAULT_REGION"], "AWS_ENDPOINT_URL": s3_url,
                 "MLFLOW_S3_ENDPOINT_URL": s3_url}
 
+    def create_worker_user(self) -> dict[str, str]:
+        """The workers' own MLflow user (not the admin: infra/mlflow/create-worker-user.py);
+        returns the credentials the worker's environment gets."""
+        s = self.settings
+        worker = {"MLFLOW_TRACKING_USERNAME": s["MLFLOW_WORKER_USERNAME"],
+                  "MLFLOW_TRACKING_PASSWORD": s["MLFLOW_WORKER_PASSWORD"]}
+        env = {**self.base_env(), **self.client_env, "MLFLOW_WORKER_USERNAME": worker["MLFLOW_TRACKING_USERNAME"],
+               "MLFLOW_WORKER_PASSWORD": worker["MLFLOW_TRACKING_PASSWORD"]}
+        made = subprocess.run([sys.executable, str(INFRA / "mlflow" / "create-worker-user.py")], env=env,
+                              capture_output=True, text=True)
+        if made.returncode:
+            raise StackError(f"creating the MLflow worker user failed:\n{made.stdout}\n{made.stderr[-3000:]}")
+        return worker
+
     def start_worker(self, extra_env: dict[str, str] | None = None) -> None:
-        """A process work pool and a worker polling it, with funnel's settings in its environment."""
+        """A process work pool and a worker polling it, with funnel's settings in its environment
+        (and the workers' own MLflow user, not the admin)."""
         pool = self.settings["PREFECT_WORK_POOL"]
-        env = {**self.base_env(), **self.client_env, **(extra_env or {}), "PREFECT_WORKER_QUERY_SECONDS": "2"}
+        env = {**self.base_env(), **self.client_env, **self.worker_credentials, **(extra_env or {}),
+               "PREFECT_WORKER_QUERY_SECONDS": "2"}
         made = subprocess.run([executable("prefect"), "work-pool", "create", pool, "--type", "process",
                                "--overwrite"], env=env, capture_output=True, text=True)
         if made.returncode:
@@ -252,9 +272,13 @@ class Stack:
                 "MLFLOW_TRACKING_USERNAME": s["MLFLOW_TRACKING_USERNAME"],
                 "MLFLOW_TRACKING_PASSWORD": s["MLFLOW_TRACKING_PASSWORD"],
                 "PREFECT_API_URL": prefect_url,
+                "PREFECT_API_AUTH_STRING": s["PREFECT_AUTH_STRING"],
                 "FUNNEL_DVC_REMOTE": f"s3://{s['DVC_BUCKET']}/funnel",
                 "FUNNEL_POSTGRES_URL": f"postgresql://{pg}",
+                # the lock every worker shares (compose: the same database on its PostgreSQL)
+                "FUNNEL_LOCK_URL": f"postgresql://{pg}/{s['FUNNEL_LOCK_DB']}",
             }
+            self.worker_credentials = self.create_worker_user()
             self.start_worker(worker_env)
         except BaseException:
             self.stop()
@@ -286,6 +310,8 @@ def new_stack(workdir: Path) -> Stack:
     for key in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_TRACKING_PASSWORD",
                 "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         settings[key] = secrets.token_hex(16)
+    settings["PREFECT_AUTH_STRING"] = f"admin:{secrets.token_hex(16)}"
+    settings["MLFLOW_WORKER_PASSWORD"] = secrets.token_hex(16)
     settings["POSTGRES_PORT"] = str(free_port())
     return Stack(workdir=workdir, settings=settings)
 

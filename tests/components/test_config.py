@@ -107,3 +107,19 @@ def test_scientific_notation_in_params_yaml_is_a_number(tmp_path):
     text = (ROOT / "params.yaml").read_text().replace("bootstrap_rounds: 200", "bootstrap_rounds: 2e2", 1)
     (tmp_path / "params.yaml").write_text(text)
     assert load_params(tmp_path / "params.yaml").common.bootstrap_rounds == 200
+
+
+def test_the_lineage_commit_comes_from_the_image_build_argument_when_set(tmp_path):
+    import subprocess
+
+    from components.config import read_git_commit
+
+    # a worker image: a local repository made at build time, and the source commit it was built from
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "f").write_text("x")
+    subprocess.run(["git", "add", "f"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "image"], cwd=tmp_path, check=True)
+    local = read_git_commit(tmp_path, env={})
+    assert len(local) == 40
+    assert read_git_commit(tmp_path, env={"FUNNEL_GIT_COMMIT": "0123abc" * 5}) == "0123abc" * 5
+    assert read_git_commit(tmp_path, env={"FUNNEL_GIT_COMMIT": "unknown"}) == local  # the Dockerfile's default

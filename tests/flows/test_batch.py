@@ -40,3 +40,12 @@ def test_batch_scoring_writes_scores_with_version_and_md5_and_rejects_bad_rows(p
     result = CliRunner().invoke(app, ["score", "intent", str(tmp_path / "broken.csv")])
     assert result.exit_code != 0
     assert "Month" in str(result.exception)
+
+    # an empty file, or one with column names only, is refused in one line: nothing to score
+    for name, content in (("empty.csv", ""), ("header.csv", ",".join(rows.columns) + "\n")):
+        (tmp_path / name).write_text(content)
+        refused = CliRunner().invoke(app, ["score", "intent", str(tmp_path / name)])
+        assert refused.exit_code == 1, refused.output
+        assert "nothing to score" in str(refused.exception)
+        assert "Traceback" not in refused.output
+        assert not (tmp_path / name.replace(".csv", ".scored.csv")).exists()

@@ -85,6 +85,21 @@ def test_an_empty_registry_runtime_failures_exit_1_and_usage_errors_exit_2(proje
     for args in (["retrain", "nosuch"], ["retrain", "intent", "--set", "bad"], ["history", "nosuch"]):
         usage = runner.invoke(app, args)
         assert usage.exit_code == 2, (args, usage.output)
+    # ... each says what is wrong in a line or a box, never with a traceback
+    cron = "--set=use_cases.intent.schedule.cron"
+    for args, says in [
+        (["retrain", "intent", "--set", "use_cases.intent.validate.columns.Month={type: [str"], "not valid YAML"),
+        (["params", "show", "intent", "--set", "use_cases.intent.validate.columns.Month.type=string"],
+         "'str' or 'bool', got 'string'"),
+        (["backfill", "intent", "--from", "2026-13-01", "--to", "2026-12-31"], "YYYY-MM-DD"),
+        (["backfill", "intent", "--from", "2026-12-31", "--to", "2026-01-01"], "is after --to"),
+        (["backfill", "intent", "--from", "2026-01-06", "--to", "2026-01-06", f"{cron}=0 3 * * 1"], "has no run between"),
+        (["backfill", "intent", "--from", "2026-01-05", "--to", "2026-01-06", f"{cron}=61 3 * * 1"], "is not a cron line"),
+    ]:
+        usage = runner.invoke(app, args)
+        assert usage.exit_code == 2, (args, usage.output)
+        assert says in " ".join(usage.output.replace("│", " ").split()), (args, usage.output)
+        assert "Traceback" not in usage.output, args
     assert not (project / "data" / "snapshots").exists()
 
     # a run whose data fails validation: exit code 1, and --json still prints one document
@@ -95,6 +110,7 @@ def test_an_empty_registry_runtime_failures_exit_1_and_usage_errors_exit_2(proje
     assert "failed validation" in run["error"]
     assert "[intent] data for 'intent' failed validation" in invalid.stderr
     assert "intent · validate" in invalid.stderr
+    assert "Traceback" not in invalid.output  # the retrain-all run ended Failed; its first line is shown
 
 
 def _as_set_options(overrides: dict) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 
 from components.config import load_params
 from components.data.ingest import apply_replay
+from components.errors import ConfigError
 from flows.schedules import backfill_dates, deployments
 from tests.conftest import FAST, ROOT, intent_slice
 
@@ -20,6 +21,31 @@ def test_one_deployment_per_active_use_case_with_cron_and_timezone_from_params()
     assert schedule.cron == params.use_cases["intent"].schedule.cron
     assert schedule.timezone == "Europe/Berlin"
     assert built["intent"].parameters == {"use_case": "intent"}
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("cron", "0 3 * *", "use_cases.intent.schedule.cron: '0 3 * *' is not a cron line"),
+    ("cron", "61 3 * * 1", "use_cases.intent.schedule.cron: '61 3 * * 1' is not a cron line (Bad minute)"),
+    ("timezone", "Europe/Atlantis", "use_cases.intent.schedule.timezone: unknown timezone 'Europe/Atlantis'"),
+])
+def test_a_bad_schedule_is_a_config_error_naming_its_key(key, value, says):
+    params = load_params(ROOT / "params.yaml", {f"use_cases.intent.schedule.{key}": value})
+    with pytest.raises(ConfigError) as failure:
+        deployments(params, ["intent"])
+    assert says in str(failure.value)
+
+
+def test_nothing_to_deploy_or_backfill_is_a_config_error_saying_what_to_change(tmp_path):
+    from flows.schedules import backfill, deploy_to_pool
+
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.schedule.active": False})
+    with pytest.raises(ConfigError, match="no active schedule among intent; nothing to deploy. Set schedule.active"):
+        deploy_to_pool(params, "funnel-process", tmp_path, ["intent"])
+    weekly = {"use_cases.intent.schedule.cron": "0 3 * * 1"}  # Mondays; 2026-01-06 is a Tuesday
+    with pytest.raises(ConfigError, match=r"has no run between 2026-01-06 and 2026-01-06; widen --from/--to"):
+        backfill("intent", date(2026, 1, 6), date(2026, 1, 6), weekly)
+    with pytest.raises(ConfigError, match="starts on 2026-02-01, after its last date 2026-01-01"):
+        backfill("intent", date(2026, 2, 1), date(2026, 1, 1), weekly)
 
 
 def test_backfill_runs_the_dates_the_schedule_would_have_run():

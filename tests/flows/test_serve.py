@@ -216,7 +216,9 @@ def _metric_lines(url: str, prefix: str) -> list[str]:
 
 def test_worker_processes_share_the_port_count_together_and_each_hot_reload(served):
     """`funnel serve --workers 2`: both processes serve, /metrics adds them up, and a rollback of
-    @champion reaches both without a failed request (runs after the v1 -> v2 reload test)."""
+    @champion reaches both without a failed request (runs after the v1 -> v2 reload test). The
+    API keys come from the environment: every worker asks for one, the probes stay open."""
+    import os
     import subprocess
     import sys
 
@@ -226,7 +228,9 @@ def test_worker_processes_share_the_port_count_together_and_each_hot_reload(serv
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(Path(sys.executable).parent / "funnel"), "serve", "intent", "--workers", "2", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=served.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "FUNNEL_SERVE_API_KEY": "key-being-retired,key-now"}
+    server = subprocess.Popen(command, cwd=served.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
     try:
         deadline = time.monotonic() + 180
         while len(_metric_lines(url, "funnel_serving_model_version{") if _answers(url) else []) < 2:
@@ -235,6 +239,9 @@ def test_worker_processes_share_the_port_count_together_and_each_hot_reload(serv
             time.sleep(0.5)
         versions = {line.rsplit(" ", 1)[1] for line in _metric_lines(url, "funnel_serving_model_version{")}
         assert versions == {"2.0"}
+        refused = Served(served.root, url, served.store).post("/predict/intent", json.dumps({"rows": intent_rows(1)}).encode())
+        assert refused[0] == 401
+        assert "X-API-Key" in refused[1]["error"]
 
         bodies = [json.dumps({"rows": [row]}).encode() for row in intent_rows(20)]
         answers: list[tuple[int, str]] = []
@@ -245,8 +252,9 @@ def test_worker_processes_share_the_port_count_together_and_each_hot_reload(serv
             sent = 0
             while not stop.is_set():
                 try:
+                    key = ("X-API-Key", "key-now") if sent % 2 else ("Authorization", "Bearer key-being-retired")
                     connection.request("POST", "/predict/intent", bodies[sent % len(bodies)],
-                                       {"Content-Type": "application/json"})
+                                       {"Content-Type": "application/json", key[0]: key[1]})
                     answer = connection.getresponse()
                     answers.append((answer.status, json.loads(answer.read())["model_version"]))
                 except Exception as exc:  # noqa: BLE001 - a failed request is what this test counts
@@ -276,10 +284,22 @@ def test_worker_processes_share_the_port_count_together_and_each_hot_reload(serv
         pids = {line.split('pid="')[1].split('"')[0] for line in _metric_lines(url, "funnel_serving_model_version{")}
         assert len(pids) == 2
         counted = sum(float(line.rsplit(" ", 1)[1]) for line in _metric_lines(url, "funnel_serving_requests_total{"))
-        assert counted == len(answers)  # every request of either worker is in the one /metrics answer
+        assert counted == len(answers) + 1  # every request of either worker (and the refused one) in one answer
     finally:
         server.terminate()
-        server.wait(timeout=60)
+        output = server.communicate(timeout=60)[0]
+    assert "auth on: /predict and /openapi.json need one of the 2 key(s) in FUNNEL_SERVE_API_KEY" in output
+    assert "key-now" not in output
+
+
+def test_serve_refuses_a_set_but_empty_api_key_variable(served, monkeypatch):
+    from components.serving.schema import ServingError
+    from flows.serve import serve_command
+
+    monkeypatch.setenv("FUNNEL_REPO_ROOT", str(served.root))
+    monkeypatch.setenv("FUNNEL_SERVE_API_KEY", " , ")
+    with pytest.raises(ServingError, match="FUNNEL_SERVE_API_KEY is set but holds no key"):
+        serve_command(["intent"])
 
 
 def _answers(url: str) -> bool:

@@ -38,6 +38,25 @@ def test_compose_promises():
     for name in ("postgres", "minio", "mlflow", "prefect-server", "prefect-worker"):
         assert "healthcheck" in services[name], f"{name} has no health check"
     assert set(compose["volumes"]) == {"pgdata", "minio-data"}
+    # promotions are serialised in PostgreSQL, which every worker reaches (not in a container's file)
+    worker = services["prefect-worker"]
+    assert worker["environment"]["FUNNEL_LOCK_URL"].startswith("postgresql://")
+    assert "${FUNNEL_LOCK_DB:-funnel_locks}" in worker["environment"]["FUNNEL_LOCK_URL"]
+    assert "${FUNNEL_LOCK_DB:-funnel_locks}" in env["postgres"]
+    # least privilege: the worker is neither MLflow's admin nor MinIO's root, and the Prefect API
+    # it talks to asks for credentials
+    assert worker["environment"]["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_WORKER_USERNAME}"
+    assert worker["environment"]["AWS_ACCESS_KEY_ID"] == "${MINIO_WORKER_USER}"
+    assert "MINIO_ROOT" not in str(worker["environment"])
+    assert services["mlflow-users"]["command"][-1] == "/opt/mlflow/create-worker-user.py"
+    assert "mc admin policy attach funnel funnel-dvc" in services["minio-buckets"]["entrypoint"]
+    assert services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
+    assert worker["environment"]["PREFECT_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
+    # the lineage commit is the source commit, passed to the image build
+    assert worker["build"]["args"]["FUNNEL_GIT_COMMIT"] == "${FUNNEL_GIT_COMMIT:-unknown}"
+    dockerfile = (INFRA / "funnel.Dockerfile").read_text()
+    assert "ARG FUNNEL_GIT_COMMIT" in dockerfile
+    assert "ENV FUNNEL_GIT_COMMIT=$FUNNEL_GIT_COMMIT" in dockerfile
 
 
 def test_no_secret_is_committed_and_every_setting_is_listed():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,6 +31,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def worker_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The checkout the worker runs flows from: code, params and real data slices, git + DVC."""
-    root = make_project(tmp_path_factory.mktemp("worker") / "repo")
-    shutil.copytree(ROOT / "flows", root / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+    return make_project(tmp_path_factory.mktemp("worker") / "repo")

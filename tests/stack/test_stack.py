@@ -51,6 +51,54 @@ def test_unauthenticated_mlflow_requests_are_refused(stack):
     assert http_status(url, user, stack.client_env["MLFLOW_TRACKING_PASSWORD"]) == 200
 
 
+def test_the_prefect_api_refuses_requests_without_its_credentials(stack):
+    """Nobody who merely reaches the Prefect port can run deployments or answer a release review."""
+    api = stack.client_env["PREFECT_API_URL"]
+    user, password = stack.client_env["PREFECT_API_AUTH_STRING"].split(":", 1)
+    assert http_status(f"{api}/deployments/filter") in (401, 405)
+    assert http_status(f"{api}/flow_runs/00000000-0000-0000-0000-000000000000") == 401
+    assert http_status(f"{api}/flow_runs/00000000-0000-0000-0000-000000000000", user, "wrong") == 401
+    assert http_status(f"{api}/flow_runs/00000000-0000-0000-0000-000000000000", user, password) == 404
+    assert http_status(f"{api}/health") == 200  # the probe stays open
+
+
+def test_the_worker_cannot_manage_users_or_delete_another_use_cases_model(stack, monkeypatch):
+    """The worker runs as its own MLflow user (infra/mlflow/create-worker-user.py), not the admin."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    url = stack.client_env["MLFLOW_TRACKING_URI"]
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", stack.client_env["MLFLOW_TRACKING_USERNAME"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", stack.client_env["MLFLOW_TRACKING_PASSWORD"])
+    MlflowClient(tracking_uri=url, registry_uri=url).create_registered_model("another-teams-model")
+    for key, value in stack.worker_credentials.items():
+        monkeypatch.setenv(key, value)
+    worker = MlflowClient(tracking_uri=url, registry_uri=url)
+    with pytest.raises(MlflowException) as refused:
+        AuthServiceClient(url).create_user("intruder", "intruder-password-1")
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(MlflowException) as refused:
+        worker.delete_registered_model("another-teams-model")
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    # what the worker creates, it manages (a use case's registered model)
+    worker.create_registered_model("workers-own-model")
+    worker.delete_registered_model("workers-own-model")
+    # the ledger's actor (and a reviewer's name) is the user the server confirmed, not a free-text
+    # setting: FUNNEL_ACTOR cannot claim another identity while signed in
+    from components.config import load_settings
+    from components.release.ledger import current_actor
+
+    monkeypatch.setenv("FUNNEL_ACTOR", "somebody-else")
+    settings = load_settings(env={"MLFLOW_TRACKING_URI": url}, repo_root=Path(__file__).resolve().parents[2])
+    assert current_actor(settings) == stack.worker_credentials["MLFLOW_TRACKING_USERNAME"]
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+    from components.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="HTTP 401"):
+        current_actor(settings)
+
+
 def test_mlflow_and_prefect_keep_separate_databases(stack):
     import psycopg
 
@@ -66,7 +114,7 @@ def test_retrain_deployed_to_the_pool_runs_on_the_worker(stack, worker_checkout,
     from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     env = stack.client_env
     for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
@@ -80,7 +128,7 @@ def test_retrain_deployed_to_the_pool_runs_on_the_worker(stack, worker_checkout,
     )
     assert deployed.returncode == 0, deployed.stderr
     assert f"1 deployment(s) on work pool {pool}" in deployed.stdout
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: env["PREFECT_API_AUTH_STRING"]}):
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name("retrain/intent")
         run = run_deployment("retrain/intent", parameters={"use_case": "intent", "overrides": INTENT_FAST},
@@ -129,16 +177,45 @@ def test_champion_loads_from_the_stack(stack, worker_checkout, monkeypatch):
     assert len(scores) == 5
 
 
-def test_racing_promotions_from_two_checkouts_are_serialised_by_postgres(stack, tmp_path):
-    """Two workers on different machines share no lock file: the registry's PostgreSQL advisory
-    lock alone must let exactly one of two racing promotions win."""
-    import psycopg
+def test_drift_reads_the_champion_snapshot_from_the_s3_remote(stack, tmp_path, monkeypatch):
+    """A checkout that never trained (no DVC cache: the champion's snapshot exists only on the S3
+    remote) reads it through DVC's S3 filesystem, and the drift flow compares against it."""
+    from mlflow import MlflowClient
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+    from components.data import versioning
+    from flows.monitor import drift
+    from tests.conftest import make_project
+
+    env = stack.client_env
+    fresh = make_project(tmp_path / "fresh")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FUNNEL_REPO_ROOT", str(fresh))
+    monkeypatch.chdir(fresh)
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("intent", "champion")
+    md5, remote = champion.tags["data_md5"], env["FUNNEL_DVC_REMOTE"]
+    assert versioning.cached_snapshot(fresh, md5, remote) is None  # not on this machine
+    frame = versioning.read_cached_snapshot(fresh, md5, remote)
+    assert frame is not None
+    assert len(frame) == int(client.get_run(champion.run_id).data.tags["data_rows"])
+    assert versioning.read_cached_snapshot(fresh, "0" * 32, remote) is None  # absent is None, not an error
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: env["PREFECT_API_AUTH_STRING"]}):
+        summary = drift("intent", retrain_on_drift=False, overrides=INTENT_FAST)
+    assert summary["champion_version"] == "1"
+    assert isinstance(summary["drifted"], bool)
+
+
+def test_racing_promotions_through_the_mlflow_server_are_serialised_by_the_shared_lock(stack, tmp_path, monkeypatch):
+    """Two workers on different machines, both talking to MLflow over HTTP as the compose workers
+    do, share no lock file: the PostgreSQL advisory lock at FUNNEL_LOCK_URL alone must let exactly
+    one of two racing promotions win."""
     from tests.components.release.test_ledger import ROOT, assert_one_racer_wins, registry_with_versions
 
-    base = stack.client_env["FUNNEL_POSTGRES_URL"]
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-        connection.execute("CREATE DATABASE ledger_race")
+    env = stack.client_env
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(key, env[key])  # the racers (spawned processes) inherit them
     checkouts = []
     for name in ("machine-a", "machine-b"):
         checkout = tmp_path / name
@@ -146,6 +223,20 @@ def test_racing_promotions_from_two_checkouts_are_serialised_by_postgres(stack, 
         for file in ("params.yaml", "dvc.yaml"):
             (checkout / file).write_text((ROOT / file).read_text())
         checkouts.append(checkout)
-    uri = base.replace("postgresql://", "postgresql+psycopg://", 1) + "/ledger_race"
-    settings = registry_with_versions(tmp_path, 3, tracking_uri=uri)
-    assert_one_racer_wins(settings, tuple(checkouts))
+    settings = registry_with_versions(tmp_path, 3, tracking_uri=env["MLFLOW_TRACKING_URI"], use_case="race",
+                                      env={"FUNNEL_LOCK_URL": env["FUNNEL_LOCK_URL"]})
+    assert settings.tracking_uri.startswith("http://")
+    assert_one_racer_wins(settings, tuple(checkouts), use_case="race")
+
+
+def test_a_held_promotion_lock_times_out_with_a_clear_message(stack):
+    from components.errors import LockTimeoutError
+    from components.locks import advisory_lock
+
+    url = stack.client_env["FUNNEL_LOCK_URL"]
+    with advisory_lock(url, "alias-intent", 5, "moving an alias of intent"):
+        with (pytest.raises(LockTimeoutError, match="another run has held the lock 'alias-intent' in PostgreSQL"),
+              advisory_lock(url, "alias-intent", 1, "moving an alias of intent")):
+            pass
+        with advisory_lock(url, "alias-fraud", 1, "moving an alias of fraud"):  # other use cases are free
+            pass

@@ -142,3 +142,93 @@ def test_a_text_label_without_a_class_of_interest_says_what_to_set_and_quotes_no
         binary_labels(pd.Series(["a", "b"]), "c", "y")
     with pytest.raises(DataValidationError, match="1 missing values"):
         binary_labels(pd.Series(["a", None]), "a", "y")
+
+
+SECRET = "Zq7SecretClass"  # a label value from the data: it must not reach any message
+
+
+def _with_rare_classes(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """``frame`` with one row of a new class and two rows of another."""
+    rare = frame.head(3).assign(**{label: [SECRET, "pair", "pair"]})
+    return pd.concat([frame.assign(**{label: frame[label].astype(str)}), rare], ignore_index=True)
+
+
+def test_a_class_too_rare_to_stratify_stays_in_train():
+    # given a stratified split where one class has a single row and another two
+    frame = _with_rare_classes(intent_slice(1000), "Revenue")
+
+    # when it is split (sklearn cannot stratify a one-row class)
+    splits = split_frame(frame, "Revenue", 0.2, 0.15, seed=42)
+
+    # then the single row is in train, every row is on one side, the common classes are split
+    assert (splits.train["Revenue"] == SECRET).sum() == 1
+    assert SECRET not in set(splits.validation["Revenue"]) | set(splits.test["Revenue"])
+    assert sum(splits.sizes.values()) == len(frame)
+    assert set(splits.test["Revenue"]) >= {"True", "False"}
+
+
+def test_a_stratified_split_too_small_for_its_classes_says_so():
+    from components.errors import DataValidationError
+
+    frame = pd.DataFrame({"y": list("aabbccdd"), "x": range(8)})
+    with pytest.raises(DataValidationError, match="holds out 2 .* too few for one row of each of the 4 classes of 'y'"):
+        split_frame(frame, "y", 0.2, 0.1, seed=1)
+
+
+def test_stable_stratified_sides_keep_the_rarest_rows_of_a_class_in_train():
+    from components.config import SplitParams
+    from components.data.splits import TRAIN, assign_sides, row_keys
+
+    frame = _with_rare_classes(intent_slice(1000), "Revenue")
+    sides = assign_sides(frame, SplitParams(method="stratified"), 0.2, 0.15, 42, row_keys(frame), "Revenue")
+    assert (sides[frame["Revenue"].isin([SECRET, "pair"]).to_numpy()] == TRAIN).all()
+
+
+def _splits(train: list, validation: list, test: list):
+    from components.data.splits import Splits
+
+    return Splits(*(pd.DataFrame({"y": values}) for values in (train, validation, test)))
+
+
+def test_a_class_the_training_split_lacks_is_an_error_with_counts_never_the_value():
+    from components.data.splits import check_split_classes
+    from components.errors import DataValidationError
+
+    # given a test split with two rows of a class no training row has
+    splits = _splits(["a", "a", "b"], ["a", "b"], ["b", SECRET, SECRET])
+
+    # when its classes are checked, then the error counts rows and classes and quotes no label
+    with pytest.raises(DataValidationError) as failure:
+        check_split_classes(splits, "y", "support")
+    message = str(failure.value)
+    assert "2 test row(s) are of 1 'y' class(es) with no training row" in message
+    assert "split.method: stratified" in message
+    assert len(failure.value.failures) == 1  # the validation split's classes are all in train
+    assert SECRET not in message
+    check_split_classes(_splits(["a", "b", SECRET], ["a"], ["b", "a"]), "y", "support")  # train may hold more
+
+
+@pytest.mark.parametrize(("train", "validation", "test", "says"), [
+    ([0, 0, 1], [0, 1], [0, 1], "1 validation row(s) are of 1 'y' class(es) with fewer than 2 training rows"),
+    ([0, 0, 1, 1], [0, 0], [0, 1], "the validation split (2 rows) has no row of 1 of the 2 'y' classes"),
+    ([0, 0, 1, 1], [0, 1], [0, 0], "the test split (2 rows) has no row of 1 of the 2 'y' classes"),
+])
+def test_a_binary_split_needs_both_classes_everywhere_and_two_in_train(train, validation, test, says):
+    from components.data.splits import check_split_classes
+    from components.errors import DataValidationError
+
+    with pytest.raises(DataValidationError) as failure:
+        check_split_classes(_splits(train, validation, test), "y", "fraud", 2, every_side=True)
+    assert says in str(failure.value)
+    check_split_classes(_splits([0, 0, 1, 1], [0, 1], [1, 0]), "y", "fraud", 2, every_side=True)
+
+
+def test_a_split_without_the_class_of_interest_is_encoded_not_refused():
+    from components.data.splits import encode_binary_splits
+
+    # the class of interest is missing from the test split only: check_split_classes reports that
+    encoded = encode_binary_splits(_splits(["yes", "no"], ["no", "yes"], ["no", "no"]), "y", "yes")
+    assert [encoded.train["y"].tolist(), encoded.validation["y"].tolist(), encoded.test["y"].tolist()] == [
+        [1, 0], [0, 1], [0, 0]]
+    with pytest.raises(ConfigError, match="never occurs"):
+        encode_binary_splits(_splits(["no"], ["no"], ["no"]), "y", "yes")

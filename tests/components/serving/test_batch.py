@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -38,3 +40,46 @@ def test_named_outputs_become_columns():
     cols = output_columns({"items": np.array([[1, 2], [3, 4]]), "label": np.array(["a", "b"])})
     assert cols["items"] == ["[1, 2]", "[3, 4]"]
     assert list(cols["label"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"", "is empty (no header line, no rows): nothing to score"),
+    (b"\n\n", "is empty (no header line, no rows): nothing to score"),
+    (b"PageValues,Browser,Month\n", "has column names but no rows: nothing to score"),
+    (b"\xff\xfe\x00Zq7Secret\x00\x81", "cannot be read as CSV (comma-separated UTF-8 text with a header line): "
+                                      "UnicodeDecodeError"),
+])
+def test_a_file_with_nothing_to_score_is_refused_before_anything_is_written(tmp_path, content, says):
+    from components.serving.batch import check_input
+
+    path = tmp_path / "in.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataValidationError, match=re.escape(says)) as failure:
+        check_input(path)
+    assert "Zq7Secret" not in str(failure.value)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_row_pandas_cannot_parse_is_named_by_the_error_type_never_quoted(tmp_path):
+    from components.serving.batch import check_input, read_chunks
+
+    path = tmp_path / "in.csv"
+    path.write_text('PageValues,Browser\n1.0,2\n3.0,"Zq7Secret\n')  # an unclosed quote in the last row
+    check_input(path)  # the first row reads
+    with pytest.raises(DataValidationError, match="cannot be read as CSV .*: ParserError") as failure:
+        list(read_chunks(path, 1))
+    assert "Zq7Secret" not in str(failure.value)
+
+
+def test_an_empty_parquet_file_and_a_missing_file_are_refused(tmp_path):
+    from components.serving.batch import check_input
+
+    empty = tmp_path / "in.parquet"
+    pd.DataFrame({"PageValues": pd.Series([], dtype="float64")}).to_parquet(empty)
+    with pytest.raises(DataValidationError, match="has column names but no rows"):
+        check_input(empty)
+    (tmp_path / "not.parquet").write_text("PageValues\n1.0\n")
+    with pytest.raises(DataValidationError, match="cannot be read as Parquet"):
+        check_input(tmp_path / "not.parquet")
+    with pytest.raises(DataValidationError, match="does not exist"):
+        check_input(tmp_path / "gone.csv")

@@ -78,3 +78,37 @@ def test_read_fields_refuses_a_signature_that_disagrees_with_the_model():
     assert read_fields(signature_of(spec), spec) == FIELDS
     with pytest.raises(ServingError, match="re-register the model"):
         read_fields(signature_of({"amount": "float32"}), spec)
+
+
+@pytest.mark.parametrize(("chars", "refused"), [(0, False), (10, False), (11, True), (4 * 1024 * 1024, True)])
+def test_parse_rows_limits_each_string_by_its_length_never_quoting_it(chars, refused):
+    payload = {"rows": [ROW, {**ROW, "month": "m" * chars}]}
+    if not refused:
+        packed, _ = parse_rows(FIELDS, payload, max_rows=3, max_string_chars=10)
+        assert len(packed["string"][1, 0]) == chars
+        return
+    with pytest.raises(RequestError) as caught:
+        parse_rows(FIELDS, payload, max_rows=3, max_string_chars=10)
+    assert caught.value.status == 422
+    assert caught.value.details == (
+        f"rows[1].month: a string of {chars} characters; the limit is 10 (common.serving.max_string_chars)",)
+    assert "mmm" not in str(caught.value.as_json())
+
+
+def test_parse_rows_without_a_string_limit_takes_any_length():
+    packed, _ = parse_rows(FIELDS, {"rows": [{**ROW, "month": "m" * 100_000}]}, max_rows=1)
+    assert len(packed["string"][0, 0]) == 100_000
+
+
+def test_unknown_key_names_are_quoted_cut_short_and_few():
+    long_name = "a" * 5000  # sorts before the others
+    row = {**ROW, long_name: 1, **{f"extra{i:02d}": 1 for i in range(12)}}
+    with pytest.raises(RequestError) as caught:
+        parse_rows(FIELDS, {"rows": [row]}, max_rows=1)
+    (detail,) = caught.value.details
+    assert "extra00" in detail
+    assert "and 3 more" in detail
+    assert f"{'a' * 64}... (5000 characters)" in detail
+    assert "a" * 65 not in detail
+    with pytest.raises(RequestError, match=r"\(5000 characters\)'\]; the body takes only 'rows'"):
+        parse_rows(FIELDS, {"rows": [ROW], long_name: 1}, max_rows=1)

@@ -184,7 +184,7 @@ def test_the_openapi_spec_shows_the_raw_fields(served):
 
     row = build_openapi({"orders": served}, ServeParams())["components"]["schemas"]["orders_row"]
     assert row["required"] == ["ordered_at", "device", "amount"]
-    assert row["properties"]["ordered_at"] == {"type": "string", "nullable": True}
+    assert row["properties"]["ordered_at"] == {"type": "string", "maxLength": 10_000, "nullable": True}
     assert row["properties"]["amount"]["type"] == "number"
     assert "nullable" not in row["properties"]["amount"]
 

@@ -135,3 +135,42 @@ def test_the_readme_example_task_kind_is_one_module_that_registers_itself(tmp_pa
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines() == ["['binary', 'lead_scoring', 'multiclass', 'ranking'] True",
                                                "intent lead_scoring"]
+
+
+@pytest.mark.parametrize("method", ["hash", "stratified"])
+def test_a_binary_label_with_a_single_positive_row_is_refused_before_training(method):
+    import pandas as pd
+
+    from components.errors import DataValidationError
+    from tests.conftest import intent_slice
+
+    # given the real intent rows with one purchase left (the LightGBM baseline cannot stratify it)
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.split.method": method})
+    use_case = get_use_case("intent", params)
+    frame = intent_slice(600)
+    frame = pd.concat([frame[~frame["Revenue"]], frame[frame["Revenue"]].iloc[:1]])
+
+    # when it is trained, then a clear error counts rows per split; nothing is built
+    with pytest.raises(DataValidationError, match="data for 'intent' failed validation") as failure:
+        use_case.task.train(use_case, use_case.configure(params), frame)
+    assert "of the 2 'Revenue' classes" in str(failure.value)  # a split lacks the purchase class
+
+
+def test_a_multiclass_test_class_without_training_rows_is_refused_before_training():
+    import pandas as pd
+
+    from components.errors import DataValidationError
+    from tests.conftest import support_slice
+
+    # given Banking77 rows where one intent has test rows but no training rows
+    params = load_params(ROOT / "params.yaml")
+    use_case = get_use_case("support", params)
+    parts = support_slice(train_per_class=5, test_per_class=2)
+    train, test = parts["train"].assign(split="train"), parts["test"].assign(split="test")
+    gone = train["category"].iloc[0]
+    frame = pd.concat([train[train["category"] != gone], test], ignore_index=True)
+
+    # when it is trained, then the error counts the rows of the unseen class, never names it
+    with pytest.raises(DataValidationError, match="2 test row\\(s\\) are of 1 'category' class\\(es\\) with no training row") as failure:
+        use_case.task.train(use_case, use_case.configure(params), frame)
+    assert gone not in str(failure.value)
