@@ -126,6 +126,9 @@ class ScheduleParams(Section):
     cron: str
     timezone: str = "UTC"
     active: bool = True
+    # runs of this deployment at a time; more (cron + drift + backfill) wait in Prefect's queue
+    # (AwaitingConcurrencySlot) instead of racing on the same snapshot and reports
+    max_running: int = Field(default=1, ge=1)
 
 
 class DataParams(Section):

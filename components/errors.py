@@ -144,13 +144,13 @@ def http_status(exc: BaseException) -> int | None:
 def is_transient(exc: BaseException | None) -> bool:
     """Whether ``exc`` may pass on a retry: a network or OS error (not a missing or forbidden
     file), a timeout, or an HTTP 408/429/5xx answer (MLflow's server included), here or in the
-    ``raise ... from`` chain. A FunnelError never is: bad data, a failed gate or a bad setting
-    fail the same way every time."""
+    ``raise ... from`` chain. A FunnelError is not (bad data, a failed gate or a bad setting fail
+    the same way every time) unless it says so: a RegistryError for a 5xx or unreachable server."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, FunnelError):
-            return False
+        if isinstance(exc, FunnelError):  # only a registry that failed (not one that refused) may pass
+            return bool(getattr(exc, "transient", False))
         # before the OSError test: requests' HTTPError is an OSError, and a 404 stays a 404
         status = http_status(exc)
         if status is not None:

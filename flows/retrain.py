@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
+from uuid import uuid4
 
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -30,6 +32,7 @@ from components.errors import (
     GateFailedError,
     RetrainFailedError,
     ReviewError,
+    describe_failure,
     is_transient,
 )
 from components.evaluation.report import Evaluation, write_metrics_json
@@ -68,6 +71,8 @@ IO_TASK: TaskOptions = {
     "cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_transient,
     "timeout_seconds": 600,
 }
+# under common.reports_dir: one folder per running flow (RunContext.scratch)
+SCRATCH_DIR = ".runs"
 ML_TASK: TaskOptions = {"cache_policy": NO_CACHE, "retries": 0, "retry_condition_fn": retry_transient,
                         "timeout_seconds": 3600}
 
@@ -80,6 +85,10 @@ class RunContext:
     common: Any
     # the run's --set overrides (dvc.lock records them for the stages this run commits)
     overrides: dict[str, Any] | None = None
+    # this run's own folder: its snapshot, metrics and plots are written here, then published
+    # to the paths dvc.yaml names under the DVC lock (concurrent runs of one use case never
+    # write the same file); removed when the run ends
+    scratch: Path = Path()
 
 
 @task(**IO_TASK)
@@ -87,7 +96,8 @@ def load_context(name: str, overrides: dict[str, Any] | None) -> RunContext:
     settings = load_settings()
     params = load_params(settings.params_path, overrides)
     use_case = get_use_case(name, params)
-    return RunContext(settings, use_case, use_case.configure(params), params.common, overrides)
+    scratch = settings.path(params.common.reports_dir) / SCRATCH_DIR / f"{name}-{flow_run.id or uuid4().hex}"
+    return RunContext(settings, use_case, use_case.configure(params), params.common, overrides, scratch)
 
 
 @task(**IO_TASK)
@@ -95,12 +105,20 @@ def ingest(ctx: RunContext, as_of: str | None = None) -> tuple[pd.DataFrame, str
     """Read the source; a replay source releases the periods due by ``as_of`` (default: the
     run's scheduled date, so each scheduled or backfilled run sees its own snapshot)."""
     frame, source = read_source(ctx.config.name, ctx.config.params.data, ctx.settings)
-    replay = ctx.config.params.data.replay
-    if replay is not None and replay.enabled:
-        day = date.fromisoformat(as_of) if as_of else run_date()
-        frame, released = apply_replay(frame, replay, day)
+    day = replay_day(ctx, as_of)
+    if day is not None:
+        frame, released = apply_replay(frame, ctx.config.params.data.replay, day)
         source = f"{source} (replay: {released} period(s) by {day})"
     return derive(ctx.config.name, frame, ctx.config.transforms), source
+
+
+def replay_day(ctx: RunContext, as_of: str | None) -> date | None:
+    """The day a replay source releases data up to (``as_of``, else the run's scheduled date);
+    None when the use case has no replay."""
+    replay = ctx.config.params.data.replay
+    if replay is None or not replay.enabled:
+        return None
+    return date.fromisoformat(as_of) if as_of else run_date()
 
 
 def run_date() -> date:
@@ -128,13 +146,17 @@ def validate(ctx: RunContext, frame) -> ValidationReport:
 
 
 @task(**IO_TASK)
-def version(ctx: RunContext, frame, source: str) -> tuple[Snapshot, DataVersion]:
-    snapshot = write_snapshot(ctx.config.name, frame, source, ctx.settings.path(ctx.common.snapshot_dir))
+def version(ctx: RunContext, frame, source: str, as_of: str | None = None) -> tuple[Snapshot, DataVersion]:
+    staged = write_snapshot(ctx.config.name, frame, source, ctx.scratch)
+    target = ctx.settings.path(ctx.common.snapshot_dir) / ctx.config.name / staged.path.name
+    # dvc.lock records what this run used: its --set values and the day a replay released data to
+    day = replay_day(ctx, as_of)
+    used = {**(ctx.overrides or {}), **({f"use_cases.{ctx.config.name}.data.replay.as_of": day.isoformat()} if day else {})}
     data_version = versioning.version_snapshot(
-        ctx.settings.repo_root, f"snapshot@{ctx.config.name}", snapshot.path, ctx.settings.dvc_remote, ctx.overrides,
-        lock_timeout_s=ctx.common.lock_timeout_s,
+        ctx.settings.repo_root, f"snapshot@{ctx.config.name}", target, ctx.settings.dvc_remote, used,
+        lock_timeout_s=ctx.common.lock_timeout_s, staged=staged.path,
     )
-    return snapshot, data_version
+    return replace(staged, path=target), data_version
 
 
 @task(**ML_TASK)
@@ -146,10 +168,11 @@ def train(ctx: RunContext, snapshot) -> TrainedModel:
 def evaluate(ctx: RunContext, trained) -> Evaluation:
     champion = load_champion(ctx.settings, ctx.config, ctx.common.champion_alias)
     reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
-    evaluation = evaluate_with_champion(ctx.use_case, ctx.config, trained, reports / "plots", champion)
-    write_metrics_json(evaluation, reports / "metrics.json")
+    evaluation = evaluate_with_champion(ctx.use_case, ctx.config, trained, ctx.scratch / "plots", champion)
+    metrics = write_metrics_json(evaluation, ctx.scratch / "metrics.json")
     versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}", ctx.overrides,
-                            lock_timeout_s=ctx.common.lock_timeout_s)
+                            lock_timeout_s=ctx.common.lock_timeout_s,
+                            staged={metrics: reports / "metrics.json", ctx.scratch / "plots": reports / "plots"})
     return evaluation
 
 
@@ -255,11 +278,20 @@ def promote(ctx: RunContext, decision, review: ReviewInput | None = None) -> str
 @flow(name="retrain", flow_run_name="retrain-{use_case}")
 def retrain(use_case: str, overrides: dict[str, Any] | None = None, as_of: str | None = None) -> dict[str, Any]:
     """Take one use case from its data source to a gated, possibly promoted, model version."""
-    logger = get_run_logger()
     ctx = load_context(use_case, overrides)
+    try:
+        return run_steps(ctx, as_of)
+    finally:
+        shutil.rmtree(ctx.scratch, ignore_errors=True)
+
+
+def run_steps(ctx: RunContext, as_of: str | None) -> dict[str, Any]:
+    """The retrain flow's steps on one loaded context (each a Prefect task)."""
+    logger = get_run_logger()
+    use_case = ctx.config.name
     frame, source = ingest(ctx, as_of)
     report = validate(ctx, frame)
-    snapshot, data_version = version(ctx, frame, source)
+    snapshot, data_version = version(ctx, frame, source, as_of)
     trained = train(ctx, snapshot)
     evaluation = evaluate(ctx, trained)
     registered = register(ctx, snapshot, data_version, trained, evaluation, report)
@@ -343,5 +375,5 @@ def outcome(name: str, state) -> dict[str, Any]:
         return {"use_case": name, "status": "not promoted", "error": str(exc)}
     except DataValidationError as exc:
         return {"use_case": name, "status": "invalid data", "error": str(exc)}
-    except Exception as exc:
-        return {"use_case": name, "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # a library's message may quote data rows: funnel's own errors only
+        return {"use_case": name, "status": "error", "error": describe_failure(exc)}

@@ -40,6 +40,7 @@ def scheduled(params: Params, names: list[str] | None = None) -> list[str]:
 def deployments(params: Params, names: list[str] | None = None, flow: Any = None, **options: Any) -> list:
     """A RunnerDeployment of the retrain flow (or ``flow``, e.g. one loaded from source) per use
     case with an active schedule; ``options`` go to ``to_deployment`` (work pool, job variables)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
     if flow is None:
@@ -55,6 +56,8 @@ def deployments(params: Params, names: list[str] | None = None, flow: Any = None
             parameters={"use_case": name},
             description=f"Scheduled retraining of {name} ({section.schedule.cron}, {section.schedule.timezone})",
             tags=["funnel", name],
+            concurrency_limit=ConcurrencyLimitConfig(limit=section.schedule.max_running,
+                                                     collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
             **options,
         ))
     return built

@@ -128,7 +128,7 @@ def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_ur
                      overrides: Mapping[str, Any] | None = None, lock_timeout_s: float = DVC_LOCK_TIMEOUT_S,
                      staged: Path | None = None) -> DataVersion:
     """Record the snapshot written for ``stage`` in dvc.lock (with the run's overrides) and push
-    it to the remote. ``staged``: the run's own file, moved onto ``snapshot_path`` under the lock,
+    it to the remote. ``staged``: the run's own file, copied onto ``snapshot_path`` under the lock,
     so a concurrent run of the same use case cannot swap the file between write and commit."""
     ensure_repo(repo_root)
     relative = snapshot_path.resolve().relative_to(repo_root.resolve()).as_posix()
@@ -160,20 +160,25 @@ def commit_stage(repo_root: Path, stage: str, overrides: Mapping[str, Any] | Non
 
 
 def publish(staged: Mapping[Path, Path]) -> None:
-    """Move each staged file or folder onto its destination (a folder replaces the old folder
-    whole, so no file of an earlier run is left in it). Call under ``repo_lock``."""
+    """Copy each staged file or folder (a run's own) onto its destination, each swapped in whole
+    (a folder replaces the old folder, so no file of an earlier run is left in it). Call under
+    ``repo_lock``; the staged copies stay where they are (the run logs them to MLflow later)."""
     import shutil
 
     for source, destination in staged.items():
         destination.parent.mkdir(parents=True, exist_ok=True)
+        incoming = destination.with_name(f".{destination.name}.incoming-{os.getpid()}")
         if source.is_dir():
+            shutil.rmtree(incoming, ignore_errors=True)
+            shutil.copytree(source, incoming)
             old = destination.with_name(f".{destination.name}.old-{os.getpid()}")
             if destination.exists():
                 destination.replace(old)
-            source.replace(destination)
+            incoming.replace(destination)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            source.replace(destination)
+            shutil.copyfile(source, incoming)
+            incoming.replace(destination)
 
 
 def cached_snapshot(repo_root: Path, md5: str, remote_url: str | None = None) -> Path | None:

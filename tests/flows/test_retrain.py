@@ -60,6 +60,8 @@ def test_intent_good_run_then_worse_run_then_bad_data(project):
     assert v1.tags["data_md5"] == locked_md5(project, "snapshot@intent") == first["data_md5"]
     assert (project / "reports" / "intent" / "metrics.json").is_file()
     assert {p.name for p in (project / "reports" / "intent" / "plots").iterdir()} >= {"roc.png", "pr.png"}
+    # the run's own scratch folder (snapshot, metrics, plots before publishing) is gone
+    assert not list((project / "reports" / ".runs").glob("*"))
     # the snapshot was pushed to the DVC remote under its md5
     md5 = first["data_md5"]
     remote = load_settings().dvc_remote

@@ -21,6 +21,11 @@ def test_one_deployment_per_active_use_case_with_cron_and_timezone_from_params()
     assert schedule.cron == params.use_cases["intent"].schedule.cron
     assert schedule.timezone == "Europe/Berlin"
     assert built["intent"].parameters == {"use_case": "intent"}
+    # one running flow per deployment; cron + drift + backfill runs queue instead of racing
+    assert built["intent"].concurrency_limit == 1
+    assert built["intent"].concurrency_options.collision_strategy.value == "ENQUEUE"
+    two = {d.name: d for d in deployments(load_params(ROOT / "params.yaml", {"use_cases.intent.schedule.max_running": 2}))}
+    assert two["intent"].concurrency_limit == 2
 
 
 @pytest.mark.parametrize(("key", "value", "says"), [

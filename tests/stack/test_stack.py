@@ -139,6 +139,10 @@ def test_retrain_deployed_to_the_pool_runs_on_the_worker(stack, worker_checkout,
     assert run.work_pool_name == pool
     assert deployment.work_pool_name == pool
     assert deployment.schedules, "the deployment carries the cron schedule from params.yaml"
+    # one run of the deployment at a time on the server (the rest wait for a slot)
+    assert deployment.global_concurrency_limit is not None
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options.collision_strategy.value == "ENQUEUE"
 
     # the registry on the MLflow server: version 1 is the champion (no champion before it)
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])

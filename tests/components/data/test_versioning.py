@@ -57,3 +57,41 @@ def test_a_runs_overrides_are_what_dvc_lock_records(tmp_path):
     assert recorded["use_cases.shop.validate"] == {"min_rows": 500}
     assert record_overrides(tmp_path, "snapshot@shop", None) == []
     assert record_overrides(tmp_path, "train@other", {"use_cases.shop.data.source": "x"}) == []
+
+
+def _version_own_snapshot(root: str, remote: str, rows: int, barrier, results) -> None:
+    """One run: its snapshot staged in its own folder, versioned (published + committed) under the lock."""
+    import hashlib
+    from pathlib import Path
+
+    scratch = Path(root) / "reports" / ".runs" / f"run-{rows}"
+    staged = write_snapshot("intent", intent_slice(rows), "test", scratch)
+    own = hashlib.md5(staged.path.read_bytes()).hexdigest()
+    barrier.wait()
+    version = version_snapshot(Path(root), "snapshot@intent", Path(root) / "data" / "snapshots" / "intent" / "snapshot.parquet",
+                               remote, staged=staged.path)
+    results.put((rows, own, version.md5))
+
+
+def test_concurrent_runs_of_one_use_case_each_version_the_data_they_wrote(tmp_path):
+    """Two runs of one use case at once: each stages its snapshot in its own folder and publishes it
+    under the DVC lock, so the md5 each records is the md5 of its own data (never the other's)."""
+    import multiprocessing
+
+    from components.data.versioning import read_cached_snapshot
+
+    root = make_project(tmp_path / "repo", intent_rows=600)
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    runs = [context.Process(target=_version_own_snapshot, args=(str(root), str(tmp_path / "remote"), rows, barrier, results))
+            for rows in (500, 600)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=300)
+    outcome = [results.get(timeout=5) for _ in runs]
+    assert len(outcome) == 2
+    for rows, own, recorded in outcome:
+        assert recorded == own, f"the run with {rows} rows recorded another run's data"
+        assert len(read_cached_snapshot(root, recorded, str(tmp_path / "remote"))) == rows
+    assert outcome[0][2] != outcome[1][2]
