@@ -211,6 +211,31 @@ def test_drift_reads_the_champion_snapshot_from_the_s3_remote(stack, tmp_path, m
     assert isinstance(summary["drifted"], bool)
 
 
+def test_a_release_review_computes_psi_against_the_champion_snapshot_on_the_s3_remote(stack, tmp_path, monkeypatch):
+    """A retrain from another checkout (other data, no DVC cache of the champion's): the review's
+    feature shift reads the champion's snapshot from the S3 remote."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from components.errors import GateFailedError
+    from flows.retrain import retrain
+    from tests.conftest import make_project
+
+    env = stack.client_env
+    other = make_project(tmp_path / "other", intent_rows=2000)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FUNNEL_REPO_ROOT", str(other))
+    monkeypatch.chdir(other)
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: env["PREFECT_API_AUTH_STRING"]}):
+        try:
+            version = retrain("intent", INTENT_FAST)["version"]
+        except GateFailedError as failed:  # the gate's decision does not matter here, the review does
+            version = failed.version
+    review = (other / "reports" / "intent" / f"review-v{version}.md").read_text()
+    assert "PSI not computed" not in review
+    assert "| ProductRelated_Duration |" in review or "| ProductRelated |" in review
+
+
 def test_racing_promotions_through_the_mlflow_server_are_serialised_by_the_shared_lock(stack, tmp_path, monkeypatch):
     """Two workers on different machines, both talking to MLflow over HTTP as the compose workers
     do, share no lock file: the PostgreSQL advisory lock at FUNNEL_LOCK_URL alone must let exactly
