@@ -38,6 +38,7 @@ from components.errors import (
 from components.evaluation.report import Evaluation, write_metrics_json
 from components.release import registry
 from components.release.champion import evaluate_with_champion, load_champion
+from components.release.ledger import confirm_review_answer
 from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
 from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
@@ -227,6 +228,9 @@ class ReviewInput(RunInput):
     approve: bool
     reason: str
     reviewer: str = "prefect-ui"
+    # set by `funnel review`, which first writes the answer to the model version in the registry
+    # as the reviewer; an answer without it (typed in the Prefect UI) is not accepted
+    answer_id: str = ""
 
 
 def wait_for_review(ctx: RunContext, registered, decision) -> ReviewInput:
@@ -238,8 +242,9 @@ def wait_for_review(ctx: RunContext, registered, decision) -> ReviewInput:
     why = f"**{decision.schema_change}**: the champion cannot be compared on this data.\n\n" if decision.schema_change else ""
     description = (
         f"## Release review: {name} v{version}\n\n{why}The gate passed:\n{checks}\n\n"
-        f"Approve to make v{version} the @champion, or reject; give a reason either way. "
-        f"CLI: `funnel review approve|reject {name} {version} --reason ...`"
+        f"Approve to make v{version} the @champion, or reject, with `funnel review approve|reject {name} "
+        f"{version} --reason ...`: it records the answer in the registry as your MLflow user first. An answer "
+        f"submitted here instead is not accepted (it would carry a typed name, not a signed-in one)."
     )
     get_run_logger().info("%s v%s waits for a review (timeout %ss)", name, version, gate.review_timeout_s)
     try:
@@ -253,6 +258,14 @@ def wait_for_review(ctx: RunContext, registered, decision) -> ReviewInput:
             f"{name} v{version}: no review within {gate.review_timeout_s} s; @champion is unchanged. "
             "Re-run the flow to ask again."
         ) from None
+    found = registry.get_version(ctx.settings, name, version)
+    try:
+        answer = confirm_review_answer(dict(found.tags) if found else {}, review.approve, review.answer_id)
+    except ReviewError:
+        registry.write_version_tags(ctx.settings, name, version, {"review.status": "unconfirmed answer"})
+        raise
+    review = ReviewInput(approve=review.approve, reason=answer["reason"], reviewer=answer["reviewer"],
+                         answer_id=review.answer_id)
     verdict = "approved" if review.approve else "rejected"
     registry.write_version_tags(ctx.settings, name, version, {
         "review.status": verdict, "review.reviewer": review.reviewer, "review.reason": review.reason[:500],

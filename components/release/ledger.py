@@ -31,6 +31,8 @@ INTENT, APPLIED, NOT_APPLIED = "intent", "applied", "not applied"
 # the callers pass common.lock_timeout_s; this is only the fallback for library use
 DEFAULT_LOCK_TIMEOUT_S = 300.0
 MANUAL = "manual promotion"
+# the model-version tag a reviewer's answer is written to (``review_answer``)
+REVIEW_ANSWER_TAG = "review.answer"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,34 @@ def current_actor(settings: Settings | None = None) -> str:
         return os.environ.get(ACTOR_ENV) or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def review_answer(approve: bool, reason: str, reviewer: str, answer_id: str) -> str:
+    """The answer a reviewer writes to the model version (``REVIEW_ANSWER_TAG``) with their own
+    registry credentials before resuming the flow: only someone the registry lets edit the model
+    can write it, and the flow accepts no answer without it."""
+    return json.dumps({"approve": approve, "reason": reason[:500], "reviewer": reviewer, "answer_id": answer_id},
+                      sort_keys=True)
+
+
+def confirm_review_answer(tags: dict[str, str], approve: bool, answer_id: str) -> dict:
+    """The registry's copy of a review answer that resumed the flow (pure); ReviewError when the
+    answer did not come through `funnel review` (e.g. typed in the Prefect UI) or differs."""
+    from components.errors import ReviewError
+
+    try:
+        recorded = json.loads(tags.get(REVIEW_ANSWER_TAG, ""))
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict) or not answer_id or recorded.get("answer_id") != answer_id \
+            or recorded.get("approve") is not approve:
+        raise ReviewError(
+            "the review answer is not confirmed by the registry, so it counts as neither approval nor rejection; "
+            "@champion is unchanged. Answer with `funnel review approve|reject`: it writes the answer to the "
+            "model version as your MLflow user (only users who may edit the model can review), then resumes "
+            "the flow. Re-run the flow to ask again."
+        )
+    return recorded
 
 
 def parse_ledger(tags: dict[str, str]) -> list[LedgerEntry]:

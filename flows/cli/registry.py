@@ -99,7 +99,7 @@ def lineage(
 
 
 def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> None:
-    from uuid import UUID
+    from uuid import UUID, uuid4
 
     from flows.runtime import configure_environment
 
@@ -108,7 +108,7 @@ def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> N
 
     from components.errors import ReviewError
     from components.release import registry
-    from components.release.ledger import current_actor
+    from components.release.ledger import REVIEW_ANSWER_TAG, current_actor, review_answer
 
     settings, params = settings_and_params()
     check_use_cases(params, [use_case])
@@ -121,8 +121,13 @@ def _answer_review(use_case: str, version: str, approve: bool, reason: str) -> N
     run_id = found.tags.get("prefect_flow_run_id")
     if not run_id:
         raise ReviewError(f"{use_case} v{version} has no Prefect flow run to resume")
-    resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason,
-                                              "reviewer": current_actor(settings)})
+    # the answer goes to the registry first, as this user: the flow accepts only an answer the
+    # registry holds (a 403 here: this MLflow user may not edit, so may not review, the model)
+    reviewer, answer_id = current_actor(settings), uuid4().hex
+    registry.write_version_tags(settings, use_case, version,
+                                {REVIEW_ANSWER_TAG: review_answer(approve, reason, reviewer, answer_id)})
+    resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason, "reviewer": reviewer,
+                                              "answer_id": answer_id})
     typer.echo(f"{use_case} v{version}: {'approved' if approve else 'rejected'} ({reason}); flow run {run_id} resumes")
 
 

@@ -5,7 +5,8 @@ The same services as ``infra/docker-compose.yml``, with the same settings (read 
 
 - PostgreSQL from Debian's package (``/usr/lib/postgresql/<v>/bin``), one database each for
   MLflow, MLflow's auth and Prefect, created by ``infra/postgres/create-databases.sh``;
-- an S3-compatible endpoint (moto's server mode) standing in for MinIO, with both buckets;
+- an S3-compatible endpoint (moto's server mode) standing in for MinIO, with both buckets, an
+  admin key and the workers' key for the DVC bucket only (moto enforces the policy);
 - ``mlflow server`` on PostgreSQL with S3 artifacts and basic auth, via ``infra/mlflow/start.sh``;
 - ``prefect server start`` on its own PostgreSQL database, with basic auth;
 - a Prefect process work pool and a worker that runs funnel's flows, as its own MLflow user
@@ -172,21 +173,27 @@ class Stack:
         return f"{s['POSTGRES_USER']}:{s['POSTGRES_PASSWORD']}@{HOST}:{port}"
 
     def start_s3(self) -> str:
-        """moto's S3 server with the MLflow and DVC buckets (MinIO's role in compose)."""
+        """moto's S3 server with the MLflow and DVC buckets (MinIO's role in compose), enforcing
+        access like MinIO: an admin key, and the workers' key for the DVC bucket only
+        (``s3_setup.py``; the keys replace MINIO_ROOT_* and MINIO_WORKER_*)."""
+        import json
+
         s = self.settings
         port = free_port()
         url = f"http://{HOST}:{port}"
-        self.spawn("s3", [executable("moto_server"), "-H", HOST, "-p", str(port)], self.base_env())
+        setup = INFRA / "packages" / "s3_setup.py"
+        actions = next(line.split("=")[1].strip() for line in setup.read_text().splitlines()
+                       if line.startswith("SETUP_ACTIONS"))
+        self.spawn("s3", [executable("moto_server"), "-H", HOST, "-p", str(port)],
+                   {**self.base_env(), "INITIAL_NO_AUTH_ACTION_COUNT": actions})
         self.wait_http("s3", f"{url}/moto-api/", timeout=60)
-        env = {**self.base_env(), "AWS_ACCESS_KEY_ID": s["MINIO_ROOT_USER"],
-               "AWS_SECRET_ACCESS_KEY": s["MINIO_ROOT_PASSWORD"], "AWS_DEFAULT_REGION": s["AWS_DEFAULT_REGION"]}
-        for bucket in (s["MLFLOW_ARTIFACTS_BUCKET"], s["DVC_BUCKET"]):
-            made = subprocess.run(
-                [sys.executable, "-c",
-                 "import sys, boto3; boto3.client('s3', endpoint_url=sys.argv[1]).create_bucket(Bucket=sys.argv[2])",
-                 url, bucket], env=env, capture_output=True, text=True)
-            if made.returncode:
-                raise StackError(f"creating bucket {bucket} failed:\n{made.stderr}")
+        made = subprocess.run([sys.executable, str(setup), url, s["AWS_DEFAULT_REGION"], s["MLFLOW_ARTIFACTS_BUCKET"],
+                               s["DVC_BUCKET"]], env=self.base_env(), capture_output=True, text=True)
+        if made.returncode:
+            raise StackError(f"creating the buckets and users failed:\n{made.stderr[-3000:]}")
+        keys = json.loads(made.stdout)
+        s["MINIO_ROOT_USER"], s["MINIO_ROOT_PASSWORD"] = keys["admin"]["id"], keys["admin"]["secret"]
+        s["MINIO_WORKER_USER"], s["MINIO_WORKER_PASSWORD"] = keys["funnel-worker"]["id"], keys["funnel-worker"]["secret"]
         return url
 
     def start_mlflow(self, pg: str, s3_url: str) -> str:
@@ -231,7 +238,9 @@ class Stack:
         returns the credentials the worker's environment gets."""
         s = self.settings
         worker = {"MLFLOW_TRACKING_USERNAME": s["MLFLOW_WORKER_USERNAME"],
-                  "MLFLOW_TRACKING_PASSWORD": s["MLFLOW_WORKER_PASSWORD"]}
+                  "MLFLOW_TRACKING_PASSWORD": s["MLFLOW_WORKER_PASSWORD"],
+                  # the DVC bucket's user (not the S3 admin): MLflow's artifacts go through its server
+                  "AWS_ACCESS_KEY_ID": s["MINIO_WORKER_USER"], "AWS_SECRET_ACCESS_KEY": s["MINIO_WORKER_PASSWORD"]}
         env = {**self.base_env(), **self.client_env, "MLFLOW_WORKER_USERNAME": worker["MLFLOW_TRACKING_USERNAME"],
                "MLFLOW_WORKER_PASSWORD": worker["MLFLOW_TRACKING_PASSWORD"]}
         made = subprocess.run([sys.executable, str(INFRA / "mlflow" / "create-worker-user.py")], env=env,

@@ -68,6 +68,11 @@ def test_review_approve_then_reject_then_timeout(project, tmp_path):
     assert outcome["result"]["champion_version"] == "1"
     entry = read_ledger(settings, "intent")[-1]
     assert (entry.action, entry.to_version, entry.reason) == ("approve", "1", "numbers look right")
+    # the reviewer the ledger names is the one whose answer the registry holds (written as that user)
+    from components.release.ledger import current_actor
+
+    assert entry.actor == current_actor(settings)
+    assert '"reason": "numbers look right"' in get_version(settings, "intent", "1").tags["review.answer"]
     assert get_version(settings, "intent", "1").tags["review.status"] == "approved"
     # the release review and the model card exist for v1 (reports/, the MLflow run, the version page)
     _assert_review_page(project / "reports" / "intent" / "review-v1.html", None)
@@ -103,6 +108,22 @@ def test_review_approve_then_reject_then_timeout(project, tmp_path):
     assert "no review within 3 s" in str(outcome["error"])
     assert str(get_alias_version(settings, "intent", "champion").version) == "1"
     assert get_version(settings, "intent", "3").tags["review.status"] == "timed out"
+    assert [e.to_version for e in read_ledger(settings, "intent")] == ["1"]
+
+    # an answer submitted straight to Prefect (as the Prefect UI does: no answer in the registry,
+    # a typed name) is not accepted, and the champion stays
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    thread, outcome = _in_background(better)
+    run_id = _wait_until_paused("4", thread)
+    resume_flow_run(UUID(run_id), run_input={"approve": True, "reason": "looks fine", "reviewer": "the-ceo"})
+    thread.join(timeout=300)
+    assert isinstance(outcome["error"], ReviewError)
+    assert "not confirmed by the registry" in str(outcome["error"])
+    assert str(get_alias_version(settings, "intent", "champion").version) == "1"
+    assert get_version(settings, "intent", "4").tags["review.status"] == "unconfirmed answer"
     assert [e.to_version for e in read_ledger(settings, "intent")] == ["1"]
 
     # last, as it skips without chromium: the page renders in a browser, and the browser check

@@ -50,6 +50,7 @@ def test_compose_promises():
     assert "MINIO_ROOT" not in str(worker["environment"])
     assert services["mlflow-users"]["command"][-1] == "/opt/mlflow/create-worker-user.py"
     assert "mc admin policy attach funnel funnel-dvc" in services["minio-buckets"]["entrypoint"]
+    assert "./minio/worker-policy.json:/policy/worker-policy.json:ro" in services["minio-buckets"]["volumes"]
     assert services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
     assert worker["environment"]["PREFECT_API_AUTH_STRING"] == "${PREFECT_AUTH_STRING}"
     # the lineage commit is the source commit, passed to the image build

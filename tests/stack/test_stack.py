@@ -99,6 +99,24 @@ def test_the_worker_cannot_manage_users_or_delete_another_use_cases_model(stack,
         current_actor(settings)
 
 
+def test_the_workers_s3_key_reaches_the_dvc_bucket_only(stack):
+    """The workers' S3 user (infra/minio/worker-policy.json, enforced by moto as by MinIO) reads and
+    writes the DVC remote, and cannot read or write MLflow's artifacts."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    env, s = stack.client_env, stack.settings
+    worker = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                          aws_access_key_id=s["MINIO_WORKER_USER"], aws_secret_access_key=s["MINIO_WORKER_PASSWORD"])
+    worker.put_object(Bucket=s["DVC_BUCKET"], Key="probe/worker.txt", Body=b"ok")
+    assert worker.get_object(Bucket=s["DVC_BUCKET"], Key="probe/worker.txt")["Body"].read() == b"ok"
+    for call in (lambda: worker.list_objects_v2(Bucket=s["MLFLOW_ARTIFACTS_BUCKET"]),
+                 lambda: worker.put_object(Bucket=s["MLFLOW_ARTIFACTS_BUCKET"], Key="probe.txt", Body=b"x"),
+                 lambda: worker.delete_bucket(Bucket=s["DVC_BUCKET"])):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            call()
+
+
 def test_mlflow_and_prefect_keep_separate_databases(stack):
     import psycopg
 

@@ -316,3 +316,20 @@ def test_without_user_accounts_the_actor_is_the_named_service_account_or_the_os_
     import getpass
 
     assert current_actor(settings) == getpass.getuser()
+
+
+def test_a_review_answer_counts_only_when_the_registry_holds_it():
+    from components.errors import ReviewError
+    from components.release.ledger import REVIEW_ANSWER_TAG, confirm_review_answer, review_answer
+
+    tags = {REVIEW_ANSWER_TAG: review_answer(True, "checked slices", "ana", "a1")}
+    assert confirm_review_answer(tags, True, "a1")["reviewer"] == "ana"
+    for stored, approve, answer_id in [
+        ({}, True, "a1"),                                   # typed in the Prefect UI: nothing in the registry
+        (tags, True, ""),                                   # no answer id
+        (tags, True, "b2"),                                 # another answer's id
+        (tags, False, "a1"),                                # the registry says approve, the flow was told reject
+        ({REVIEW_ANSWER_TAG: "not json"}, True, "a1"),
+    ]:
+        with pytest.raises(ReviewError, match="not confirmed by the registry"):
+            confirm_review_answer(stored, approve, answer_id)
