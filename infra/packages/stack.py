@@ -231,7 +231,10 @@ class Stack:
         s = self.settings
         return {"AWS_ACCESS_KEY_ID": s["MINIO_ROOT_USER"], "AWS_SECRET_ACCESS_KEY": s["MINIO_ROOT_PASSWORD"],
                 "AWS_DEFAULT_REGION": s["AWS_DEFAULT_REGION"], "AWS_ENDPOINT_URL": s3_url,
-                "MLFLOW_S3_ENDPOINT_URL": s3_url}
+                "MLFLOW_S3_ENDPOINT_URL": s3_url,
+                # artifacts stream through the MLflow server: moto's access checks cannot read the
+                # presigned URLs MLflow would hand out for direct downloads (MinIO's can)
+                "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"}
 
     def create_worker_user(self) -> dict[str, str]:
         """The workers' own MLflow user (not the admin: infra/mlflow/create-worker-user.py);
