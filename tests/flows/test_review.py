@@ -103,12 +103,7 @@ def test_review_approve_then_reject_then_timeout(project, tmp_path):
 
     # nobody answers: the pause times out and the champion stays
     thread, outcome = _in_background({**better, "use_cases.intent.gate.review_timeout_s": 3})
-    thread.join(timeout=300)
-    assert isinstance(outcome["error"], ReviewError)
-    assert "no review within 3 s" in str(outcome["error"])
-    assert str(get_alias_version(settings, "intent", "champion").version) == "1"
-    assert get_version(settings, "intent", "3").tags["review.status"] == "timed out"
-    assert [e.to_version for e in read_ledger(settings, "intent")] == ["1"]
+    _assert_not_promoted(settings, thread, outcome, "3", "no review within 3 s", "timed out")
 
     # an answer submitted straight to Prefect (as the Prefect UI does: no answer in the registry,
     # a typed name) is not accepted, and the champion stays
@@ -119,12 +114,7 @@ def test_review_approve_then_reject_then_timeout(project, tmp_path):
     thread, outcome = _in_background(better)
     run_id = _wait_until_paused("4", thread)
     resume_flow_run(UUID(run_id), run_input={"approve": True, "reason": "looks fine", "reviewer": "the-ceo"})
-    thread.join(timeout=300)
-    assert isinstance(outcome["error"], ReviewError)
-    assert "not confirmed by the registry" in str(outcome["error"])
-    assert str(get_alias_version(settings, "intent", "champion").version) == "1"
-    assert get_version(settings, "intent", "4").tags["review.status"] == "unconfirmed answer"
-    assert [e.to_version for e in read_ledger(settings, "intent")] == ["1"]
+    _assert_not_promoted(settings, thread, outcome, "4", "not confirmed by the registry", "unconfirmed answer")
 
     # last, as it skips without chromium: the page renders in a browser, and the browser check
     # does catch an empty section
@@ -137,6 +127,20 @@ def test_review_approve_then_reject_then_timeout(project, tmp_path):
     assert hollow.read_text() != page
     with pytest.raises(AssertionError, match="section gate renders empty"):
         _assert_renders_in_chromium(hollow, tmp_path)
+
+
+def _assert_not_promoted(settings, thread, outcome: dict, version: str, says: str, status: str) -> None:
+    """The run of ``version`` ended in a ReviewError saying ``says``; v1 stays the champion, the
+    version's review status is ``status`` and the ledger holds only v1's promotion."""
+    from components.release.ledger import read_ledger
+    from components.release.registry import get_alias_version, get_version
+
+    thread.join(timeout=300)
+    assert isinstance(outcome["error"], ReviewError)
+    assert says in str(outcome["error"])
+    assert str(get_alias_version(settings, "intent", "champion").version) == "1"
+    assert get_version(settings, "intent", version).tags["review.status"] == status
+    assert [e.to_version for e in read_ledger(settings, "intent")] == ["1"]
 
 
 def _assert_review_page(path, champion_version: str | None) -> None:
