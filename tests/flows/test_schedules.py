@@ -104,3 +104,10 @@ def test_backfill_gives_each_date_its_own_snapshot_and_version(project):
 
     moves = read_ledger(settings, "intent")
     assert [m.to_version for m in moves] == ["1", "2", "3"]  # the ledger shows the decisions
+    # dvc.lock says which release the snapshot it records came from (the last run's as_of day)
+    import yaml
+
+    lock = yaml.safe_load((settings.repo_root / "dvc.lock").read_text())
+    recorded = lock["stages"]["snapshot@intent"]["params"]["params.yaml"]["use_cases.intent.data"]
+    assert recorded["replay"]["as_of"] == date(2026, 10, 26)
+    assert recorded["replay"]["enabled"] is True
