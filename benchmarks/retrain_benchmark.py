@@ -90,7 +90,7 @@ def main() -> None:
           f"({platform.machine()}, {__import__('os').cpu_count()} cores), seed from params.yaml\n")
     table = []
     for row in rows:
-        published = get_use_case(row["use_case"]).published
+        published = get_use_case(row["use_case"]).card.published
         for metric in METRICS[row["use_case"]]:
             model, base = row["metrics"].get(metric), row["baseline"].get(metric)
             table.append([

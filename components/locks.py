@@ -16,6 +16,8 @@ from pathlib import Path
 from components.errors import ConfigError, LockTimeoutError
 
 POLL_S = 0.2
+# the wait when a caller passes no timeout (library use); runs pass common.lock_timeout_s
+DEFAULT_TIMEOUT_S = 300.0
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://")
 
 

@@ -87,7 +87,8 @@ class UseCaseConfig:
 @dataclass(frozen=True)
 class UseCase:
     """A params.yaml section joined with the code it names: its task kind, model builder (typed
-    ``features``/``train`` sections, build function) and same-run baseline, and its card."""
+    ``features``/``train`` sections, build function) and same-run baseline, and its card (title,
+    licence, intended use, ... as params.yaml states them)."""
 
     name: str
     task: Task
@@ -95,60 +96,6 @@ class UseCase:
     fit_baseline: Callable[[pd.DataFrame, UseCaseConfig], Any]
     card: CardParams
     class_weight: Callable[[pd.DataFrame, UseCaseConfig], dict[int, float]] | None = None
-
-    # what the tasks call: the builder's parts (see ``Builder``)
-    @property
-    def features_type(self) -> type[Section]:
-        return self.builder.features_type
-
-    @property
-    def train_type(self) -> type[Section]:
-        return self.builder.train_type
-
-    @property
-    def build_model(self) -> Callable[..., Any]:
-        return self.builder.build
-
-    @property
-    def make_serving(self) -> Callable[[Any, tuple[str, ...]], Any] | None:
-        return self.builder.make_serving
-
-    @property
-    def non_null_columns(self) -> Callable[[Any], list[str]] | None:
-        return self.builder.non_null_columns
-
-    # what model cards, reviews and benchmarks read: the card's parts
-    @property
-    def title(self) -> str:
-        return self.card.title
-
-    @property
-    def data_licence(self) -> str:
-        return self.card.licence
-
-    @property
-    def data_citation(self) -> str:
-        return self.card.citation
-
-    @property
-    def published(self) -> Mapping[str, float]:
-        return self.card.published
-
-    @property
-    def published_source(self) -> str:
-        return self.card.published_source
-
-    @property
-    def intended_use(self) -> str:
-        return self.card.intended_use
-
-    @property
-    def limitations(self) -> str:
-        return self.card.limitations
-
-    @property
-    def business_terms(self) -> Mapping[str, str]:
-        return self.card.business_terms
 
     def configure(self, params: Params) -> UseCaseConfig:
         """Type this use case's section of params.yaml: unknown keys fail fast, and every metric
@@ -159,9 +106,9 @@ class UseCase:
         where = f"params.use_cases.{self.name}"
         if self.task.needs_label and not section.validate.label:
             raise ConfigError(f"{where}.validate.label: missing; a {self.task.name} use case learns a label column, name it")
-        features = parse_section(self.features_type, section.features, f"{where}.features")
+        features = parse_section(self.builder.features_type, section.features, f"{where}.features")
         section = section.model_copy(update={"validate": no_nulls_where_required(
-            section, self.non_null_columns(features) if self.non_null_columns else [])})
+            section, self.builder.non_null_columns(features) if self.builder.non_null_columns else [])})
         config = UseCaseConfig(
             name=self.name,
             seed=params.common.seed,
@@ -170,7 +117,7 @@ class UseCase:
             params=section,
             features=features,
             transforms=parse_transforms(section.data.transforms, f"{where}.data.transforms"),
-            train=parse_section(self.train_type, section.train, f"{where}.train"),
+            train=parse_section(self.builder.train_type, section.train, f"{where}.train"),
             evaluate=parse_section(self.task.evaluate_type, section.evaluate, f"{where}.evaluate"),
         )
         check_gate_metrics(where, section.gate, self.task.metric_names(config.evaluate),
@@ -347,8 +294,8 @@ def params_json_schema() -> dict[str, Any]:
         for name in params.use_cases:
             use_case = get_use_case(name, params)
             sections[name] = (create_model(
-                f"use_case_{name}", __base__=UseCaseParams, __doc__=use_case.title,
-                features=(use_case.features_type, ...), train=(use_case.train_type, ...),
+                f"use_case_{name}", __base__=UseCaseParams, __doc__=use_case.card.title,
+                features=(use_case.builder.features_type, ...), train=(use_case.builder.train_type, ...),
                 evaluate=(use_case.task.evaluate_type, ...),
             ), ...)
     use_cases = create_model("use_cases", __base__=Section, **sections)

@@ -20,13 +20,11 @@ from typing import Any
 import yaml
 
 from components.errors import VersioningError
-from components.locks import file_lock
+from components.locks import DEFAULT_TIMEOUT_S, file_lock
 
 logger = logging.getLogger(__name__)
 
 REMOTE_NAME = "funnel"
-# the callers pass common.lock_timeout_s; this is only the fallback for library use
-DVC_LOCK_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class DataVersion:
 
 
 @contextmanager
-def repo_lock(repo_root: Path, timeout_s: float = DVC_LOCK_TIMEOUT_S) -> Iterator[None]:
+def repo_lock(repo_root: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
     """Hold an exclusive lock on the repository's DVC state (across processes on this machine):
     DVC runs one command per repository at a time."""
     with file_lock(repo_root / ".dvc" / "tmp" / "funnel.lock", timeout_s, f"versioning data in {repo_root}"):
@@ -125,7 +123,7 @@ def record_overrides(repo_root: Path, stage: str, overrides: Mapping[str, Any] |
 
 
 def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_url: str,
-                     overrides: Mapping[str, Any] | None = None, lock_timeout_s: float = DVC_LOCK_TIMEOUT_S,
+                     overrides: Mapping[str, Any] | None = None, lock_timeout_s: float = DEFAULT_TIMEOUT_S,
                      staged: Path | None = None) -> DataVersion:
     """Record the snapshot written for ``stage`` in dvc.lock (with the run's overrides) and push
     it to the remote. ``staged``: the run's own file, copied onto ``snapshot_path`` under the lock,
@@ -148,7 +146,7 @@ def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_ur
 
 
 def commit_stage(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None = None,
-                 lock_timeout_s: float = DVC_LOCK_TIMEOUT_S, staged: Mapping[Path, Path] | None = None) -> None:
+                 lock_timeout_s: float = DEFAULT_TIMEOUT_S, staged: Mapping[Path, Path] | None = None) -> None:
     """Record a stage's current outputs (metrics, plots) in dvc.lock, with the run's overrides;
     ``staged`` (the run's own files or folders -> the stage's outputs) are published first, under
     the same lock, so the outputs and the lock entry come from one run."""

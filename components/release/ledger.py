@@ -21,15 +21,13 @@ from pathlib import Path
 
 from components.config import LOCK_ENV, Settings
 from components.errors import ConfigError, LedgerError, PromotionConflictError
-from components.locks import advisory_lock, file_lock, is_postgres
+from components.locks import DEFAULT_TIMEOUT_S, advisory_lock, file_lock, is_postgres
 
 TAG_PREFIX = "ledger."
 ACTOR_ENV = "FUNNEL_ACTOR"
 # an entry's status: written before the alias moves (intent), after it moved (applied), or
 # settled as not applied when a crash stopped the move in between
 INTENT, APPLIED, NOT_APPLIED = "intent", "applied", "not applied"
-# the callers pass common.lock_timeout_s; this is only the fallback for library use
-DEFAULT_LOCK_TIMEOUT_S = 300.0
 MANUAL = "manual promotion"
 # the model-version tag a reviewer's answer is written to (``review_answer``)
 REVIEW_ANSWER_TAG = "review.answer"
@@ -164,7 +162,7 @@ def lock_target(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def alias_lock(settings: Settings, use_case: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+def alias_lock(settings: Settings, use_case: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
     """Serialise alias moves of one use case: a PostgreSQL advisory lock (FUNNEL_LOCK_URL, or the
     PostgreSQL registry itself) across machines, or a file lock beside the SQLite registry."""
     target = lock_target(settings)
@@ -208,7 +206,7 @@ def move_alias(
     actor: str | None = None,
     gate: str = "",
     flow_run_id: str = "",
-    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    lock_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> LedgerEntry:
     """Move ``@alias`` to ``to_version`` and record it, under the use case's lock: the ledger entry
     is written first as an intent, then the alias moves, then the entry is marked applied, so a
@@ -232,7 +230,7 @@ def move_alias(
             raise LedgerError(f"{use_case} has no version {to_version}; see `funnel history {use_case}`")
         tags = registry.model_tags(settings, use_case)
         entries = reconcile(settings, use_case, alias, current, parse_ledger(tags))
-        sequence = max([e.sequence for e in entries] + [_highest_sequence(tags)]) + 1
+        sequence = max((e.sequence for e in entries), default=0) + 1
         entry = LedgerEntry(
             sequence=sequence,
             use_case=use_case, action=action, alias=alias, from_version=current,
@@ -247,11 +245,6 @@ def move_alias(
         entry = replace(entry, status=APPLIED)
         registry.set_model_tag(settings, use_case, entry.tag, entry.to_json())
     return entry
-
-
-def _highest_sequence(tags: dict[str, str]) -> int:
-    numbers = [int(k[len(TAG_PREFIX):]) for k in tags if re.fullmatch(rf"{re.escape(TAG_PREFIX)}\d+", k)]
-    return max(numbers, default=0)
 
 
 def _v(version: str | None) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from components.config import GateParams
 from components.errors import GateFailedError
 from components.evaluation.compare import PairedComparison
+from components.locks import DEFAULT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def decide_promotion(
 
 def apply_promotion(
     decision: PromotionDecision, settings, champion_alias: str, *, action: str | None = None,
-    actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "", lock_timeout_s: float = 300.0,
+    actor: str = "gate (auto)", reason: str | None = None, flow_run_id: str = "", lock_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> str:
     """Write the gate's tags; move ``@champion`` when it passed, else raise GateFailedError.
 

@@ -68,7 +68,7 @@ def _delta(a: Any, b: Any) -> str:
 def metric_rows(facts: ReviewFacts) -> list[list[str]]:
     ev = facts.evaluation
     champion = ev.champion_metrics or {}
-    published = facts.use_case.published
+    published = facts.use_case.card.published
     names = [n for n in ev.metrics if n != "users"]
     rows = []
     for name in names:
@@ -112,8 +112,8 @@ def slice_rows(facts: ReviewFacts) -> tuple[tuple[str, ...], list[list[str]]]:
 
 def business_sentences(facts: ReviewFacts) -> list[str]:
     """The evaluation in the shop's words, as the use case's task kind phrases it."""
-    sentences = facts.use_case.task.business_sentences(facts.evaluation, facts.use_case.business_terms)
-    return sentences or [f"{facts.use_case.title}: see the metrics above."]
+    sentences = facts.use_case.task.business_sentences(facts.evaluation, facts.use_case.card.business_terms)
+    return sentences or [f"{facts.use_case.card.title}: see the metrics above."]
 
 
 def data_rows(facts: ReviewFacts) -> list[list[str]]:
@@ -141,7 +141,7 @@ def summary_lines(facts: ReviewFacts) -> list[str]:
     primary = gate.primary_metric
     champion = ev.champion_metrics or {}
     lines = [
-        f"{facts.use_case.name} v{facts.version} ({facts.use_case.title})",
+        f"{facts.use_case.name} v{facts.version} ({facts.use_case.card.title})",
         f"gate verdict: {facts.decision.verdict.upper()} (promotion mode: {gate.promotion_mode})",
         f"{primary}: challenger {_num(ev.metrics.get(primary))}, "
         + (f"champion v{ev.champion_version} {_num(champion.get(primary))}" if ev.champion_version else "no champion yet")
@@ -176,7 +176,7 @@ def card_data_rows(facts: ReviewFacts) -> list[list[str]]:
     """The model card's data table: where the data comes from and how much of it there is."""
     uc = facts.use_case
     return [
-        ["source", str(facts.data.get("source", "–"))], ["licence", uc.data_licence], ["citation", uc.data_citation],
+        ["source", str(facts.data.get("source", "–"))], ["licence", uc.card.licence], ["citation", uc.card.citation],
         ["snapshot md5", facts.data.get("md5", "–")], ["rows", str(facts.data.get("rows", "–"))],
         ["test rows", str(facts.evaluation.test_rows)],
     ]

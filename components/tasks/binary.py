@@ -109,7 +109,7 @@ class BinaryTask(ConfiguredSplit):
         splits = encode_binary_splits(self.split(frame, config), config.label, config.params.card.class_of_interest)
         check_split_classes(splits, config.label, config.name, MIN_TRAIN_CLASS_ROWS, every_side=True)
         with distribution_scope(config.distribute):
-            model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
+            model = use_case.builder.build(splits.train, config.features, config.train, config.seed, label=config.label)
         class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None
         fit = fit_with_params(model, splits.train, splits.validation, config.label, config.train, config.seed, class_weight)
         validation_scores = RowScorer(model).score(splits.validation)

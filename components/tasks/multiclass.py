@@ -75,12 +75,12 @@ class MulticlassTask(ConfiguredSplit):
         check_split_classes(splits, config.label, config.name)
         classes = tuple(sorted(str(c) for c in splits.train[config.label].unique()))
         with distribution_scope(config.distribute):
-            model = use_case.build_model(splits.train, config.features, config.train, config.seed,
+            model = use_case.builder.build(splits.train, config.features, config.train, config.seed,
                                          label=config.label, classes=classes)
         class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None
         fit = fit_with_params(model, splits.train, splits.validation, class_codes(classes, config.label),
                               config.train, config.seed, class_weight)
-        serving = use_case.make_serving(model, classes) if use_case.make_serving else model
+        serving = use_case.builder.make_serving(model, classes) if use_case.builder.make_serving else model
         return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
 
     def evaluate(self, use_case, config, trained: TrainedModel, plots_dir: Path,

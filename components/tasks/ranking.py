@@ -117,10 +117,10 @@ class RankingTask(ConfiguredSplit):
         seen = Interactions.from_frame(seen_frame, features)
         train = Interactions.from_frame(splits.train, features, seen.users, seen.items)
         validation = Interactions.from_frame(splits.validation, features, seen.users, seen.items)
-        probe_network = use_case.build_model(seen_frame, features, params, config.seed, label=config.label)
+        probe_network = use_case.builder.build(seen_frame, features, params, config.seed, label=config.label)
         probe = fit_recommender(probe_network, train, validation, params, config.seed)
         final_params = params.model_copy(update={"max_epochs": probe.best_epoch})
-        network = use_case.build_model(seen_frame, features, final_params, config.seed, label=config.label)
+        network = use_case.builder.build(seen_frame, features, final_params, config.seed, label=config.label)
         started = time.perf_counter()
         network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size,
                     epochs=probe.best_epoch, shuffle=True, verbose=0)

@@ -57,7 +57,7 @@ def list_command(set_: SetOption = None, json_: JsonOption = False) -> None:
         except DataUnavailableError as exc:
             data = {"kind": "unavailable", "location": None, "local": None, "error": str(exc)}
         entries.append({"use_case": status.name, "valid": True, "task": status.use_case.task.name,
-                        "title": status.use_case.title, "error": None, "data": data})
+                        "title": status.use_case.card.title, "error": None, "data": data})
     if json_:
         output.print_json(entries)
     else:

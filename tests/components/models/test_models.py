@@ -25,7 +25,7 @@ def configured(name: str, epochs: int):
 def fit_and_score(name: str, frame, epochs: int):
     use_case, config = configured(name, epochs)
     splits = split_frame(frame, config.label, 0.25, 0.15, config.seed)
-    model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
+    model = use_case.builder.build(splits.train, config.features, config.train, config.seed, label=config.label)
     fit = fit_model(model, splits.train, splits.validation, config.label, config.train.batch_size,
                     config.train.max_epochs, config.train.early_stopping_patience, config.seed)
     scores = RowScorer(model).score(splits.test)
@@ -67,8 +67,8 @@ def test_text_model_handles_empty_text_and_round_trips(tmp_path):
 def test_builders_are_deterministic_for_a_seed(name):
     use_case, config = configured(name, 1)
     frame = intent_slice(400) if name == "intent" else read_sentences(SENTIMENT_DIR, config.params.data).head(400)
-    first = use_case.build_model(frame, config.features, config.train, config.seed, label=config.label)
-    second = use_case.build_model(frame, config.features, config.train, config.seed, label=config.label)
+    first = use_case.builder.build(frame, config.features, config.train, config.seed, label=config.label)
+    second = use_case.builder.build(frame, config.features, config.train, config.seed, label=config.label)
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -81,7 +81,7 @@ def test_intent_text_classifier_serves_class_names():
     frames = support_slice(train_per_class=20, test_per_class=4)
     train = frames["train"]
     classes = tuple(sorted(train["category"].unique()))
-    model = use_case.build_model(train, config.features, config.train, config.seed, classes=classes)
+    model = use_case.builder.build(train, config.features, config.train, config.seed, classes=classes)
     index = {c: i for i, c in enumerate(classes)}
     fit = fit_model(model, train, frames["test"], lambda f: f["category"].map(index).to_numpy("int64"),
                     config.train.batch_size, 3, 3, config.seed)

@@ -113,12 +113,12 @@ def test_tabular_model_trains_on_nulls_in_every_input_and_imputes_them_inside(tm
     assert splits.train[columns].isna().any().all()
     assert splits.test[columns].isna().any().all()
 
-    model = use_case.build_model(splits.train, features, config.train, config.seed, label=config.label)
+    model = use_case.builder.build(splits.train, features, config.train, config.seed, label=config.label)
     fit = fit_with_params(model, splits.train, splits.validation, config.label, config.train, config.seed)
     assert np.all(np.isfinite(fit.history["loss"]))
     assert np.all(np.isfinite(fit.history["val_loss"]))
     # nulls do not change how a column enters the model (int ids stay int64, booleans float32)
-    assert input_spec(model) == input_spec(use_case.build_model(clean, features, config.train, config.seed))
+    assert input_spec(model) == input_spec(use_case.builder.build(clean, features, config.train, config.seed))
     scores = RowScorer(model).score(splits.test)
     assert np.all(np.isfinite(scores))
     assert np.all((scores >= 0) & (scores <= 1))
@@ -129,7 +129,7 @@ def test_tabular_model_trains_on_nulls_in_every_input_and_imputes_them_inside(tm
     null_row, median_row = (features_of(model, "features", row.assign(ProductRelated_Duration=v)) for v in (np.nan, median))
     assert_differs_only_by_one_flag(null_row, median_row)
     # a column without nulls in training gets no flag: a null there scores as its median exactly
-    no_flag = use_case.build_model(with_nulls(clean, [c for c in columns if c != "ExitRates"]), features,
+    no_flag = use_case.builder.build(with_nulls(clean, [c for c in columns if c != "ExitRates"]), features,
                                    config.train, config.seed)
     assert "ExitRates_missing" not in {layer.name for layer in no_flag.layers}
     pair = pd.concat([row.assign(ExitRates=np.nan), row.assign(ExitRates=float(clean["ExitRates"].median()))])
@@ -155,7 +155,7 @@ def test_text_model_trains_on_null_texts_and_scores_a_null_as_an_empty_text():
     frame = read_sentences(SENTIMENT_DIR, config.params.data).sample(n=1200, random_state=7)
     splits = split_frame(with_nulls(frame, [config.features.text]), config.label, 0.25, 0.15, config.seed)
     assert splits.train[config.features.text].isna().any()
-    model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
+    model = use_case.builder.build(splits.train, config.features, config.train, config.seed, label=config.label)
     fit = fit_with_params(model, splits.train, splits.validation, config.label, config.train, config.seed)
     assert np.all(np.isfinite(fit.history["loss"]))
     assert np.all(np.isfinite(RowScorer(model).score(splits.test)))
@@ -169,10 +169,10 @@ def test_intent_text_model_trains_and_serves_null_texts():
     train, validation = with_nulls(frames["train"], ["text"]), with_nulls(frames["test"], ["text"], seed=1)
     assert train["text"].isna().any()
     classes = tuple(sorted(train[config.label].unique()))
-    model = use_case.build_model(train, config.features, config.train, config.seed, label=config.label, classes=classes)
+    model = use_case.builder.build(train, config.features, config.train, config.seed, label=config.label, classes=classes)
     fit = fit_with_params(model, train, validation, class_codes(classes, config.label), config.train, config.seed)
     assert np.all(np.isfinite(fit.history["loss"]))
-    outputs = RowScorer(use_case.make_serving(model, classes)).score_outputs(
+    outputs = RowScorer(use_case.builder.make_serving(model, classes)).score_outputs(
         {"text": np.array([None, "", "my card has not arrived yet"], dtype=object)})
     probabilities = outputs["probabilities"]
     assert np.all(np.isfinite(probabilities))

@@ -24,18 +24,25 @@ SCRIPT = "<script>alert('x')</script>"
 
 
 @dataclass(frozen=True)
-class UseCase:
-    """What the renderers read of a UseCase."""
+class Card:
+    """What the renderers read of a use case's card (CardParams)."""
 
-    name: str = "intent"
     title: str = f"Purchase intent {SCRIPT}"
-    task: object = BINARY
     published: dict = field(default_factory=lambda: {"roc_auc": 0.93})
     business_terms: dict = field(default_factory=lambda: {"rows": "sessions", "positives": "purchases"})
     intended_use: str = "Rank sessions by purchase propensity."
     limitations: str = f"One shop, one year. {SCRIPT} | not a table"
-    data_licence: str = "CC BY 4.0"
-    data_citation: str = "Sakar et al. (2019) | UCI"
+    licence: str = "CC BY 4.0"
+    citation: str = "Sakar et al. (2019) | UCI"
+
+
+@dataclass(frozen=True)
+class UseCase:
+    """What the renderers read of a UseCase."""
+
+    name: str = "intent"
+    task: object = BINARY
+    card: Card = field(default_factory=Card)
 
 
 @dataclass(frozen=True)
@@ -240,7 +247,8 @@ def test_non_string_cells_render(tmp_path):
 
 
 def test_a_missing_variable_raises_instead_of_rendering_blank(facts):
-    card_use_case = SimpleNamespace(**{k: v for k, v in vars(UseCase()).items() if k != "limitations"})
+    card = SimpleNamespace(**{k: v for k, v in vars(Card()).items() if k != "limitations"})
+    card_use_case = replace(UseCase(), card=card)
     with pytest.raises(jinja2.UndefinedError, match="limitations"):
         review.render_model_card(replace(facts, use_case=card_use_case))
     env = review.template_environment()

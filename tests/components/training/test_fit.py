@@ -20,7 +20,7 @@ def test_every_epoch_is_logged_with_its_losses_and_seconds_and_keras_prints_noth
     use_case = get_use_case("intent")
     config = use_case.configure(params)
     splits = split_frame(intent_slice(800), config.label, 0.25, 0.15, config.seed)
-    model = use_case.build_model(splits.train, config.features, config.train, config.seed, label=config.label)
+    model = use_case.builder.build(splits.train, config.features, config.train, config.seed, label=config.label)
     capfd.readouterr()
 
     # when it is fitted
