@@ -365,11 +365,42 @@ def main() -> None:
           f"(= {TARGET_SPEEDUP * MLFLOW_REFERENCE['req/s']:.0f} req/s) and p99 <= {TARGET_P99_MS:g} ms: "
           f"{'met' if met else 'NOT met'} ({funnel.rate / MLFLOW_REFERENCE['req/s']:.1f}x the reference, "
           f"{funnel.rate / base:.1f}x this run's mlflow)")
+    text_results = serve_text_champions(settings, env, workers, load, logs)
+    if text_results:
+        print("\nOnline, one support message per request (the sentence encoder inside the model)")
+        print(render_table([[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
+                             f"{r.errors}/{r.requests}"] for r in text_results],
+                           ("server", "req/s", "p50 ms", "p99 ms", "errors/requests")))
     print("\nBatch scoring, the whole intent file in one call (best of 3)")
     print(render_table(batch_scoring(version), ("path", "rows", "rows/s", "vs mlflow", "check")))
     print(f"\nmachine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           + ("p50/p99 from wrk's latency histogram" if use_wrk else
              f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in results]):.0f} samples"))
+
+
+def serve_text_champions(settings, env, workers: int, load, logs: Path) -> list[LoadResult]:
+    """`funnel serve support` on the registry's support @champion, one real test message per
+    request; nothing when there is none (make run trains one)."""
+    import orjson
+    import pandas as pd
+
+    from components.release.registry import get_alias_version
+
+    alias = "champion"
+    if get_alias_version(settings, "support", alias) is None:
+        print(f"\nno support @{alias} in {settings.tracking_uri}: the text serving table is skipped (run make run)")
+        return []
+    messages = pd.read_csv(ROOT / "data" / "support" / "test.csv")["text"].head(500)
+    port = free_port()
+    process = start_server([str(Path(sys.executable).parent / "funnel"), "serve", "support", "--host", "127.0.0.1",
+                            "--port", str(port), "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready",
+                           logs / "funnel-support.log")
+    wait_for_workers(port, workers)
+    try:
+        return [load("funnel serve (support)", port, "/predict/support",
+                     [orjson.dumps({"rows": [{"text": m}]}) for m in messages])]
+    finally:
+        stop_server(process)
 
 
 def _dtype(numpy_type) -> str:

@@ -16,6 +16,12 @@ from flows.runtime import configure_environment
 configure_environment()
 
 ROOT = Path(__file__).resolve().parents[1]
+# one sentence-embedding cache per test session (never the developer's ~/.cache): tests that
+# encode the same slice share it, and a test that needs a cold cache makes its own
+if "FUNNEL_EMBEDDING_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["FUNNEL_EMBEDDING_CACHE"] = tempfile.mkdtemp(prefix="funnel-embeddings-")
 INTENT_CSV = ROOT / "data" / "intent" / "online_shoppers_intention.csv"
 SENTIMENT_DIR = ROOT / "data" / "sentiment"
 # Tests train for a few epochs on small real slices: quality numbers belong to the benchmark.

@@ -236,6 +236,8 @@ def build_sentence_encoder(params: EncoderParams, name: str = "sentence_encoder"
     folder = encoder_folder(params)
     backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
     backbone.trainable = params.mode == "finetune"
+    if backbone.trainable:  # the [CLS] pooler is not used (mean pooling): nothing trains it
+        backbone.get_layer("pooled_dense").trainable = False
     tokens = TextTokens(params.max_tokens, (folder / "tokenizer.json").read_text(), name=f"{name}_tokens")
     return SentenceEncoder(backbone, tokens, params.chunk_rows, name=name)
 
@@ -308,3 +310,16 @@ def attach_store(encoder: SentenceEncoder, params: EncoderParams) -> EmbeddingSt
         return None
     encoder.store = EmbeddingStore(cache_folder(params), encoder.dim)
     return encoder.store
+
+
+def encoder_vector(text, train_texts, params: EncoderParams, scale: float = 1.0):
+    """The sentence encoder's unit vector of ``text`` times ``scale`` (its weight beside the
+    unit-norm TF-IDF bag); a frozen encoder first caches the training texts' vectors."""
+    from components.models.scorer import as_strings
+
+    encoder = build_sentence_encoder(params)
+    store = attach_store(encoder, params)
+    if store is not None:
+        store.vectors_for(list(as_strings(train_texts.to_numpy())), encoder.encode_texts)
+    vector = encoder(text)
+    return keras.layers.Rescaling(scale, name="encoder_scale")(vector) if scale != 1.0 else vector

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import FitSection, Section
+from components.models.encoder import EncoderParams, encoder_vector
 
 
 class TextFeatures(Section):
@@ -14,6 +15,11 @@ class TextFeatures(Section):
 
 
 class TextTrain(FitSection):
+    # the pretrained sentence encoder (None: n-gram branches only); frozen: its vector is the
+    # only branch, hybrid: a third branch beside the n-grams, finetune: the encoder trains too
+    encoder: EncoderParams | None = None
+    # the L2 penalty of the encoder branch's linear head
+    encoder_l2: float = 0.0
     max_tokens: int
     word_ngrams: int
     char_ngrams: int
@@ -94,7 +100,8 @@ def non_null_columns(features: TextFeatures) -> list[str]:
 
 
 def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: TextTrain, seed: int, *, label: str):
-    """NB-weighted TF-IDF bags of word 1..n-grams and character n-grams, one linear head each.
+    """NB-weighted TF-IDF bags of word 1..n-grams and character n-grams, one linear head each,
+    and/or a linear head on the sentence encoder's vector (``params.encoder``).
 
     Each branch turns the text into n-gram ids (TextVectorization, ``int`` mode), looks up a
     frozen per-n-gram weight (idf x |NB log-count ratio| from the training split, stored in a
@@ -124,6 +131,13 @@ def build_text_classifier(train: pd.DataFrame, features: TextFeatures, params: T
         ),
     }
     scores, frozen = [], []
+    if params.encoder is not None:
+        vector = encoder_vector(text, train[features.text], params.encoder)
+        scores.append(keras.layers.Dense(
+            1, kernel_regularizer=keras.regularizers.L2(params.encoder_l2) if params.encoder_l2 else None,
+            name="encoder_score")(vector))
+    if params.encoder is not None and params.encoder.mode != "hybrid":
+        branches = {}
     for name, vectorize in branches.items():
         vectorize.adapt(texts)
         drop_blank_ngrams(vectorize)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from components.config import FitSection
-from components.models.encoder import EncoderParams, attach_store, build_sentence_encoder
+from components.models.encoder import EncoderParams, encoder_vector
 from components.models.text import TextFeatures, adaptation_texts
 
 
@@ -83,21 +83,6 @@ def build_intent_classifier(
         metrics=["accuracy"],
     )
     return model
-
-
-def encoder_vector(text, train_texts: pd.Series, params: EncoderParams, scale: float):
-    """The sentence encoder's unit vector of ``text`` times ``scale`` (its weight beside the
-    unit-norm TF-IDF bag); a frozen encoder first caches the training texts' vectors."""
-    import keras
-
-    from components.models.scorer import as_strings
-
-    encoder = build_sentence_encoder(params)
-    store = attach_store(encoder, params)
-    if store is not None:
-        store.vectors_for(list(as_strings(train_texts.to_numpy())), encoder.encode_texts)
-    vector = encoder(text)
-    return keras.layers.Rescaling(scale, name="encoder_scale")(vector) if scale != 1.0 else vector
 
 
 def with_class_names(model, classes: Sequence[str]):

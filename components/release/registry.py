@@ -105,12 +105,11 @@ def load_pyfunc(path: str):
     from mlflow.keras.load import _load_keras_model
     from mlflow.models import Model
 
-    import components.models.layers  # noqa: F401 - registers funnel's custom layers for loading
+    from components.models import register_layers
     from components.models.scorer import RowScorer
 
-    model_dir = Path(path)
-    if not (model_dir / "MLmodel").is_file():
-        model_dir = model_dir.parent
+    register_layers()  # the custom layers the saved model names
+    model_dir = Path(path) if (Path(path) / "MLmodel").is_file() else Path(path).parent
     mlmodel = Model.load(str(model_dir / "MLmodel"))
     transforms = load_transforms((mlmodel.metadata or {}).get(TRANSFORMS_KEY))
     return RowScorer(_load_keras_model(str(model_dir), mlmodel), transforms)

@@ -93,6 +93,33 @@ def test_intent_text_classifier_serves_class_names():
     np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_the_encoder_modes_build_models_that_score_raw_text(mode):
+    # given support's builder with the encoder frozen (vectors only, no TF-IDF) or fine-tuned
+    from tests.conftest import support_slice
+
+    use_case, config = configured("support", 1)
+    train_params = config.train.model_copy(update={"encoder": config.train.encoder.model_copy(update={"mode": mode})})
+    frames = support_slice(train_per_class=1, test_per_class=1)
+    train = frames["train"].head(32)
+    classes = tuple(sorted(frames["train"]["category"].unique()))
+    model = use_case.builder.build(train, config.features, train_params, config.seed, classes=classes)
+    layers = {layer.name for layer in model.layers}
+    # then a frozen model has no n-gram branch and trains only its head; a fine-tuned one trains the encoder
+    assert "word_ngrams" not in layers
+    encoder = model.get_layer("sentence_encoder")
+    assert (encoder.store is None) == (mode == "finetune")
+    assert bool(encoder.trainable_weights) == (mode == "finetune")
+    before = [w.numpy().copy() for w in encoder.weights]
+    index = {c: i for i, c in enumerate(classes)}
+    fit = fit_model(model, train, train, lambda f: f["category"].map(index).to_numpy("int64"), 16, 1, 1, config.seed)
+    assert all(np.isfinite(fit.history["loss"]))
+    changed = any(not np.array_equal(a, w.numpy()) for a, w in zip(before, encoder.weights, strict=True))
+    assert changed == (mode == "finetune")
+    probabilities = RowScorer(model).score_outputs({"text": np.array(["", "my card has not arrived yet"])})["output"]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+
+
 @needs_mirror
 def test_ctr_builder_embeds_each_field_learns_and_scores_unseen_ids(tmp_path):
     import keras
