@@ -33,7 +33,7 @@ run: install
 	$(BIN)/funnel retrain --all
 
 test: dev
-	$(BIN)/python -m pytest -m "not stack"
+	$(BIN)/python -m pytest -m "not stack" --durations=25
 
 # the production stack started from packages (PostgreSQL, moto S3, MLflow with auth, Prefect
 # server and worker: infra/packages/stack.py); Debian's PostgreSQL server must be installed

@@ -38,7 +38,9 @@ from components.evaluation.baselines import (
     fit_lightgbm,
     fit_tfidf_logistic,
 )
-from components.models import ctr, recommender, tabular, text, text_intents
+from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
+from components.models import answers, ctr, recommender, tabular, text, text_intents
+from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
@@ -190,6 +192,10 @@ def _ease_baseline(train: pd.DataFrame, config: UseCaseConfig) -> EASE:
                     config.evaluate.baseline_l2, config.evaluate.baseline_max_items)
 
 
+def _tfidf_retrieval_baseline(train: pd.DataFrame, config: UseCaseConfig) -> TfidfRetrieval:
+    return fit_tfidf_retrieval(train, config.features.text, config.features.answer_id, config.evaluate.baseline_max_ngram)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -206,6 +212,7 @@ BUILDERS: dict[str, Builder] = {
     "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, ctr.non_null_columns),
     "recommender": Builder(RecommendFeatures, RecommendTrain, build_recommender,
                            recommender.non_null_columns),
+    "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -214,6 +221,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "lightgbm": _lightgbm_baseline,
     "tfidf_logistic": _tfidf_baseline,
     "ease": _ease_baseline,
+    "tfidf_retrieval": _tfidf_retrieval_baseline,
 }
 
 

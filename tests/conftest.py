@@ -56,8 +56,8 @@ needs_mirror = pytest.mark.needs_mirror
 
 def mirror_missing() -> str | None:
     """Why the data mirror cannot serve frappe and MovieLens, or None when it can."""
-    missing = [name for name in ("frappe", "movielens_100k") if not (MIRROR / name).is_dir()]
-    return f"frappe/MovieLens need the data mirror (FUNNEL_DATA_MIRROR); {missing} missing at {MIRROR}" if missing else None
+    missing = [name for name in ("frappe", "movielens_100k", "stackfaq") if not (MIRROR / name).is_dir()]
+    return f"frappe/MovieLens/StackFAQ need the data mirror (FUNNEL_DATA_MIRROR); {missing} missing at {MIRROR}" if missing else None
 
 
 def skip_or_fail(reason: str) -> None:

@@ -123,10 +123,39 @@ def read_creditcard(path: Path, data: DataParams) -> pd.DataFrame:
     return pooled.loc[~key.duplicated()].reset_index(drop=True)
 
 
+def read_stackfaq(path: Path, data: DataParams) -> pd.DataFrame:
+    """StackFAQ's XML (``<qapair>``: ``<rephr>`` paraphrases, one ``<question>``, ``<answer>``s):
+    one row per question or paraphrase, with its thread id (``faq001``, file order), ``role``
+    (question | paraphrase) and the thread's first answer. The ``*`` placeholder paraphrases are dropped."""
+    import xml.etree.ElementTree as ElementTree
+
+    def clean(node) -> str:
+        return " ".join((node.text or "").split())
+
+    rows: list[dict[str, str]] = []
+    for file in _source_files(path, data):
+        try:
+            pairs = ElementTree.parse(file).getroot().findall("qapair")
+        except ElementTree.ParseError as exc:  # its message gives a line and column, never text
+            raise ValueError(f"{file.name}: not well-formed XML ({exc})") from None
+        if not pairs:
+            raise ValueError(f"{file.name}: no <qapair> elements")
+        for number, pair in enumerate(pairs, start=len({r["thread"] for r in rows}) + 1):
+            thread, question = f"faq{number:03d}", pair.find("question")
+            if question is None or not clean(question):
+                raise ValueError(f"{file.name}: <qapair> number {number} has no <question>")
+            answers = [clean(a) for a in pair.findall("answer") if clean(a)]
+            texts = [("question", clean(question))] + [("paraphrase", clean(r)) for r in pair.findall("rephr")]
+            rows += [{"thread": thread, "role": role, "text": text, "answer": answers[0] if answers else ""}
+                     for role, text in texts if text and text != "*"]
+    return pd.DataFrame(rows, columns=["thread", "role", "text", "answer"])
+
+
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "csv": read_csv,
     "libfm": read_libfm,
     "sentences": read_sentences,
     "official_splits": read_official_splits,
     "creditcard": read_creditcard,
+    "stackfaq": read_stackfaq,
 }

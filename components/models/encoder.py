@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -159,7 +159,10 @@ class SentenceEncoder(keras.layers.Layer):
         self.chunk_rows = int(chunk_rows)
         self.dim = int(backbone.hidden_dim)
         self.store: EmbeddingStore | None = None  # not saved: a training-time cache
-        self._encode = None
+        self._encode: Any = None  # the traced encode_sorted, made on first use
+
+    def build(self, input_shape=None) -> None:
+        self.built = True  # the backbone and tokenizer are built when made
 
     def pool(self, ids, mask, training=None):
         hidden = self.backbone({"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask},

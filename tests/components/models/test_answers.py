@@ -21,9 +21,10 @@ from components.models.answers import (
 )
 from components.models.scorer import RowScorer
 from components.use_cases import get_use_case
+from tests.conftest import MIRROR, needs_mirror
 
 ROOT = Path(__file__).resolve().parents[3]
-STACKFAQ = ROOT / "data" / "answers" / "stackfaq"
+STACKFAQ = MIRROR / "stackfaq"
 BITEXT = ROOT / "data" / "answers" / "bitext"
 BITEXT_CSV = "Bitext_Sample_Customer_Support_Training_Dataset.csv"
 FEATURES = AnswerFeatures(text="text", answer_id="thread", answer="answer", role="role", index_roles=("question",))
@@ -58,6 +59,7 @@ def model(faq, train_params):
     return build_answer_model(index, FEATURES, train_params, seed=42)
 
 
+@needs_mirror
 def test_reader_gives_one_row_per_question_or_paraphrase():
     frame = read_stackfaq(STACKFAQ, DataParams(source="", format="stackfaq", files={"stackExchange-FAQ.xml": ""}))
     assert frame.columns.tolist() == ["thread", "role", "text", "answer"]
@@ -79,6 +81,7 @@ def test_reader_refuses_a_file_that_is_not_stackfaq(tmp_path, content, message):
         read_stackfaq(tmp_path, DataParams(source="", format="stackfaq", files={"faq.xml": ""}))
 
 
+@needs_mirror
 def test_model_returns_top_k_answers_scores_and_a_hand_off_flag(model, faq):
     _, queries = faq
     outputs = RowScorer(model).score_outputs(queries)
@@ -98,6 +101,7 @@ def test_model_returns_top_k_answers_scores_and_a_hand_off_flag(model, faq):
     assert (outputs["answer"] == answers[outputs["answer_id"]].to_numpy()).all()
 
 
+@needs_mirror
 def test_model_beats_tfidf_on_held_out_paraphrases(model, faq):
     index, queries = faq
     outputs = RowScorer(model).score_outputs(queries)
@@ -108,6 +112,7 @@ def test_model_beats_tfidf_on_held_out_paraphrases(model, faq):
     assert p_at_1 > 0.8
 
 
+@needs_mirror
 def test_threshold_hands_unsure_questions_to_a_person(model):
     texts = {"text": np.array(["How do I delete my facebook account?"])}
     try:
@@ -125,6 +130,7 @@ def test_threshold_hands_unsure_questions_to_a_person(model):
         set_threshold(model, 0.0)
 
 
+@needs_mirror
 def test_saved_model_scores_raw_text_as_trained(model, tmp_path):
     import keras
 
