@@ -88,7 +88,7 @@ def test_accents_are_stripped_not_unknown(encoder):
 def test_a_saved_model_carries_its_tokenizer_and_scores_the_same(encoder, tmp_path):
     import keras
 
-    import components.models.encoder  # noqa: F401 - registers the layers, as the loader does
+    import components.models.encoder_layers  # noqa: F401 - registers the layers, as the loader does
 
     model = encoder_model(encoder)
     model.save(tmp_path / "encoder.keras")
