@@ -78,11 +78,8 @@ def encoder_folder(params: EncoderParams) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def build_sentence_encoder(params: EncoderParams, name: str = "sentence_encoder") -> SentenceEncoder:
