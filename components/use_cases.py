@@ -38,8 +38,9 @@ from components.evaluation.baselines import (
     fit_lightgbm,
     fit_tfidf_logistic,
 )
+from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, ctr, recommender, tabular, text, text_intents
+from components.models import answers, ctr, recommender, tabular, text, text_intents, topics
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
@@ -50,6 +51,7 @@ from components.models.text_intents import (
     build_intent_classifier,
     with_class_names,
 )
+from components.models.topics import TopicFeatures, TopicsTrain, build_topic_model
 from components.overrides import effective_params
 from components.tasks import TASKS, Task, get_task
 
@@ -196,6 +198,11 @@ def _tfidf_retrieval_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Tfi
     return fit_tfidf_retrieval(train, config.features.text, config.features.answer_id, config.evaluate.baseline_max_ngram)
 
 
+def _tfidf_kmeans_baseline(train: pd.DataFrame, config: UseCaseConfig) -> TfidfKMeans:
+    return fit_tfidf_kmeans(config.evaluate.baseline_max_ngram, config.evaluate.baseline_min_df,
+                            config.train.kmeans_restarts, config.seed)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -213,6 +220,7 @@ BUILDERS: dict[str, Builder] = {
     "recommender": Builder(RecommendFeatures, RecommendTrain, build_recommender,
                            recommender.non_null_columns),
     "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),
+    "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -222,6 +230,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "tfidf_logistic": _tfidf_baseline,
     "ease": _ease_baseline,
     "tfidf_retrieval": _tfidf_retrieval_baseline,
+    "tfidf_kmeans": _tfidf_kmeans_baseline,
 }
 
 

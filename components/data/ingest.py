@@ -145,7 +145,8 @@ def copy_into(found: Path, local: Path, data: DataParams) -> Path:
     """Copy a mirror's file (or its listed files) to the use case's local source path."""
     if data.files:
         local.mkdir(parents=True, exist_ok=True)
-        for name in data.files:
+        for name in data.files:  # a listed name may be a path inside the mirror folder
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(found / name, local / name)
     elif found.is_dir():
         shutil.copytree(found, local, dirs_exist_ok=True)

@@ -151,6 +151,43 @@ def read_stackfaq(path: Path, data: DataParams) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["thread", "role", "text", "answer"])
 
 
+def read_review_topics(path: Path, data: DataParams) -> pd.DataFrame:
+    """Reviews to cluster plus a labelled set, one frame: each listed ``.parquet*`` file is the
+    Women's E-Commerce Clothing Reviews table (``source`` reviews; ``doc_id`` review:<row>, its
+    Review Text, Rating, Department Name; reviews without text dropped), each ``.xml`` file SemEval
+    ABSA (``source`` labelled; ``doc_id`` absa:<sentence id>; ``label``: the one entity of the
+    sentence's negative opinions, "" when it has none or several)."""
+    import xml.etree.ElementTree as ElementTree
+
+    frames = []
+    for file in _source_files(path, data):
+        if file.suffix == ".xml":
+            try:
+                sentences = ElementTree.parse(file).getroot().iter("sentence")
+            except ElementTree.ParseError as exc:
+                raise ValueError(f"{file.name}: not well-formed XML ({exc})") from None
+            rows = []
+            for sentence in sentences:
+                entities = {o.get("category", "").split("#")[0] for o in sentence.iterfind("./Opinions/Opinion")
+                            if o.get("polarity") == "negative"}
+                text = " ".join((sentence.findtext("text") or "").split())
+                if text:
+                    rows.append({"doc_id": f"absa:{sentence.get('id')}", "text": text,
+                                 "label": entities.pop() if len(entities) == 1 else ""})
+            frames.append(pd.DataFrame(rows, columns=["doc_id", "text", "label"]).assign(source="labelled"))
+        else:
+            reviews = pd.read_parquet(file)
+            reviews = reviews[reviews["Review Text"].notna()]
+            frames.append(pd.DataFrame({
+                "doc_id": "review:" + reviews.index.astype(str), "text": reviews["Review Text"].astype(str),
+                "rating": reviews["Rating"].astype("float64"),
+                "department": reviews["Department Name"].fillna("").astype(str), "source": "reviews"}))
+    frame = pd.concat(frames, ignore_index=True)
+    for column, empty in (("label", ""), ("department", ""), ("rating", float("nan"))):
+        frame[column] = frame[column].fillna(empty) if column in frame else empty
+    return frame[["doc_id", "source", "text", "rating", "department", "label"]]
+
+
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "csv": read_csv,
     "libfm": read_libfm,
@@ -158,4 +195,5 @@ READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "official_splits": read_official_splits,
     "creditcard": read_creditcard,
     "stackfaq": read_stackfaq,
+    "review_topics": read_review_topics,
 }

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import MonitorParams
-from components.monitoring.drift import feature_shift, label_shift, psi_numeric
+from components.monitoring.drift import feature_shift, label_shift, psi_categorical, psi_numeric
 
 LAST_RETRAIN_TAG = "monitor.last_drift_retrain_at"
 
@@ -53,7 +53,10 @@ def detect_drift(
         reasons.append(f"label {label}: PSI {labels['psi']:.3f} > {thresholds.label_psi_threshold}")
     score_psi = None
     if score is not None:
-        score_psi = psi_numeric(pd.Series(score(reference)), pd.Series(score(current)))
+        before, after = pd.Series(score(reference)), pd.Series(score(current))
+        # an integer score is a class (e.g. a topic id): its shares shift, not its quantiles
+        categorical = pd.api.types.is_integer_dtype(before)
+        score_psi = psi_categorical(before, after) if categorical else psi_numeric(before, after)
         if score_psi > thresholds.score_psi_threshold:
             reasons.append(f"champion scores: PSI {score_psi:.3f} > {thresholds.score_psi_threshold}")
     return DriftReport(features=features, label=labels, score_psi=score_psi, reasons=reasons)
