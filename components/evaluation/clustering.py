@@ -73,7 +73,9 @@ def share_trend(clusters: np.ndarray, periods: np.ndarray | None, k: int) -> lis
 
 
 def quote(text: str, chars: int) -> str:
-    """The text's first ``chars`` characters on one line (cut at a word, with an ellipsis)."""
+    """The text's first ``chars`` characters on one line (cut at a word, with an ellipsis); 0: none."""
+    if chars <= 0:
+        return ""
     flat = " ".join(str(text).split())
     if len(flat) <= chars:
         return flat
@@ -117,7 +119,7 @@ def describe_topics(
 def topic_slices(topics: Sequence[Topic]) -> list[dict]:
     """The topic table as evaluation slices (the review's slice table shows them)."""
     return [{"slice": "topic", "value": f"{t.topic_id}: {t.label}", "rows": t.rows, "share": t.share,
-             "trend": t.trend, "example": "; ".join(f"{i} “{q}”" for i, q in t.examples[:1]) or "–"}
+             "trend": t.trend, "example": "; ".join(f"{i} “{q}”" if q else i for i, q in t.examples) or "–"}
             for t in topics]
 
 

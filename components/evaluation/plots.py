@@ -88,3 +88,21 @@ def write_gains_plot(y_true: np.ndarray, curves: dict[str, np.ndarray], folder: 
            title="Cumulative gains")
     ax.legend(loc="lower right")
     return save_figure(fig, folder / "gains.png")
+
+
+def write_topic_shares_plot(labels: list[str], shares: list[float], folder: Path) -> Path:
+    """Horizontal bars: each topic's share of the clustered rows, largest first, by its top terms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(labels), 1) + 1.2))
+    ax.barh(range(len(labels)), shares, color="tab:blue")
+    ax.set_yticks(range(len(labels)), [label[:60] for label in labels], fontsize=8)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set(xlabel="share of the clustered rows", title="Topics")
+    fig.tight_layout()
+    return save_figure(fig, folder / "topic_shares.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,9 @@ class ChampionScorer:
     seen_note: str = ""
     # the feature columns it takes (empty: unknown)
     input_columns: tuple[str, ...] = ()
+    # the metrics its own run recorded at registration (for a task whose gated quality the
+    # registered model cannot re-measure, e.g. a clustering procedure on a fixed labelled set)
+    recorded_metrics: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)

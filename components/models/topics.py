@@ -54,6 +54,8 @@ class TopicsTrain(Section):
     """The topic model's settings (``train`` of a clustering use case)."""
 
     encoder: EncoderParams
+    # no validation rows: nothing is early-stopped (recorded in each version's split spec)
+    validation_fraction: float = 0.0
     # spectral: on the k-nearest-neighbour cosine graph; kmeans: spherical k-means
     method: Literal["spectral", "kmeans"] = "spectral"
     # the candidate numbers of topics; the highest cosine silhouette wins

@@ -71,8 +71,10 @@ def load_champion(settings: Settings, config: Any, alias: str) -> ChampionScorer
     # transforms (which read raw rows) are not applied again
     scorer = RowScorer(registry.load_version_model(config.name, version).get_raw_model())
     seen = champion_seen_rows(settings, tags, config.params.split.key_columns)
+    recorded = dict(registry.get_run(settings, found.run_id).data.metrics) if found.run_id else {}
     return ChampionScorer(version, lambda rows: registry.score_frame(scorer, rows), registry.decision_threshold(tags),
-                          seen_keys=seen.keys, seen_note=seen.note, input_columns=tuple(scorer.spec))
+                          seen_keys=seen.keys, seen_note=seen.note, input_columns=tuple(scorer.spec),
+                          recorded_metrics=recorded)
 
 
 def schema_change(champion: ChampionScorer | None, columns) -> str | None:

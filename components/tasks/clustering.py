@@ -28,6 +28,7 @@ from components.evaluation.clustering import (
     topic_slices,
 )
 from components.evaluation.compare import paired_on_rows
+from components.evaluation.plots import write_topic_shares_plot
 from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names
 from components.models.clustering import term_counts
 from components.models.scorer import RowScorer
@@ -43,6 +44,8 @@ class ClusteringEvaluate(Section):
     # representative rows per topic and the characters of their quotes in the topic table
     examples_per_topic: int
     quote_chars: int
+    # no random test rows: the labelled rows are the test (recorded in each version's split spec)
+    test_fraction: float = 0.0
     # the TF-IDF + k-means peer's longest word n-gram and minimum document frequency
     baseline_max_ngram: int = 1
     baseline_min_df: int = 1
@@ -58,6 +61,20 @@ def labelled_rows(frame: pd.DataFrame, features, evaluate: ClusteringEvaluate) -
     counts = rows[features.label].astype(str).value_counts()
     frequent = counts.index[counts >= evaluate.min_label_rows]
     return rows[rows[features.label].astype(str).isin(frequent).to_numpy()].reset_index(drop=True)
+
+
+def champion_procedure_metrics(champion: ChampionScorer | None) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's labelled NMI / ARI as its own run recorded them: the labelled set is a fixed
+    file (sha256 in params.yaml) and the registered model holds topics, not the procedure, so the
+    gate compares with those numbers (``gate.compare: point``), not by re-scoring."""
+    if champion is None:
+        return None, None
+    metrics = champion.recorded_metrics or {}
+    recorded = {name: float(metrics[name]) for name in ("nmi", "ari") if name in metrics}
+    if recorded:
+        return recorded, None
+    return None, (f"champion v{champion.version} recorded no labelled NMI/ARI at registration; "
+                  "a reviewer compares the topic tables")
 
 
 class ClusteringTask:
@@ -130,15 +147,13 @@ class ClusteringTask:
                                                  lambda rows: agreement(truth, peer, rows)[primary], rounds, seed)
         names = [n for n in gate_metric_names(config) if n in ("nmi", "ari")]
         intervals = bootstrap_intervals(len(truth), lambda rows: agreement(truth, mine, rows), names, rounds, seed) if k >= 2 else {}
-        champion_error = None
-        if champion is not None:
-            champion_error = (f"champion v{champion.version}'s topics are those of its corpus; the labelled NMI measures "
-                              "the clustering procedure, which a registered model cannot re-run: a review compares "
-                              "the topic tables")
+        champion_metrics, champion_error = champion_procedure_metrics(champion)
         return Evaluation(
             metrics=metrics, baseline_name=baseline.name, baseline_metrics=baseline_metrics,
-            champion_version=champion.version if champion else None, champion_metrics=None,
-            champion_error=champion_error, slices=topic_slices(topics), plots=[], threshold=float("nan"),
+            champion_version=champion.version if champion else None, champion_metrics=champion_metrics,
+            champion_error=champion_error, slices=topic_slices(topics), threshold=float("nan"),
+            plots=[write_topic_shares_plot([f"{t.topic_id}: {', '.join(t.terms)}" for t in topics],
+                                           [t.share for t in topics], plots_dir)],
             test_rows=len(truth), seconds=time.perf_counter() - started, intervals=intervals,
             baseline_comparison=baseline_comparison,
         )
