@@ -53,7 +53,7 @@ def test_text_model_handles_empty_text_and_round_trips(tmp_path):
     import keras
 
     frame = read_sentences(SENTIMENT_DIR, get_use_case("sentiment").configure(load_params(ROOT / "params.yaml")).params.data)
-    model, fit, splits, scores, _ = fit_and_score("sentiment", frame, epochs=3)
+    model, fit, splits, scores, _ = fit_and_score("sentiment", frame.sample(n=1200, random_state=3), epochs=3)
     assert roc_auc_score(splits.test["label"], scores) > 0.75
     odd = {"text": np.array(["", "!!!", "great"])}
     before = RowScorer(model).score(odd)
@@ -78,7 +78,7 @@ def test_intent_text_classifier_serves_class_names():
     from tests.conftest import support_slice
 
     use_case, config = configured("support", 3)
-    frames = support_slice(train_per_class=20, test_per_class=4)
+    frames = support_slice(train_per_class=8, test_per_class=2)
     train = frames["train"]
     classes = tuple(sorted(train["category"].unique()))
     model = use_case.builder.build(train, config.features, config.train, config.seed, classes=classes)
@@ -101,7 +101,7 @@ def test_the_encoder_modes_build_models_that_score_raw_text(mode):
     use_case, config = configured("support", 1)
     train_params = config.train.model_copy(update={"encoder": config.train.encoder.model_copy(update={"mode": mode})})
     frames = support_slice(train_per_class=1, test_per_class=1)
-    train = frames["train"].head(32)
+    train = frames["train"].head(32 if mode == "frozen" else 8)
     classes = tuple(sorted(frames["train"]["category"].unique()))
     model = use_case.builder.build(train, config.features, train_params, config.seed, classes=classes)
     layers = {layer.name for layer in model.layers}
@@ -112,7 +112,7 @@ def test_the_encoder_modes_build_models_that_score_raw_text(mode):
     assert bool(encoder.trainable_weights) == (mode == "finetune")
     before = [w.numpy().copy() for w in encoder.weights]
     index = {c: i for i, c in enumerate(classes)}
-    fit = fit_model(model, train, train, lambda f: f["category"].map(index).to_numpy("int64"), 16, 1, 1, config.seed)
+    fit = fit_model(model, train, train, lambda f: f["category"].map(index).to_numpy("int64"), 8, 1, 1, config.seed)
     assert all(np.isfinite(fit.history["loss"]))
     changed = any(not np.array_equal(a, w.numpy()) for a, w in zip(before, encoder.weights, strict=True))
     assert changed == (mode == "finetune")
