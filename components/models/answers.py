@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import Section
-from components.models.encoder import EncoderParams, attach_store, build_sentence_encoder
+from components.models.encoder import EncoderParams, encode_frozen
 from components.models.scorer import as_strings
 
 
@@ -79,11 +79,8 @@ def build_answer_model(
     from components.models.answer_layers import Abstain, AnswerIndex, AnswerLookup
 
     keras.utils.set_random_seed(seed)
-    frozen = params.encoder.model_copy(update={"mode": "frozen"})  # the index holds fixed vectors
-    encoder = build_sentence_encoder(frozen)
-    store = attach_store(encoder, frozen)
     texts = list(as_strings(index[features.text].to_numpy()))
-    vectors = store.vectors_for(texts, encoder.encode_texts) if store is not None else encoder.encode_texts(texts)
+    encoder, vectors = encode_frozen(params.encoder, texts)  # the index holds fixed vectors
     answer_ids, answer_texts, entry_answer = answer_base(index, features)
     k = min(params.top_k, len(answer_ids))
     text = keras.Input(shape=(1,), name=features.text, dtype="string")

@@ -180,3 +180,12 @@ def encoder_vector(text, train_texts, params: EncoderParams, scale: float = 1.0)
         store.vectors_for(list(as_strings(train_texts.to_numpy())), encoder.encode_texts)
     vector = encoder(text)
     return keras.layers.Rescaling(scale, name="encoder_scale")(vector) if scale != 1.0 else vector
+
+
+def encode_frozen(params: EncoderParams, texts: list[str]) -> tuple[SentenceEncoder, np.ndarray]:
+    """A frozen encoder with its embedding cache, and the vectors of ``texts`` (read from the
+    cache, the rest encoded once and added to it): the index of a retrieval or topic model."""
+    frozen = params.model_copy(update={"mode": "frozen"})
+    encoder = build_sentence_encoder(frozen)
+    encoder.store = EmbeddingStore(cache_folder(frozen), encoder.dim)
+    return encoder, encoder.store.vectors_for(texts, encoder.encode_texts)

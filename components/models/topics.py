@@ -25,7 +25,7 @@ from components.models.clustering import (
     term_counts,
     unit_rows,
 )
-from components.models.encoder import EncoderParams, attach_store, build_sentence_encoder
+from components.models.encoder import EncoderParams, encode_frozen
 from components.models.scorer import as_strings
 
 logger = logging.getLogger(__name__)
@@ -129,11 +129,7 @@ def topic_terms(texts: list[str], clusters: np.ndarray, k: int, params: TopicsTr
 
 def encode(frame: pd.DataFrame, features: TopicFeatures, params: EncoderParams):
     """(frozen encoder with its cache, the rows' unit vectors)."""
-    frozen = params.model_copy(update={"mode": "frozen"})
-    encoder = build_sentence_encoder(frozen)
-    store = attach_store(encoder, frozen)
-    texts = list(as_strings(frame[features.text].to_numpy()))
-    vectors = store.vectors_for(texts, encoder.encode_texts) if store is not None else encoder.encode_texts(texts)
+    encoder, vectors = encode_frozen(params, list(as_strings(frame[features.text].to_numpy())))
     return encoder, np.asarray(vectors, dtype="float64")
 
 
