@@ -133,6 +133,14 @@ def encode(frame: pd.DataFrame, features: TopicFeatures, params: EncoderParams):
     return encoder, np.asarray(vectors, dtype="float64")
 
 
+def model_vectors(model, frame: pd.DataFrame, features: TopicFeatures) -> np.ndarray:
+    """The rows' unit vectors from a freshly built topic model's own encoder and its cache (no
+    second encoder is loaded)."""
+    encoder = model.get_layer("sentence_encoder")
+    texts = list(as_strings(frame[features.text].to_numpy()))
+    return np.asarray(encoder.store.vectors_for(texts, encoder.encode_texts), dtype="float64")
+
+
 def build_topic_model(frame: pd.DataFrame, features: TopicFeatures, params: TopicsTrain, seed: int, *, label: str = ""):
     """The topic model of the corpus rows of ``frame`` (filtered as ``features`` says)."""
     import keras

@@ -108,7 +108,7 @@ class ClusteringTask:
 
     def evaluate(self, use_case, config, trained: TrainedModel, plots_dir: Path,
                  champion: ChampionScorer | None = None) -> Evaluation:
-        from components.models.topics import encode, fit_topics, topic_labels
+        from components.models.topics import fit_topics, model_vectors, topic_labels
 
         started = time.perf_counter()
         features, evaluate = config.features, config.evaluate
@@ -134,7 +134,7 @@ class ClusteringTask:
         mine, peer = np.zeros(len(truth), dtype="int64"), np.zeros(len(truth), dtype="int64")
         baseline = use_case.fit_baseline(corpus, config)
         if k >= 2:
-            _, vectors = encode(labelled, features, config.train.encoder)
+            vectors = model_vectors(trained.model, labelled, features)
             mine = fit_topics(vectors, config.train, config.seed, k=k).clusters
             peer = baseline.cluster(labelled[features.text].astype(str).tolist(), k)
         metrics = {**(agreement(truth, mine) if k >= 2 else nan), **described}
