@@ -54,6 +54,7 @@ from components.models.text_intents import (
 from components.models.topics import TopicFeatures, TopicsTrain, build_topic_model
 from components.overrides import effective_params
 from components.tasks import TASKS, Task, get_task
+from components.training.head import fit_softmax_classifier
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Builder:
     # the feature columns that must hold no nulls (a null there fails validation, naming the column)
     non_null_columns: Callable[[Any], list[str]] | None = None
     make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
+    # how a built model is fitted when not by ``training.fit.fit_with_params`` (same arguments)
+    fit: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ BUILDERS: dict[str, Builder] = {
                        tabular.non_null_columns),
     "text": Builder(TextFeatures, TextTrain, build_text_classifier, text.non_null_columns),
     "text_intents": Builder(TextFeatures, IntentTextTrain, build_intent_classifier,
-                            text_intents.non_null_columns, make_serving=with_class_names),
+                            text_intents.non_null_columns, make_serving=with_class_names,
+                            fit=fit_softmax_classifier),
     "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, ctr.non_null_columns),
     "recommender": Builder(RecommendFeatures, RecommendTrain, build_recommender,
                            recommender.non_null_columns),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import pandas as pd
 
@@ -25,6 +26,13 @@ class IntentTextTrain(FitSection):
     encoder_scale: float = 1.0
     l2: float
     learning_rate: float
+    # how the softmax layer is trained: adam (gradient steps, early stopping on validation) or
+    # logistic (L-BFGS to the optimum of multinomial logistic regression on every training row,
+    # L2 penalty 1/head_c as scikit-learn defines it; needs hidden_units 0 and no validation rows)
+    head: Literal["adam", "logistic"] = "adam"
+    head_c: float = 10.0
+    head_max_iter: int = 1000
+    head_batch_rows: int = 512   # rows per feature batch while the logistic head reads its inputs
 
 
 def non_null_columns(features: TextFeatures) -> list[str]:
@@ -62,12 +70,14 @@ def build_intent_classifier(
         )
         words.adapt(texts)
         chars.adapt(texts)
-        bag = keras.layers.Concatenate(name="ngrams")([words(text), chars(text)])
+        # index 0 of a tf_idf bag counts every out-of-vocabulary n-gram: for character n-grams it
+        # held a fifth of the bag's squared norm and shrank the known terms; scikit-learn drops it
+        bag = keras.layers.Concatenate(name="ngrams")([words(text)[..., 1:], chars(text)[..., 1:]])
         # tf-idf magnitudes grow with text length; unit-normalise like scikit-learn's TfidfVectorizer
         bag = keras.layers.UnitNormalization(name="l2_normalise")(bag)
         parts.append(keras.layers.Flatten(name="bag")(bag))  # (rows, 1, terms) as traced -> (rows, terms)
     features_in = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
-    hidden = keras.layers.Dropout(params.dropout, seed=seed)(features_in)
+    hidden = keras.layers.Dropout(params.dropout, seed=seed, name="head_dropout")(features_in)
     if params.hidden_units:
         hidden = keras.layers.Dense(
             params.hidden_units, activation="relu", kernel_regularizer=keras.regularizers.L2(params.l2), name="hidden"

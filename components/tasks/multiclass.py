@@ -78,8 +78,9 @@ class MulticlassTask(ConfiguredSplit):
             model = use_case.builder.build(splits.train, config.features, config.train, config.seed,
                                          label=config.label, classes=classes)
         class_weight = use_case.class_weight(splits.train, config) if use_case.class_weight else None
-        fit = fit_with_params(model, splits.train, splits.validation, class_codes(classes, config.label),
-                              config.train, config.seed, class_weight)
+        fit_model = use_case.builder.fit or fit_with_params
+        fit = fit_model(model, splits.train, splits.validation, class_codes(classes, config.label),
+                        config.train, config.seed, class_weight)
         serving = use_case.builder.make_serving(model, classes) if use_case.builder.make_serving else model
         return TrainedModel(model=model, splits=splits, fit=fit, threshold=float("nan"), serving=serving, classes=classes)
 
