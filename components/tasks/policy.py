@@ -58,6 +58,9 @@ class PolicyEvaluate(Section):
     # the ground-truth policy's probabilities per position and item, from its own logs:
     # frequency (how often it chose each item: unbiased time average) | mean_propensity
     truth_distribution: Literal["frequency", "mean_propensity"] = "frequency"
+    # fewer effective impressions than this (the importance weights' (sum w)^2 / sum w^2): the
+    # review says the logs barely overlap the policy and the interval is not to be trusted
+    min_effective_impressions: float = 500.0
 
 
 def logged_rows(frame: pd.DataFrame, features, policy: str) -> pd.DataFrame:
@@ -96,7 +99,7 @@ class PolicyTask:
     def metric_names(self, evaluate: PolicyEvaluate) -> frozenset[str]:
         names = {f"ctr_{e}" for e in ESTIMATORS} | {f"{TRUTH}_ctr_{e}" for e in ESTIMATORS}
         names |= {f"{TRUTH}_rel_error_{e}" for e in ESTIMATORS}
-        return frozenset(names | {"logged_ctr", "impressions", "clicks", "effective_impressions",
+        return frozenset(names | {"logged_ctr", "impressions", "clicks", "effective_impressions", "min_effective_impressions",
                                   f"{TRUTH}_on_policy_ctr", f"{TRUTH}_impressions"})
 
     def slice_metric_names(self, evaluate: PolicyEvaluate) -> frozenset[str]:
@@ -138,7 +141,8 @@ class PolicyTask:
         mine = policy_feedback(outputs, logged, features, item_ids)
         clicks = mine.clicks
         metrics = {**estimate_all(mine), "logged_ctr": logged_ctr(clicks), "impressions": float(mine.rows),
-                   "clicks": float(clicks.sum()), "effective_impressions": effective_sample_size(mine)}
+                   "clicks": float(clicks.sum()), "effective_impressions": effective_sample_size(mine),
+                   "min_effective_impressions": config.evaluate.min_effective_impressions}
         checked = None
         if len(truth):
             distribution = context_free_distribution(truth, features.position, features.item, features.propensity,
@@ -191,7 +195,7 @@ class PolicyTask:
         rows, positives = terms.get("rows", "impressions"), terms.get("positives", "clicks")
         if "impressions" not in m:
             return []
-        sentences = [f"On {int(m['impressions']):,} held-out {rows} of {evaluation.baseline_name.removeprefix('the ')} "
+        sentences = [f"On {int(m['impressions']):,} held-out {rows} of {evaluation.baseline_name} "
                      f"({int(m['clicks'])} {positives}), the logged policy got {per_thousand(m['logged_ctr'])} "
                      f"{positives} per 1,000 {rows}."]
         shown = []
@@ -200,6 +204,10 @@ class PolicyTask:
             shown.append(f"{name.upper()} {per_thousand(m[f'ctr_{name}'])} [95% CI {per_thousand(low)}, {per_thousand(high)}]")
         sentences.append(f"The new policy would get, per 1,000 {rows}: {'; '.join(shown)} — resting on an effective "
                          f"{m['effective_impressions']:,.0f} {rows} (where it agrees with what was logged).")
+        if m["effective_impressions"] < m.get("min_effective_impressions", 0.0):
+            sentences.append(f"The logs barely overlap this policy: its estimate rests on {m['effective_impressions']:,.0f} "
+                             f"effective {rows}, fewer than {m['min_effective_impressions']:,.0f}, so its interval "
+                             f"understates the uncertainty (a few {positives} more or less would change it a lot).")
         if peer is not None:
             gap = (f"the 95% interval of its gain over the logged policy is [{per_thousand(peer.low)}, "
                    f"{per_thousand(peer.high)}] {positives} per 1,000 {rows} ({peer.metric})")
