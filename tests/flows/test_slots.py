@@ -40,7 +40,7 @@ def test_slots_champion_fills_three_positions_and_weak_evidence_promotes_nothing
 
     # given slices of the random and BTS logs, a few epochs, and the baseline check advisory
     files = write_slices(project / "data" / "slots")
-    overrides = {"use_cases.slots.data.files": files, "use_cases.slots.train.max_epochs": 2,
+    overrides = {"use_cases.slots.data.files": files, "use_cases.slots.train.max_epochs": 1,
                  "use_cases.slots.gate.floors": {"ctr_snipw": 0.0}, "use_cases.slots.gate.baseline_policy": "advisory"}
     # when the flow trains the first version
     first = retrain("slots", overrides)
@@ -69,7 +69,7 @@ def test_slots_champion_fills_three_positions_and_weak_evidence_promotes_nothing
     # when the same data is retrained under the gate of params.yaml (the estimate's interval must
     # clear the logged policy's CTR, and the champion's estimate)
     with pytest.raises(GateFailedError) as failed:
-        retrain("slots", {"use_cases.slots.data.files": files, "use_cases.slots.train.max_epochs": 2})
+        retrain("slots", {"use_cases.slots.data.files": files, "use_cases.slots.train.max_epochs": 1})
     # then nothing is promoted, and the review says why in words, with the ground-truth check
     assert "beats_baseline" in str(failed.value)
     assert str(mlflow.MlflowClient().get_model_version_by_alias("slots", "champion").version) == "1"
