@@ -39,11 +39,13 @@ from components.evaluation.baselines import (
     fit_tfidf_logistic,
 )
 from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
+from components.evaluation.policy import LoggedPolicy, fit_logged_policy
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, ctr, recommender, tabular, text, text_intents, topics
+from components.models import answers, ctr, recommender, slots, tabular, text, text_intents, topics
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
+from components.models.slots import SlotFeatures, SlotsTrain, build_slot_models
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
 from components.models.text import TextFeatures, TextTrain, build_text_classifier
 from components.models.text_intents import (
@@ -206,6 +208,10 @@ def _tfidf_kmeans_baseline(train: pd.DataFrame, config: UseCaseConfig) -> TfidfK
                             config.train.kmeans_restarts, config.seed)
 
 
+def _logged_policy_baseline(train: pd.DataFrame, config: UseCaseConfig) -> LoggedPolicy:
+    return fit_logged_policy(config.features.train_policy)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -225,6 +231,7 @@ BUILDERS: dict[str, Builder] = {
                            recommender.non_null_columns),
     "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),
     "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
+    "slots": Builder(SlotFeatures, SlotsTrain, build_slot_models, slots.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -235,6 +242,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "ease": _ease_baseline,
     "tfidf_retrieval": _tfidf_retrieval_baseline,
     "tfidf_kmeans": _tfidf_kmeans_baseline,
+    "logged_policy": _logged_policy_baseline,
 }
 
 

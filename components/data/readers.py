@@ -188,6 +188,31 @@ def read_review_topics(path: Path, data: DataParams) -> pd.DataFrame:
     return frame[["doc_id", "source", "text", "rating", "department", "label"]]
 
 
+def read_open_bandit(path: Path, data: DataParams) -> pd.DataFrame:
+    """Open Bandit Dataset logs, one frame: each listed ``<policy>/<campaign>/<campaign>.csv`` file
+    is one logging policy's impressions (``policy``: the file's first folder, e.g. random, bts;
+    ``impression_id`` <policy>:<row>), and the listed ``item_context.csv`` gives every row its
+    item's features. The per-item user affinity columns are left out (80 columns a request would
+    have to send)."""
+    logs, items = [], None
+    for file in _source_files(path, data):
+        if file.name == "item_context.csv":
+            items = pd.read_csv(file, index_col=0)
+            continue
+        frame = pd.read_csv(file, index_col=0)
+        parts = file.relative_to(path).parts if file != path else ()
+        policy = parts[0] if len(parts) > 1 else "logged"
+        frame = frame[[c for c in frame.columns if not c.startswith("user-item_affinity")]]
+        logs.append(frame.assign(policy=policy, impression_id=policy + ":" + frame.index.astype(str)))
+    if items is None or not logs:
+        raise DataValidationError("open_bandit", ["data.files must list item_context.csv and at least one policy's log"])
+    frame = pd.concat(logs, ignore_index=True).merge(items, on="item_id", how="left", validate="many_to_one")
+    users = [c for c in frame.columns if c.startswith("user_feature_")]
+    features = [c for c in items.columns if c != "item_id"]
+    return frame[["impression_id", "policy", "timestamp", "position", "item_id", "click", "propensity_score",
+                  *users, *features]]
+
+
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "csv": read_csv,
     "libfm": read_libfm,
@@ -196,4 +221,5 @@ READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "creditcard": read_creditcard,
     "stackfaq": read_stackfaq,
     "review_topics": read_review_topics,
+    "open_bandit": read_open_bandit,
 }

@@ -106,3 +106,27 @@ def write_topic_shares_plot(labels: list[str], shares: list[float], folder: Path
     ax.set(xlabel="share of the clustered rows", title="Topics")
     fig.tight_layout()
     return save_figure(fig, folder / "topic_shares.png")
+
+
+def write_policy_estimates_plot(estimates: dict[str, float], intervals: dict[str, tuple[float, float]],
+                                logged_ctr: float, folder: Path) -> Path:
+    """Each off-policy estimate of the new policy's CTR with its 95% interval (clicks per 1,000
+    impressions), beside the logged policy's CTR (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(estimates)
+    points = [1000 * estimates[n] for n in names]
+    low = [1000 * (estimates[n] - intervals.get(n, (estimates[n], estimates[n]))[0]) for n in names]
+    high = [1000 * (intervals.get(n, (estimates[n], estimates[n]))[1] - estimates[n]) for n in names]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.errorbar(range(len(names)), points, yerr=[low, high], fmt="o", capsize=6, color="tab:blue", label="new policy")
+    ax.axhline(1000 * logged_ctr, linestyle="--", color="tab:gray", label="logged policy")
+    ax.set_xticks(range(len(names)), names)
+    ax.set(ylabel="clicks per 1,000 impressions", title="Off-policy estimates (95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, folder / "policy_estimates.png")
