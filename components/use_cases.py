@@ -38,10 +38,12 @@ from components.evaluation.baselines import (
     fit_lightgbm,
     fit_tfidf_logistic,
 )
+from components.evaluation.campaign import BoostedPeers, fit_boosted_peers
 from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, ctr, recommender, tabular, text, text_intents, topics
+from components.models import answers, campaign, ctr, recommender, tabular, text, text_intents, topics
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
+from components.models.campaign import CampaignFeatures, CampaignTrain, build_campaign_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
@@ -203,6 +205,12 @@ def _tfidf_kmeans_baseline(train: pd.DataFrame, config: UseCaseConfig) -> TfidfK
                             config.train.kmeans_restarts, config.seed)
 
 
+def _boosted_peers_baseline(train: pd.DataFrame, config: UseCaseConfig) -> BoostedPeers:
+    """campaign: gradient boosting per target (CVR on visited rows only), uplift by arm substitution."""
+    return fit_boosted_peers(train, config.features, config.evaluate.baseline_max_iter,
+                             config.evaluate.baseline_learning_rate, config.seed)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -221,6 +229,7 @@ BUILDERS: dict[str, Builder] = {
                            recommender.non_null_columns),
     "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),
     "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
+    "campaign": Builder(CampaignFeatures, CampaignTrain, build_campaign_model, campaign.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -231,6 +240,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "ease": _ease_baseline,
     "tfidf_retrieval": _tfidf_retrieval_baseline,
     "tfidf_kmeans": _tfidf_kmeans_baseline,
+    "boosted_per_target": _boosted_peers_baseline,
 }
 
 
