@@ -208,7 +208,7 @@ def _tfidf_kmeans_baseline(train: pd.DataFrame, config: UseCaseConfig) -> TfidfK
 def _boosted_peers_baseline(train: pd.DataFrame, config: UseCaseConfig) -> BoostedPeers:
     """campaign: gradient boosting per target (CVR on visited rows only), uplift by arm substitution."""
     return fit_boosted_peers(train, config.features, config.evaluate.baseline_max_iter,
-                             config.evaluate.baseline_learning_rate, config.seed)
+                             config.evaluate.baseline_learning_rate, config.seed, config.evaluate.baseline_threads)
 
 
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:

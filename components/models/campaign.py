@@ -90,8 +90,9 @@ def build_campaign_model(train: pd.DataFrame, features: CampaignFeatures, params
     shared = keras.layers.Concatenate(name="shared")(vectors) if len(vectors) > 1 else vectors[0]
     names = arms(features)
     inputs[features.arm] = keras.Input(shape=(1,), name=features.arm, dtype="string")
+    # position 0 is an arm the test never had (a typo, a new e-mail): scored, never trained on
     own_arm = keras.layers.Flatten(name="arm_flat")(keras.layers.StringLookup(
-        vocabulary=names, num_oov_indices=0, output_mode="one_hot", name="arm_one_hot")(inputs[features.arm]))
+        vocabulary=names, output_mode="one_hot", name="arm_one_hot")(inputs[features.arm]))
 
     def tower(name: str):
         layers = []
@@ -114,7 +115,7 @@ def build_campaign_model(train: pd.DataFrame, features: CampaignFeatures, params
     pctcvr = keras.layers.Multiply(name="ctcvr")([pctr, pcvr])
     per_arm = []
     for index in range(len(names)):
-        fixed = FixedArm(index, len(names), name=f"arm_{index}")(inputs[features.arm])
+        fixed = FixedArm(index + 1, len(names) + 1, name=f"arm_{index}")(inputs[features.arm])
         visit = ctr_tower(fixed)
         per_arm.append((visit, keras.layers.Multiply(name=f"ctcvr_arm_{index}")([visit, cvr_tower(fixed)])))
 

@@ -55,6 +55,7 @@ class UpliftEvaluate(Section):
     # the gradient-boosting peers: boosting rounds (at most; early-stopped) and learning rate
     baseline_max_iter: int = 300
     baseline_learning_rate: float = 0.05
+    baseline_threads: int = 1
     # each side needs this many conversions in train, validation and test, or the run stops
     min_conversions_per_split: int = 5
 
