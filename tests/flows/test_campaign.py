@@ -63,6 +63,9 @@ def test_campaign_champion_scores_raw_customers_and_the_review_speaks_e_mails(pr
     # and the review says what e-mailing by uplift yields, in e-mails and conversions
     review = (project / "reports" / "campaign" / "review-v1.md").read_text()
     assert "extra conversions per 1,000 e-mails" in review
+    card = (project / "reports" / "campaign" / "model-card-v1.md").read_text()
+    assert "## In business terms" in card
+    assert "extra conversions per 1,000 e-mails" in card
     assert (project / "reports" / "campaign" / "plots" / "qini.png").is_file()
     # funnel serve returns the same four numbers per customer at /predict/campaign
     status, body = post_to_server("/predict/campaign", {"rows": customers.head(1).to_dict(orient="records")},
