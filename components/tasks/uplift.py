@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import model_validator
 
 from components.config import Section
 from components.errors import DataValidationError
@@ -58,6 +59,14 @@ class UpliftEvaluate(Section):
     baseline_threads: int = 1
     # each side needs this many conversions in train, validation and test, or the run stops
     min_conversions_per_split: int = 5
+
+    @model_validator(mode="after")
+    def _known_compared_metrics(self) -> UpliftEvaluate:
+        unknown = [m for m in self.compared_metrics if m not in metric_names(self.target_fractions)]
+        if unknown:
+            raise ValueError(f"compared_metrics {unknown} are not campaign metrics; known: "
+                             f"{sorted(metric_names(self.target_fractions))}")
+        return self
 
 
 def outcomes_of(frame: pd.DataFrame, features) -> Outcomes:

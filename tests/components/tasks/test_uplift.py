@@ -32,6 +32,16 @@ def test_a_split_without_the_control_arm_or_with_too_few_conversions_fails_namin
     check_campaign_splits(Splits(both, both, both), FEATURES, 5, "campaign")
 
 
+def test_a_misspelt_compared_metric_is_a_config_error_naming_the_known_ones():
+    from components.config import parse_section
+    from components.errors import ConfigError
+    from components.tasks.uplift import UpliftEvaluate
+
+    with pytest.raises(ConfigError, match=r"compared_metrics \['auc'\] are not campaign metrics; known: .*'auuc'"):
+        parse_section(UpliftEvaluate, {"test_fraction": 0.2, "target_fractions": [0.3], "compared_metrics": ["auc"]},
+                      "params.use_cases.campaign.evaluate")
+
+
 def test_a_model_without_the_campaign_outputs_is_refused():
     with pytest.raises(ValueError, match="campaign outputs"):
         as_score_arrays(pd.DataFrame({"output": [0.1]}))
