@@ -9,7 +9,7 @@ again. Both rules see the same evaluations: ``point`` (challenger >= champion + 
 the test rows the champion never trained on, exceeds min_delta). The baseline check is left out
 (advisory) so the table isolates the champion rule.
 
-Usage: .venv/bin/python benchmarks/gate_benchmark.py [--use-cases intent,sentiment] [--pairs 10]
+Usage: .venv/bin/python benchmarks/gate_benchmark.py [--use-cases intent,sentiment,campaign] [--pairs 10]
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def halve_training_rows(frame, config, seed: int):
     from components.data.splits import TRAIN, assign_sides
 
     split = config.params.split
-    sides = assign_sides(frame, split, config.evaluate.test_fraction, config.train.validation_fraction, split.seed)
+    # a stratified split (campaign: by conversion) needs the label to place the rows
+    sides = assign_sides(frame, split, config.evaluate.test_fraction, config.train.validation_fraction, split.seed,
+                         label=config.label)
     rng = np.random.default_rng(seed)
     drop = (sides == TRAIN) & (rng.random(len(frame)) < 0.5)
     return frame[~drop].reset_index(drop=True)

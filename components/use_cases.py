@@ -38,11 +38,13 @@ from components.evaluation.baselines import (
     fit_lightgbm,
     fit_tfidf_logistic,
 )
+from components.evaluation.campaign import BoostedPeers, fit_boosted_peers
 from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
 from components.evaluation.policy import LoggedPolicy, fit_logged_policy
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, ctr, recommender, slots, tabular, text, text_intents, topics
+from components.models import answers, campaign, ctr, recommender, slots, tabular, text, text_intents, topics
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
+from components.models.campaign import CampaignFeatures, CampaignTrain, build_campaign_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.slots import SlotFeatures, SlotsTrain, build_slot_models
@@ -212,6 +214,12 @@ def _logged_policy_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Logge
     return fit_logged_policy(config.features.train_policy)
 
 
+def _boosted_peers_baseline(train: pd.DataFrame, config: UseCaseConfig) -> BoostedPeers:
+    """campaign: gradient boosting per target (CVR on visited rows only), uplift by arm substitution."""
+    return fit_boosted_peers(train, config.features, config.evaluate.baseline_max_iter,
+                             config.evaluate.baseline_learning_rate, config.seed, config.evaluate.baseline_threads)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -232,6 +240,7 @@ BUILDERS: dict[str, Builder] = {
     "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),
     "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
     "slots": Builder(SlotFeatures, SlotsTrain, build_slot_models, slots.non_null_columns),
+    "campaign": Builder(CampaignFeatures, CampaignTrain, build_campaign_model, campaign.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -243,6 +252,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "tfidf_retrieval": _tfidf_retrieval_baseline,
     "tfidf_kmeans": _tfidf_kmeans_baseline,
     "logged_policy": _logged_policy_baseline,
+    "boosted_per_target": _boosted_peers_baseline,
 }
 
 

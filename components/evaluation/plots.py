@@ -130,3 +130,26 @@ def write_policy_estimates_plot(estimates: dict[str, float], intervals: dict[str
     ax.legend()
     fig.tight_layout()
     return save_figure(fig, folder / "policy_estimates.png")
+
+
+def write_qini_plot(outcome: np.ndarray, treated: np.ndarray, curves: dict[str, np.ndarray], folder: Path) -> Path:
+    """Qini curves: extra outcomes per treated row when the top x% by each scorer's uplift are treated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from components.evaluation.uplift import qini_curve, uplift_areas
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    end = 0.0
+    for name, scores in curves.items():
+        share, extra = qini_curve(outcome, treated, scores)
+        ax.plot(share, extra, label=f"{name} (Qini {uplift_areas(outcome, treated, scores)['qini']:+.4f})")
+        end = float(extra[-1])
+    ax.plot([0, 1], [0, end], "k:", lw=1, label="random targeting")
+    ax.set(xlabel="share of customers targeted (highest uplift first)", ylabel="extra conversions per treated customer",
+           title="Qini curve")
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, folder / "qini.png")

@@ -176,7 +176,7 @@ def test_markdown_review_and_model_card_have_every_section(facts):
     assert markdown.endswith("| MLflow run | abc123 |\n| note | two lines \\| piped |\n")
     card = review.render_model_card(facts)
     headings = [line[3:] for line in card.splitlines() if line.startswith("## ")]
-    assert headings == ["Intended use", "Data", "Metrics (test split; 95% bootstrap intervals over 200 resamples)",
+    assert headings == ["Intended use", "In business terms", "Data", "Metrics (test split; 95% bootstrap intervals over 200 resamples)",
                         "Compared with (paired 95% bootstrap intervals on roc_auc)", "Slices", "Known limitations",
                         "Lineage"]
     assert "| metric | value | 95% CI | baseline (gradient boosting) |" in card
