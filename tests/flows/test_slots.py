@@ -13,6 +13,7 @@ import pytest
 
 from components.errors import GateFailedError
 from tests.conftest import MIRROR, needs_mirror
+from tests.flows.test_answers import post_to_server
 
 OPEN_BANDIT = MIRROR / "open_bandit"
 LOGS = {"random/all/all.csv": 2000, "bts/all/all.csv": 1000}
@@ -60,7 +61,7 @@ def test_slots_champion_fills_three_positions_and_weak_evidence_promotes_nothing
     assert {"ctr_ipw", "ctr_snipw", "ctr_dr"} <= set(metrics["intervals"])
     assert metrics["baseline"]["name"] == "the logged random policy"
     # funnel serve answers it at /predict/slots with the policy version
-    status, body = post_to_server("/predict/slots", {"rows": [users.iloc[0].to_dict()]})
+    status, body = post_to_server("/predict/slots", {"rows": [users.iloc[0].to_dict()]}, ("slots",))
     assert status == 200
     assert body["model_version"] == "1"
     served = body["predictions"][0]
@@ -82,25 +83,3 @@ def test_slots_champion_fills_three_positions_and_weak_evidence_promotes_nothing
     text = (project / "reports" / "slots" / "metrics.json").read_text() + review
     assert not [value for value in hashes if value in text]
 
-
-def post_to_server(path: str, payload: dict) -> tuple[int, dict]:
-    """POST ``payload`` to a funnel server serving the slots champion of this project."""
-    import http.client
-    from urllib.parse import urlsplit
-
-    from components.config import load_settings
-    from components.serving.app import BackgroundServer, build_app, open_store
-    from components.serving.store import ServeParams
-
-    store = open_store(load_settings(), ["slots"], ServeParams(poll_interval_s=60))
-    try:
-        with BackgroundServer(build_app(store)) as server:
-            connection = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
-            try:
-                connection.request("POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-                answer = connection.getresponse()
-                return answer.status, json.loads(answer.read())
-            finally:
-                connection.close()
-    finally:
-        store.close()
