@@ -40,10 +40,12 @@ from components.evaluation.baselines import (
 )
 from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, ctr, recommender, tabular, text, text_intents, topics
+from components.evaluation.session_peers import SessionPeers, fit_session_peers
+from components.models import answers, ctr, recommender, sessions, tabular, text, text_intents, topics
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
+from components.models.sessions import SessionFeatures, SessionsTrain, build_session_model
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
 from components.models.text import TextFeatures, TextTrain, build_text_classifier
 from components.models.text_intents import (
@@ -203,6 +205,11 @@ def _tfidf_kmeans_baseline(train: pd.DataFrame, config: UseCaseConfig) -> TfidfK
                             config.train.kmeans_restarts, config.seed)
 
 
+def _session_peers_baseline(train: pd.DataFrame, config: UseCaseConfig) -> SessionPeers:
+    return fit_session_peers(sessions.session_sequences(train, config.features), config.evaluate.baseline_rule_steps,
+                             config.evaluate.baseline_knn_neighbours)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -221,6 +228,7 @@ BUILDERS: dict[str, Builder] = {
                            recommender.non_null_columns),
     "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),
     "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
+    "sessions": Builder(SessionFeatures, SessionsTrain, build_session_model, sessions.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -231,6 +239,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "ease": _ease_baseline,
     "tfidf_retrieval": _tfidf_retrieval_baseline,
     "tfidf_kmeans": _tfidf_kmeans_baseline,
+    "session_peers": _session_peers_baseline,
 }
 
 
