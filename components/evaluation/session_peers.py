@@ -76,7 +76,7 @@ class SessionPeer:
         if similarity.shape[1] > self.neighbours:
             cut = np.partition(similarity, -self.neighbours, axis=1)[:, -self.neighbours][:, None]
             similarity = np.where(similarity >= cut, similarity, 0.0)
-        return np.asarray(sp.csr_matrix(similarity) @ self.sessions.toarray())
+        return np.asarray((sp.csr_matrix(similarity) @ self.sessions).toarray())
 
 
 def indexed_sessions(catalogue: Catalogue, sequences: list[np.ndarray]) -> list[np.ndarray]:

@@ -67,8 +67,8 @@ def test_retrain_flow_leaves_a_champion_that_answers_raw_text(project, tmp_path,
     assert served["confidence"] == pytest.approx(float(answer["confidence"].iloc[0]), abs=1e-5)
 
 
-def post_to_server(path: str, payload: dict) -> tuple[int, dict]:
-    """POST ``payload`` to a funnel server serving the answers champion of this project."""
+def post_to_server(path: str, payload: dict, use_case: str = "answers") -> tuple[int, dict]:
+    """POST ``payload`` to a funnel server serving the ``use_case`` champion of this project."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -76,7 +76,7 @@ def post_to_server(path: str, payload: dict) -> tuple[int, dict]:
     from components.serving.app import BackgroundServer, build_app, open_store
     from components.serving.store import ServeParams
 
-    store = open_store(load_settings(), ["answers"], ServeParams(poll_interval_s=60))
+    store = open_store(load_settings(), [use_case], ServeParams(poll_interval_s=60))
     try:
         with BackgroundServer(build_app(store)) as server:
             connection = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
