@@ -37,7 +37,8 @@ def test_every_step_after_the_first_click_is_a_point_with_its_prefix_in_time_ord
     assert points["target"].tolist() == ["10", "12"]
     assert points["prefix_length"].tolist() == [1, 2]
     assert points["session_length"].tolist() == [3, 3]
-    assert len(keys) == 2 and keys[0] != keys[1]
+    assert len(keys) == 2
+    assert keys[0] != keys[1]
 
 
 def test_recall_and_mrr_limit_cases_and_unseen_targets_are_misses():
@@ -51,7 +52,8 @@ def test_recall_and_mrr_limit_cases_and_unseen_targets_are_misses():
     assert metrics["recall_at_1"] == pytest.approx(0.25)
     assert metrics["hit_rate"] == pytest.approx(0.5)  # session 1 had a hit, session 2 none
     perfect = summarize_points(PointScores.of(targets[:, None], targets, np.arange(4)), [1])
-    assert perfect["recall_at_1"] == 1.0 and perfect["mrr_at_1"] == 1.0
+    assert perfect["recall_at_1"] == 1.0
+    assert perfect["mrr_at_1"] == 1.0
 
 
 def test_the_session_measure_weighs_each_session_by_its_points():
