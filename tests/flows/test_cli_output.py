@@ -315,7 +315,7 @@ def test_the_console_script_returns_the_usage_exit_code(bare_repo):
     assert done.returncode == USAGE
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "unknown use case 'nosuch'; params.yaml has: answers, ctr, fraud, intent, recommend, sentiment, support, topics. A use "
+        "unknown use case 'nosuch'; params.yaml has: answers, ctr, fraud, intent, recommend, sentiment, sessions, support, topics. A use "
         "case is a section under use_cases: in params.yaml (README: Bring your own data); `funnel list` shows them."]
 
 

@@ -18,7 +18,7 @@ FILES = ("yoochoose-clicks-100k_train_full.txt", "yoochoose-clicks-100k_test.txt
 pytestmark = [pytest.mark.integration, needs_mirror]
 
 
-def write_click_slice(folder: Path, items: int = 300, share: float = 0.3, seed: int = 7) -> dict[str, str]:
+def write_click_slice(folder: Path, items: int = 200, share: float = 0.15, seed: int = 7) -> dict[str, str]:
     """The clicks on the ``items`` most clicked items, in a random ``share`` of the sessions with
     two or more of them, from both click files, where the use case reads them; their sha256 by file.
     (A small catalogue: a model learns it in a few epochs, so the test is quick.)"""
@@ -48,7 +48,7 @@ def test_sessions_champion_returns_next_items_and_an_identical_retrain_is_refuse
     overrides = {
         "use_cases.sessions.data.files": write_click_slice(project / "data" / "sessions"),
         "use_cases.sessions.train.embedding_dim": 32,
-        "use_cases.sessions.train.max_epochs": 6,
+        "use_cases.sessions.train.max_epochs": 3,
         "use_cases.sessions.train.batch_size": 64,
         "use_cases.sessions.train.learning_rate": 0.02,
         "use_cases.sessions.train.early_stopping_patience": 8,
