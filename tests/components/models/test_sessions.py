@@ -66,3 +66,10 @@ def test_a_trained_model_learns_the_walk_and_loads_back(architecture, tmp_path):
     assert outputs["items"][0, 0] == "105"
     assert outputs["items"][1].tolist() == outputs["items"][0].tolist()
     assert np.all(np.diff(outputs["scores"][0]) <= 0)
+    # and its drift score classes every click of a log (session length x head / tail / new item)
+    from components.tasks.next_item import NEXT_ITEM
+
+    classes = NEXT_ITEM.drift_score(loaded)(log.assign(i=log["i"].where(log["s"] != 0, 999)))
+    assert len(classes) == len(log)
+    assert set(classes[log["s"].to_numpy() == 0]) == {3 * 3 + 2}  # 5 clicks (bucket 3: 5-9), a never-seen item
+    assert set(classes[log["s"].to_numpy() != 0]) <= {9, 10}
