@@ -182,19 +182,21 @@ class ValidateParams(Section):
 
 
 class SplitParams(Section):
-    """How rows are assigned to train / validation / test (``evaluate.test_fraction`` and
-    ``train.validation_fraction`` give the sizes).
+    """How rows are assigned to train / validation / test (sizes: evaluate.test_fraction, train.validation_fraction).
 
     ``hash`` (default): a row's side is a function of its key — ``key_columns`` (e.g. a user id:
     all of a user's rows on one side, a split by group), else the whole row — so rows never change
     sides as data grows. ``stratified``: the same row hash, ranked within each label value, so every
     side holds each class in the data's proportions. ``time``: the newest rows by ``time_column`` are the test split (train on the past).
-    ``official``: the data set's own ``column`` marks its test rows (validation by key)."""
+    ``official``: the data set's own ``column`` marks its test rows (validation by key). ``session_time``:
+    a ``column`` group (a session) takes the side of its last time (test / validation periods in s)."""
 
-    method: Literal["hash", "stratified", "time", "official"] = "hash"
+    method: Literal["hash", "stratified", "time", "official", "session_time"] = "hash"
     key_columns: tuple[str, ...] = ()
     time_column: str | None = None
     column: str = "split"
+    test_period_s: float = 86400.0
+    validation_period_s: float = 86400.0
     # the seed of the assignment (default: common.seed); fixing it keeps the split while training seeds vary
     seed: int | None = None
 

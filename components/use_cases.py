@@ -42,11 +42,24 @@ from components.evaluation.campaign import BoostedPeers, fit_boosted_peers
 from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
 from components.evaluation.policy import LoggedPolicy, fit_logged_policy
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, campaign, ctr, recommender, slots, tabular, text, text_intents, topics
+from components.evaluation.session_peers import SessionPeers, fit_session_peers
+from components.models import (
+    answers,
+    campaign,
+    ctr,
+    recommender,
+    sessions,
+    slots,
+    tabular,
+    text,
+    text_intents,
+    topics,
+)
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.campaign import CampaignFeatures, CampaignTrain, build_campaign_model
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
+from components.models.sessions import SessionFeatures, SessionsTrain, build_session_model
 from components.models.slots import SlotFeatures, SlotsTrain, build_slot_models
 from components.models.tabular import TabularFeatures, TabularTrain, build_tabular_classifier
 from components.models.text import TextFeatures, TextTrain, build_text_classifier
@@ -220,6 +233,11 @@ def _boosted_peers_baseline(train: pd.DataFrame, config: UseCaseConfig) -> Boost
                              config.evaluate.baseline_learning_rate, config.seed, config.evaluate.baseline_threads)
 
 
+def _session_peers_baseline(train: pd.DataFrame, config: UseCaseConfig) -> SessionPeers:
+    return fit_session_peers(sessions.session_sequences(train, config.features), config.evaluate.baseline_rule_steps,
+                             config.evaluate.baseline_knn_neighbours)
+
+
 def _balanced_class_weight(train: pd.DataFrame, config: UseCaseConfig) -> dict[int, float]:
     """Weight each class by ``rows / (classes * class rows)`` so every class counts equally."""
     counts = train[config.label].astype(int).value_counts()
@@ -241,6 +259,7 @@ BUILDERS: dict[str, Builder] = {
     "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
     "slots": Builder(SlotFeatures, SlotsTrain, build_slot_models, slots.non_null_columns),
     "campaign": Builder(CampaignFeatures, CampaignTrain, build_campaign_model, campaign.non_null_columns),
+    "sessions": Builder(SessionFeatures, SessionsTrain, build_session_model, sessions.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
@@ -253,6 +272,7 @@ BASELINES: dict[str, Callable[[pd.DataFrame, UseCaseConfig], Any]] = {
     "tfidf_kmeans": _tfidf_kmeans_baseline,
     "logged_policy": _logged_policy_baseline,
     "boosted_per_target": _boosted_peers_baseline,
+    "session_peers": _session_peers_baseline,
 }
 
 

@@ -57,7 +57,7 @@ needs_mirror = pytest.mark.needs_mirror
 def mirror_missing() -> str | None:
     """Why the data mirror cannot serve frappe and MovieLens, or None when it can."""
     missing = [name for name in ("frappe", "movielens_100k", "stackfaq", "womens_clothing_reviews", "semeval_absa_laptops",
-                                 "open_bandit", "hillstrom") if not (MIRROR / name).is_dir()]
+                                 "open_bandit", "hillstrom", "yoochoose_clicks_100k") if not (MIRROR / name).is_dir()]
     return f"frappe/MovieLens/StackFAQ need the data mirror (FUNNEL_DATA_MIRROR); {missing} missing at {MIRROR}" if missing else None
 
 

@@ -202,6 +202,18 @@ def time_sides(times: pd.Series, test_fraction: float, validation_fraction: floa
     return np.where(rank > validation_edge, TEST, np.where(rank > train_edge, VALIDATION, TRAIN)).astype("int8")
 
 
+def session_time_sides(sessions: pd.Series, times: pd.Series, test_period_s: float,
+                       validation_period_s: float) -> np.ndarray:
+    """TRAIN / VALIDATION / TEST per row by its session's last time: sessions ending within the
+    newest ``test_period_s`` of the data are the test, those ending within ``validation_period_s``
+    before that the validation split (a session is never cut across sides)."""
+    times = pd.to_numeric(times)
+    last = times.groupby(sessions.to_numpy()).transform("max").to_numpy()
+    test_edge = float(times.max()) - test_period_s if len(times) else 0.0
+    validation_edge = test_edge - validation_period_s
+    return np.where(last > test_edge, TEST, np.where(last > validation_edge, VALIDATION, TRAIN)).astype("int8")
+
+
 def stratified_sides(keys: np.ndarray, labels: pd.Series, test_fraction: float, validation_fraction: float,
                      seed: int) -> np.ndarray:
     """Like ``hash_sides``, but the row hashes are ranked within each label value, so each side
@@ -217,6 +229,15 @@ def assign_sides(frame: pd.DataFrame, split, test_fraction: float, validation_fr
     """The side of every row under the ``split`` section of a use case (``SplitParams``);
     ``keys``: the rows' ``row_keys`` under ``split.key_columns`` when already computed;
     ``label``: the column a ``stratified`` split keeps in proportion."""
+    if split.method == "session_time":
+        missing = [c for c in (split.column, split.time_column) if c not in frame.columns]
+        if missing:
+            from components.errors import ConfigError
+
+            raise ConfigError(f"split.column / split.time_column {missing} are not columns of the data; "
+                              f"columns are {sorted(frame.columns)}")
+        return session_time_sides(frame[split.column], frame[split.time_column], split.test_period_s,
+                                  split.validation_period_s)
     if split.method == "time":
         if split.time_column not in frame.columns:
             from components.errors import ConfigError

@@ -77,3 +77,28 @@ def label_shift(reference: pd.DataFrame, current: pd.DataFrame, label: str | Non
         "current": {k: float(cur.get(k, 0.0)) for k in top},
         "psi": psi_categorical(reference[label], current[label]),
     }
+
+
+# session length buckets of ``session_item_classes`` (upper edges; the last bucket is open)
+SESSION_LENGTH_EDGES = (1, 2, 4, 9)
+HEAD_CLICK_SHARE = 0.5
+
+
+def session_item_classes(frame: pd.DataFrame, session: str, item: str, known_items: Sequence[str],
+                         clicks: np.ndarray) -> np.ndarray:
+    """Per click of a click log: its session's length bucket x 3 + its item's class under the
+    reference clicks (0: head, the most clicked items taking half the clicks; 1: tail; 2: never
+    clicked), one integer a categorical PSI compares between two logs. Item ids are compared as
+    strings, as the next-item model reads them."""
+    from components.models.sessions import item_strings
+
+    if session not in frame or item not in frame:
+        return np.zeros(0, dtype="int64")
+    order = np.argsort(-np.asarray(clicks, dtype="float64"), kind="stable")
+    shares = np.cumsum(np.asarray(clicks, dtype="float64")[order]) / max(float(np.sum(clicks)), 1.0)
+    head = set(np.asarray(known_items)[order][(shares - np.asarray(clicks)[order] / max(float(np.sum(clicks)), 1.0)) < HEAD_CLICK_SHARE])
+    ids = pd.Series(item_strings(frame[item].to_numpy()))
+    kind = np.where(ids.isin(head), 0, np.where(ids.isin(set(known_items)), 1, 2))
+    lengths = frame.groupby(session)[session].transform("size").to_numpy()
+    bucket = np.searchsorted(np.asarray(SESSION_LENGTH_EDGES), lengths, side="left")
+    return (bucket * 3 + kind).astype("int64")

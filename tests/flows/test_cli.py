@@ -15,7 +15,7 @@ from tests.conftest import MIRROR, needs_mirror
 def _offline(project) -> None:
     """Point the official URLs at a closed local port: no download can succeed."""
     params = yaml.safe_load((project / "params.yaml").read_text())
-    for name in ("ctr", "recommend", "answers"):
+    for name in ("ctr", "recommend", "answers", "sessions"):
         params["use_cases"][name]["data"]["url"] = "http://127.0.0.1:9/unreachable"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -27,7 +27,7 @@ def test_without_mirror_or_network_the_uncommittable_data_sets_are_skipped_with_
     _offline(project)
     ready, skipped = available_use_cases()
     assert ready == ["intent", "sentiment", "support", "fraud"]
-    assert set(skipped) == {"ctr", "recommend", "answers", "topics", "slots", "campaign"}
+    assert set(skipped) == {"ctr", "recommend", "answers", "topics", "slots", "campaign", "sessions"}
     assert "FUNNEL_DATA_MIRROR" in skipped["ctr"]
     # --set reaches the availability check: the overridden source is the one looked for
     ready, skipped = available_use_cases(["intent"], {"use_cases.intent.data.source": str(project / "gone.csv")})
