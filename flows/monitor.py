@@ -11,7 +11,13 @@ from components.config import load_params, load_settings
 from components.data import versioning
 from components.data.ingest import derive_like, read_source
 from components.errors import DataValidationError, FunnelError, GateFailedError, ReviewError
-from components.monitoring.monitor import LAST_RETRAIN_TAG, detect_drift, retrain_allowed, utc_now
+from components.monitoring.monitor import (
+    LAST_RETRAIN_TAG,
+    detect_drift,
+    drift_columns,
+    retrain_allowed,
+    utc_now,
+)
 from components.release import registry
 from components.use_cases import get_use_case
 
@@ -50,7 +56,7 @@ def drift(use_case: str, retrain_on_drift: bool = True, overrides: dict | None =
         raise FunnelError(f"the champion's training snapshot {md5} is neither in the DVC cache nor the remote; `dvc pull` it")
     raw, _ = read_source(use_case, config.params.data, settings)
     current = derive_like(reference, raw)  # the champion's transforms, as at serving time
-    columns = [c for c in config.params.validate.columns if c != config.label]
+    columns = drift_columns(list(config.params.validate.columns), config.label, config.params.split)
     _, scorer = registry.load_row_scorer(settings, use_case, alias)
     score = use_case_record.task.drift_score(scorer)
     report = detect_drift(reference, current, columns, config.label, config.params.monitor, score)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from components.config import MonitorParams
+from components.config import MonitorParams, SplitParams
 from components.monitoring.drift import feature_shift, label_shift, psi_categorical, psi_numeric
 
 LAST_RETRAIN_TAG = "monitor.last_drift_retrain_at"
@@ -33,6 +33,16 @@ class DriftReport:
         if self.score_psi is not None:
             rows.append({"what": "champion scores", "kind": "score distribution", "psi": round(self.score_psi, 4), "reading": ""})
         return rows
+
+
+def drift_columns(columns: list[str], label: str | None, split: SplitParams) -> list[str]:
+    """The validated columns whose shift counts as drift: all but the label and the columns that
+    place rows in time or in groups for the split (a session id, a timestamp, the official split
+    marker), whose values change between snapshots by construction."""
+    bookkeeping = {label, split.time_column}
+    if split.method in ("official", "session_time"):
+        bookkeeping.add(split.column)
+    return [c for c in columns if c not in bookkeeping]
 
 
 def detect_drift(

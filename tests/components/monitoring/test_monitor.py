@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from components.config import MonitorParams
 from components.monitoring.monitor import detect_drift, retrain_allowed
 from tests.conftest import intent_slice
@@ -41,3 +43,17 @@ def test_at_most_one_drift_retrain_per_window():
     assert retrain_allowed(None, now, 24)[0]
     assert not retrain_allowed("2026-11-28T01:00:00+00:00", now, 24)[0]
     assert retrain_allowed("2026-11-26T23:00:00+00:00", now, 24)[0]
+
+
+@pytest.mark.parametrize(("split", "expected"), [
+    ({"method": "hash"}, ["a", "b", "when", "split"]),
+    ({"method": "time", "time_column": "when"}, ["a", "b", "split"]),
+    ({"method": "official", "column": "split"}, ["a", "b", "when"]),
+    ({"method": "session_time", "column": "a", "time_column": "when"}, ["b", "split"]),
+])
+def test_the_split_s_own_columns_are_not_drift_features(split, expected):
+    from components.config import SplitParams
+    from components.monitoring.monitor import drift_columns
+
+    # a session id and a timestamp change between snapshots by construction: no reason to retrain
+    assert drift_columns(["a", "b", "when", "split", "label"], "label", SplitParams(**split)) == expected
