@@ -98,12 +98,18 @@ class SequenceEncoder(keras.layers.Layer):
             x = self.norms[2 * b + 1](x + self.drops[2 * b + 1](fed, training=training))
         return x
 
-    def call(self, ids, training=None, last_only=False):
+    def call(self, ids, training=None, last_only=False, hidden_only=False):
         h = self.hidden(ids, training=training)
         h = self.drop_out(h[:, -1, :] if last_only else h, training=training)
+        return h if hidden_only else self.logits(h)
+
+    def logits(self, h):
+        """Next-item logits of hidden states (the output layer, tied to the item embeddings)."""
         return tf.matmul(h, self.embedding.embeddings, transpose_b=True) + self.output_bias
 
-    def compute_output_spec(self, ids, training=None, last_only=False):
+    def compute_output_spec(self, ids, training=None, last_only=False, hidden_only=False):
+        if hidden_only:
+            return keras.KerasTensor((ids.shape[0], self.max_length, self.dim), dtype="float32")
         if last_only:
             return keras.KerasTensor((ids.shape[0], self.n_items + 1), dtype="float32")
         return keras.KerasTensor((ids.shape[0], self.max_length, self.n_items + 1), dtype="float32")
@@ -111,6 +117,23 @@ class SequenceEncoder(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "items": self.n_items, "dim": self.dim, "max_length": self.max_length,
                 "architecture": self.architecture, "blocks": self.blocks, "heads": self.heads, "dropout": self.rate}
+
+
+class TargetPositionsLoss(keras.losses.Loss):
+    """Cross-entropy of the next item at the positions with a target only: (rows, L) targets (0:
+    none) and (rows, L, dim) hidden states; the full softmax is computed for those positions alone
+    (short sessions leave most of the L positions padding), averaged over them."""
+
+    def __init__(self, encoder: SequenceEncoder, **kwargs) -> None:
+        super().__init__(name="target_positions_cross_entropy", **kwargs)
+        self.encoder = encoder
+
+    def call(self, y_true, y_pred):
+        targets = tf.cast(y_true, tf.int32)
+        real = targets > PAD
+        logits = self.encoder.logits(tf.boolean_mask(y_pred, real))
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.boolean_mask(targets, real), logits=logits)
+        return tf.reduce_sum(losses) / tf.maximum(tf.cast(tf.size(losses), losses.dtype), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="funnel")

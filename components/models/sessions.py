@@ -3,8 +3,9 @@ SASRec-style (causal self-attention with positional embeddings), params.yaml cho
 
 Both take the last ``max_length`` clicks of a session as item indices and give next-item logits
 at every position over the whole catalogue (a full softmax, output tied to the item embeddings);
-training is cross-entropy at every position of every training session (every prefix is a
-training example). The registered model takes a session's clicks so far as one string of
+training is cross-entropy at every position of every training session with a next click (every
+prefix is a training example), the softmax computed at those positions only (padding is most of
+a short session's window and used to cost most of the training time). The registered model takes a session's clicks so far as one string of
 space-separated item ids and returns the top-k next items with their probabilities (unknown
 items skipped; a prefix without a known item gets the training popularity list).
 """
@@ -135,19 +136,20 @@ def training_arrays(indexed: list[np.ndarray], length: int) -> tuple[np.ndarray,
 def build_session_model(clicks: pd.DataFrame, features: SessionFeatures, params: SessionsTrain, seed: int, *,
                         label: str = ""):
     """The training network over the catalogue of ``clicks``: (rows, max_length) item indices ->
-    next-item logits at every position; compiled with Adam and cross-entropy from logits."""
+    hidden states at every position; compiled with Adam and the next item's cross-entropy at the
+    positions with a target (the full softmax for those only: most positions of short sessions
+    are padding)."""
     import keras
 
-    from components.models.session_layers import SequenceEncoder
+    from components.models.session_layers import SequenceEncoder, TargetPositionsLoss
 
     keras.utils.set_random_seed(seed)
     catalogue = Catalogue.from_sequences(session_sequences(clicks, features))
     ids = keras.Input(shape=(params.max_length,), dtype="int32", name="item_ids")
     encoder = SequenceEncoder(len(catalogue.items), params.embedding_dim, params.max_length, params.architecture,
                               params.blocks, params.heads, params.dropout, name="sequence_encoder")
-    network = keras.Model(ids, encoder(ids), name=f"next_item_{params.architecture}")
-    network.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    network = keras.Model(ids, encoder(ids, hidden_only=True), name=f"next_item_{params.architecture}")
+    network.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=TargetPositionsLoss(encoder))
     network.catalogue = catalogue
     return network
 

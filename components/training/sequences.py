@@ -39,7 +39,6 @@ def fit_session_model(network, train: tuple[np.ndarray, np.ndarray], validation:
 
     keras.utils.set_random_seed(seed)
     inputs, targets = train
-    weights = (targets > 0).astype("float32")
     scorer = last_step_model(network) if validation is not None else None
     started = time.perf_counter()
     best, best_epoch, best_weights, waited, epoch = -1.0, 0, network.get_weights(), 0, 0
@@ -47,7 +46,7 @@ def fit_session_model(network, train: tuple[np.ndarray, np.ndarray], validation:
     planned = params.max_epochs if epochs is None else epochs
     while epoch < planned and waited < params.early_stopping_patience:
         network.optimizer.learning_rate.assign(params.learning_rate * params.learning_rate_decay ** epoch)
-        result = network.fit(inputs, targets, sample_weight=weights, batch_size=params.batch_size, epochs=1,
+        result = network.fit(inputs, targets, batch_size=params.batch_size, epochs=1,
                              shuffle=True, verbose=0)
         epoch += 1
         loss = float(result.history["loss"][-1])
