@@ -13,8 +13,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from components.config import load_params, read_git_commit
+from components.config import Params, parse_section, read_git_commit, read_params_file
 from components.errors import ConfigError, FunnelError, describe_failure
+from components.overrides import effective_params
 from components.release import registry
 from components.training.proposal import propose_diff, set_lines, yaml_value
 from components.training.tune import (
@@ -44,11 +45,12 @@ class Search:
     journal: Path
 
 
-def trial_config(ctx: RunContext, values: dict[str, Any]):
+def trial_config(ctx: RunContext, values: dict[str, Any], raw: dict[str, Any] | None = None):
     """The use case configured with the run's overrides and a trial's ``values`` (typed: a value
-    its section refuses is a ConfigError naming the key)."""
+    its section refuses is a ConfigError naming the key); ``raw``: params.yaml as already read."""
     extra = {f"use_cases.{ctx.config.name}.{path}": value for path, value in values.items()}
-    return ctx.use_case.configure(load_params(ctx.settings.params_path, {**(ctx.overrides or {}), **extra}))
+    raw = read_params_file(ctx.settings.params_path) if raw is None else raw
+    return ctx.use_case.configure(parse_section(Params, effective_params(raw, {**(ctx.overrides or {}), **extra}), "params"))
 
 
 @task(**IO_TASK | {"retries": 0})
@@ -57,9 +59,10 @@ def plan_search(ctx: RunContext, trials: int | None) -> Search:
     section = ctx.config.params
     tune = parse_tune(section.tune, section.model_dump(), f"params.use_cases.{ctx.config.name}.tune")
     tune = tune.model_copy(update={"trials": trials}) if trials else tune
+    raw = read_params_file(ctx.settings.params_path)
     for path, span in tune.params.items():
         for value in span.choices if span.choices is not None else (span.low, span.high):
-            trial_config(ctx, {path: value})
+            trial_config(ctx, {path: value}, raw)
     return Search(tune, shipped_values(tune, section.model_dump()), ctx.scratch / JOURNAL)
 
 
