@@ -101,8 +101,9 @@ def run_search(ctx: RunContext, frame, search: Search, parent_run_id: str, paral
     outcomes: list[TrialOutcome] = []
     while len(outcomes) < tune.trials:
         asked = ask_trials(study, tune, min(parallel, tune.trials - len(outcomes)))
-        if parallel > 1:
-            futures = [run_trial.submit(ctx, frame, search, spec) for _, spec in asked]
+        if parallel > 1:  # a Dask worker runs a task in a thread, where Prefect cannot enforce a timeout
+            remote = run_trial.with_options(timeout_seconds=None)
+            futures = [remote.submit(ctx, frame, search, spec) for _, spec in asked]
             done = [future.result() for future in futures]
         else:
             done = [run_trial(ctx, frame, search, spec) for _, spec in asked]
