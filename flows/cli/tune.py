@@ -20,7 +20,7 @@ def tune(
         "--parallel", min=1, help="Trials trained side by side, each in a Dask worker process (1: in this process).")] = 1,
     dask_address: Annotated[str | None, typer.Option(
         "--dask-address", envvar="FUNNEL_DASK_ADDRESS",
-        help="Dask scheduler whose workers share this file system; default: a LocalCluster of --parallel workers.")] = None,
+        help="With --parallel: a Dask scheduler whose workers share this file system; default: a LocalCluster of --parallel workers.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Search the ranges of USE_CASE's tune: section with Optuna (TPE, seeded; median pruning per
@@ -32,7 +32,7 @@ def tune(
     from flows.tune import tune as tune_flow
     from flows.tune import with_dask
 
-    runner = with_dask(dask_address, parallel) if parallel > 1 or dask_address else tune_flow
+    runner = with_dask(dask_address, parallel) if parallel > 1 else tune_flow
     with output.run_progress(plain=json_ or parallel > 1), output.stdout_to_stderr(json_):
         state = runner(use_case, overrides, trials, parallel, return_state=True)
     result = state.result(raise_on_failure=False)

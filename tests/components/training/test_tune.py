@@ -173,3 +173,35 @@ def test_an_edit_the_diff_cannot_make_is_a_config_error_and_the_text_reads_back_
     before = merge_defaults(load_yaml(text))
     propose_diff(text, "intent", {"train.dropout": 0.3})
     assert merge_defaults(load_yaml(text)) == before
+
+
+def test_a_fit_inside_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path):
+    import optuna
+
+    from components.data.splits import split_frame
+    from components.training.fit import fit_callbacks, fit_model
+    from components.use_cases import get_use_case
+    from tests.conftest import intent_slice
+
+    # given a study whose first trial reached val_auc 1.0 from epoch 1 on, and no warm-up
+    raw = {**tune_section(**{"train.dropout": {"low": 0.0, "high": 0.5}}), "prune_startup_trials": 1,
+           "prune_warmup_epochs": 0, "include_shipped": False}
+    tune = parse_tune(raw, intent_section(), WHERE)
+    study = create_study(tune, 42, tmp_path / "study.journal")
+    first = study.ask()
+    for epoch in range(1, 6):
+        first.report(1.0, epoch)
+    study.tell(first, 1.0)
+    callback = pruning_callback(optuna.trial.Trial(study, study.ask()._trial_id), "val_auc")
+    # when the intent model is fitted for up to 5 epochs with the trial's callback in place
+    params = load_params(ROOT / "params.yaml", {"use_cases.intent.train.max_epochs": 5})
+    use_case = get_use_case("intent", params)
+    config = use_case.configure(params)
+    splits = split_frame(intent_slice(800), config.label, 0.25, 0.15, config.seed)
+    model = use_case.builder.build(splits.train, config.features, config.train, config.seed, label=config.label)
+    with fit_callbacks(callback):
+        fit = fit_model(model, splits.train, splits.validation, config.label, 64, max_epochs=5, patience=5, seed=1)
+    # then epoch 1 was reported to the trial, which the pruner stopped there
+    assert callback.pruned
+    assert fit.epochs_run == 1
+    assert [t.intermediate_values for t in study.get_trials() if t.number == 1] == [{1: fit.history["val_auc"][0]}]
