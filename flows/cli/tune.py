@@ -27,8 +27,15 @@ def tune(
     epoch) on its validation split. Every trial is an MLflow run nested under the tuning run; the
     best values are printed as a params.yaml diff and --set lines, never written to the file."""
     overrides = parse_overrides(set_)
-    settings, _ = _prepare_run([use_case], overrides)
+    settings, params = _prepare_run([use_case], overrides)
     from components.errors import ConfigError
+    from components.training.tune import parse_tune
+
+    section = params.use_cases[use_case]
+    try:  # a bad tune: section is a usage error before anything runs
+        parse_tune(section.tune, section.model_dump(), f"params.use_cases.{use_case}.tune")
+    except ConfigError as exc:
+        fail(str(exc), USAGE)
     from flows.tune import tune as tune_flow
     from flows.tune import with_dask
 

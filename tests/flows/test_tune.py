@@ -56,3 +56,23 @@ def test_a_three_trial_search_nests_its_trials_in_mlflow_and_prints_a_diff_it_do
                                                       if t.data.tags["trial.state"] == "complete")
     local = client.download_artifacts(parent.info.run_id, "proposal/params.yaml.diff", str(project / "downloaded"))
     assert Path(local).read_text(encoding="utf-8") == diff
+
+
+def test_a_bad_tune_section_is_a_usage_error_naming_the_key_before_anything_runs(tmp_path, monkeypatch):
+    from tests.conftest import ROOT
+
+    # given a repository holding only params.yaml and dvc.yaml (no data: nothing could run)
+    for name in ("params.yaml", "dvc.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    monkeypatch.setenv("FUNNEL_REPO_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # when the search names a path the use case does not hold, or an empty range
+    misspelt = CliRunner().invoke(app, ["tune", "intent", "--set", "use_cases.intent.tune.params={train.learnin_rate: {low: 0.001, high: 0.01}}"])
+    empty = CliRunner().invoke(app, ["tune", "ctr", "--set", "use_cases.ctr.tune.params={train.dropout: {low: 0.3, high: 0.3}}"])
+    # then each is a usage error naming the key, and no tracking store was made
+    assert misspelt.exit_code == 2
+    assert "params.use_cases.intent.tune.params.train.learnin_rate" in misspelt.output
+    assert empty.exit_code == 2
+    assert "params.use_cases.ctr.tune.params.train.dropout" in empty.output
+    assert "empty range" in empty.output
+    assert not (tmp_path / "mlruns.db").exists()
