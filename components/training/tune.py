@@ -192,6 +192,7 @@ def ask_trials(study, tune: TuneParams, count: int) -> list[tuple[Any, TrialSpec
     asked = []
     for _ in range(count):
         trial = study.ask()
+        # the storage id lets a worker process open this trial (Optuna has no public accessor for it)
         spec = TrialSpec(trial.number, trial._trial_id, suggest(trial, tune), bool(trial.user_attrs.get("shipped")))
         asked.append((trial, spec))
     return asked
