@@ -287,6 +287,8 @@ with warnings.catch_warnings():
         gate: GateParams
         monitor: MonitorParams = MonitorParams()
         schedule: ScheduleParams = ScheduleParams(cron="0 3 * * 1")
+        # `funnel tune`: the ranges searched and the validation metric (components/training/tune.py)
+        tune: dict[str, Any] = Field(default_factory=dict)
 
 
 class Params(Section):

@@ -11,26 +11,29 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from components.config import Settings
 from components.data.ingest import load_transforms, request_columns, snapshot_transforms
 from components.data.splits import SPLIT_TAG, split_spec
 from components.overrides import flatten_params
 from components.release.examples import synthetic_example
+from components.release.saved_model import THRESHOLD_TAG as THRESHOLD_TAG
+from components.release.saved_model import TRANSFORMS_KEY as TRANSFORMS_KEY
+from components.release.saved_model import decision_threshold as decision_threshold
+from components.release.saved_model import model_transforms as model_transforms
+from components.release.saved_model import pinned_requirements
+from components.release.saved_model import score_frame as score_frame
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME_IN_RUN = "model"
 # the stable entry point every MLmodel names: never moves (see components/pyfunc.py)
 LOADER_MODULE = "components.pyfunc"
-THRESHOLD_TAG = "decision_threshold"
-# MLmodel metadata key of the fitted data.transforms (components/data/ingest.py snapshot_transforms)
-TRANSFORMS_KEY = "funnel_transforms"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,6 @@ def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
 
 
 # Flavor module contract: save_model(...) and _load_pyfunc(path).
-
 def save_model(keras_model, path, mlflow_model=None, signature=None, input_example=None, metadata=None):
     """Save with mlflow.keras, then route the pyfunc flavor to this module's loader."""
     import mlflow.keras
@@ -84,20 +86,6 @@ def save_model(keras_model, path, mlflow_model=None, signature=None, input_examp
     )
     mlflow_model.flavors["python_function"]["loader_module"] = LOADER_MODULE
     mlflow_model.save(str(Path(path) / "MLmodel"))
-
-
-def pinned_requirements() -> list[str]:
-    """The serving environment, pinned to what trained the model (skips MLflow's slow inference)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    pins = []
-    # funnel itself is not pinned: no package index has it; the serving side installs this repository
-    for package in ("tensorflow-cpu", "keras", "mlflow", "pandas", "numpy"):
-        try:
-            pins.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            continue
-    return pins
 
 
 def load_pyfunc(path: str):
@@ -234,13 +222,6 @@ def log_training_run(
     return RegisteredVersion(use_case, version, run_id, f"models:/{use_case}/{version}")
 
 
-def model_transforms(model):
-    """(FittedTransforms, raw column -> type family) of a loaded pyfunc model trained with
-    data.transforms, or None: what serving applies to raw rows before the Keras model."""
-    state = (model.metadata.metadata or {}).get(TRANSFORMS_KEY)
-    return (load_transforms(state), dict(state.get("inputs", {}))) if state else None
-
-
 def get_alias_version(settings: Settings, use_case: str, alias: str):
     """The ModelVersion behind ``<use_case>@<alias>``; None when the model or the alias does not
     exist; RegistryError when the registry refuses or fails (never "absent" then)."""
@@ -311,11 +292,6 @@ def load_version_model(use_case: str, version: str):
     return mlflow.pyfunc.load_model(f"models:/{use_case}/{version}")
 
 
-def decision_threshold(tags) -> float:
-    """A version's stored decision threshold (0.5 when it has none)."""
-    return float(tags.get(THRESHOLD_TAG, 0.5))
-
-
 def load_row_scorer(settings: Settings, use_case: str, alias: str):
     """(version, RowScorer) of ``<use_case>@<alias>``: the compiled scorer behind the pyfunc model."""
     from components.errors import FunnelError
@@ -327,15 +303,6 @@ def load_row_scorer(settings: Settings, use_case: str, alias: str):
 
     version, model, _ = loaded
     return version, RowScorer(model.get_raw_model())
-
-
-def score_frame(model, frame: pd.DataFrame) -> np.ndarray | pd.DataFrame:
-    """Score raw rows through a pyfunc model (index reset: MLflow indexes column 0 by label).
-
-    Probabilities come back as a flat array; named outputs (class name, probability) as a frame.
-    """
-    output = model.predict(frame.reset_index(drop=True))
-    return output if isinstance(output, pd.DataFrame) else np.asarray(output).reshape(-1)
 
 
 def write_version_tags(settings: Settings, use_case: str, version: str, tags: dict[str, str]) -> None:
@@ -397,3 +364,37 @@ def log_review_files(settings: Settings, run_id: str, paths: list[Path]) -> None
 def describe_version(settings: Settings, use_case: str, version: str, description: str) -> None:
     """Show ``description`` (the model card) on the version's page in the MLflow UI."""
     connect(settings).update_model_version(use_case, str(version), description=description[:20000])
+
+
+def start_tuning_run(settings: Settings, use_case: str, params: dict[str, str], tags: dict[str, str]) -> str:
+    """A tuning run in the use case's experiment (its trials are nested under it); its id."""
+    client = connect(settings)
+    experiment_id = ensure_experiment(client, use_case, settings.artifact_location)
+    run = client.create_run(experiment_id, run_name=f"{use_case}-tune", tags={"use_case": use_case, "funnel.kind": "tuning", **tags})
+    log_trial_run(settings, run.info.run_id, "", params, {}, {}, {}, None)
+    return run.info.run_id
+
+
+def log_trial_run(settings: Settings, parent_run_id: str, name: str, params: dict[str, str], curves: dict[str, list[float]],
+                  metrics: dict[str, float], tags: dict[str, str], failed: bool | None) -> str:
+    """One trial as a run nested under ``parent_run_id`` (``name`` empty: log to that run): its values,
+    per-epoch curves (step = epoch) and final figures, so the MLflow UI compares the trials; its id."""
+    from mlflow.entities import Metric, Param
+
+    client, now = connect(settings), int(time.time() * 1000)
+    run_id = client.create_run(client.get_run(parent_run_id).info.experiment_id, run_name=name, tags={
+        "mlflow.parentRunId": parent_run_id, "funnel.kind": "tuning trial", **tags}).info.run_id if name else parent_run_id
+    points = [Metric(key, float(v), now, step) for key, curve in curves.items() for step, v in enumerate(curve, start=1)]
+    points += [Metric(key, float(v), now, 0) for key, v in metrics.items() if np.isfinite(v)]
+    client.log_batch(run_id, metrics=points, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    if failed is not None:
+        client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+    return run_id
+
+
+def end_tuning_run(settings: Settings, run_id: str, metrics: dict[str, float], texts: dict[str, str]) -> None:
+    """Close a tuning run with its figures and text artifacts (the proposed params.yaml diff)."""
+    client = connect(settings)
+    log_trial_run(settings, run_id, "", {}, {}, metrics, {}, False)
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,19 @@ from components.data.splits import Splits
 from components.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+# Keras callbacks every fit in this context adds to its own (a tuning trial's pruning reporter)
+_EXTRA_CALLBACKS: ContextVar[tuple[Any, ...]] = ContextVar("fit_callbacks", default=())
+
+
+@contextlib.contextmanager
+def fit_callbacks(*callbacks: Any) -> Iterator[None]:
+    """Every ``fit_model`` inside this block also runs ``callbacks`` (per thread / task)."""
+    token = _EXTRA_CALLBACKS.set((*_EXTRA_CALLBACKS.get(), *callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ def fit_model(
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True),
         epoch_logger(model.name, max_epochs),
+        *_EXTRA_CALLBACKS.get(),
     ]
     if reduce_lr_factor > 0:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=0))

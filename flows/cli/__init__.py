@@ -12,6 +12,7 @@ from flows.cli.output import render_table
 # Each module registers its commands on ``app``; this order is the order of `funnel --help`.
 # isort: off
 from flows.cli import training  # noqa: F401
+from flows.cli import tune  # noqa: F401
 from flows.cli import registry  # noqa: F401
 from flows.cli import operations  # noqa: F401
 from flows.cli import params  # noqa: F401
