@@ -197,8 +197,7 @@ class SplitParams(Section):
     column: str = "split"
     test_period_s: float = 86400.0
     validation_period_s: float = 86400.0
-    # the seed of the assignment (default: common.seed); fixing it keeps the split while training seeds vary
-    seed: int | None = None
+    seed: int | None = None  # of the assignment (default common.seed); fixed, the split stays as training seeds vary
 
 
 class GateParams(Section):
@@ -287,8 +286,7 @@ with warnings.catch_warnings():
         gate: GateParams
         monitor: MonitorParams = MonitorParams()
         schedule: ScheduleParams = ScheduleParams(cron="0 3 * * 1")
-        # `funnel tune`: the ranges searched and the validation metric (components/training/tune.py)
-        tune: dict[str, Any] = Field(default_factory=dict)
+        tune: dict[str, Any] = Field(default_factory=dict)  # `funnel tune`'s ranges and metric (training/tune.py)
 
 
 class Params(Section):
