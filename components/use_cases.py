@@ -42,9 +42,21 @@ from components.evaluation.campaign import BoostedPeers, fit_boosted_peers
 from components.evaluation.clustering import TfidfKMeans, fit_tfidf_kmeans
 from components.evaluation.policy import LoggedPolicy, fit_logged_policy
 from components.evaluation.retrieval import TfidfRetrieval, fit_tfidf_retrieval
-from components.models import answers, campaign, ctr, recommender, slots, tabular, text, text_intents, topics
+from components.models import (
+    answers,
+    campaign,
+    coldstart,
+    ctr,
+    recommender,
+    slots,
+    tabular,
+    text,
+    text_intents,
+    topics,
+)
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.campaign import CampaignFeatures, CampaignTrain, build_campaign_model
+from components.models.coldstart import ColdStartFeatures, ColdStartTrain, build_coldstart
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.slots import SlotFeatures, SlotsTrain, build_slot_models
@@ -241,6 +253,7 @@ BUILDERS: dict[str, Builder] = {
     "topics": Builder(TopicFeatures, TopicsTrain, build_topic_model, topics.non_null_columns),
     "slots": Builder(SlotFeatures, SlotsTrain, build_slot_models, slots.non_null_columns),
     "campaign": Builder(CampaignFeatures, CampaignTrain, build_campaign_model, campaign.non_null_columns),
+    "hybrid_recommender": Builder(ColdStartFeatures, ColdStartTrain, build_coldstart, coldstart.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``
