@@ -39,7 +39,8 @@ def run(seed: int, overrides: dict) -> dict:
         "seed": seed, "train_seconds": round(trained_s, 1), "evaluate_seconds": round(evaluation.seconds, 1),
         "epochs": trained.fit.epochs_run, "best_epoch": trained.fit.best_epoch, "rows": trained.splits.sizes,
         "model": evaluation.metrics, "baseline": {"name": evaluation.baseline_name, **evaluation.baseline_metrics},
-        "comparisons": evaluation.slices,
+        "comparisons": {name: [evaluation.metrics[name], *evaluation.intervals.get(name, ())]
+                        for name in evaluation.metrics if name.startswith("vs_")},
         "vs_baseline": evaluation.baseline_comparison.describe() if evaluation.baseline_comparison else None,
         "intervals": evaluation.intervals,
         "business": use_case.task.business_sentences(evaluation, use_case.card.business_terms),

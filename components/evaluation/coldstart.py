@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -79,3 +80,25 @@ def cold_sentence(recall: float, k: int, things: str, wins: str) -> str:
     """The cold-item recall in shop terms."""
     return (f"A product added today (no {wins} history yet) reaches the top {k} of {recall:.0%} of the customers "
             f"who will {wins} it, among the new {things}.")
+
+
+def write_warm_cold_plot(warm: dict[str, np.ndarray], cold: dict[str, np.ndarray], relevant: dict[str, list[set]],
+                         k: int, folder: Path) -> Path:
+    """nDCG@1..k of the model and its peers, warm catalogue beside cold catalogue."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from components.evaluation.plots import save_figure
+    from components.evaluation.ranking import ranking_metrics
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, (side, lists) in zip(axes, (("warm", warm), ("cold", cold)), strict=True):
+        for name, items in lists.items():
+            values = [ranking_metrics(items, relevant[side], c, 1)[f"ndcg_at_{c}"] for c in range(1, k + 1)]
+            ax.plot(range(1, k + 1), values, "o-", label=name)
+        ax.set(xlabel="k (recommendations shown)", ylabel="nDCG@k", title=f"{side} items")
+        ax.legend(loc="best")
+    return save_figure(fig, folder / "warm_cold_ndcg.png")

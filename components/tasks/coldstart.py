@@ -23,7 +23,13 @@ import pandas as pd
 
 from components.data.splits import Splits, row_keys, split_use_case
 from components.evaluation.bootstrap import bootstrap_intervals
-from components.evaluation.coldstart import cold_item_mask, cold_sentence, fit_content_peers, top_among
+from components.evaluation.coldstart import (
+    cold_item_mask,
+    cold_sentence,
+    fit_content_peers,
+    top_among,
+    write_warm_cold_plot,
+)
 from components.evaluation.compare import paired_on_rows
 from components.evaluation.ranking import per_user_ranking_metrics, summarize_ranking
 from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names
@@ -163,14 +169,14 @@ class ColdStartTask:
                 [relevant["cold"][i] for i in cold_users[index]], len(cold), k),
             [m for m in gate_metric_names(config) if m.startswith(COLD)], rounds, seed)
 
-        slices = [{"slice": f"peer {name}", "rows": int(c.rows), "delta": c.delta, "low": c.low, "high": c.high,
-                   "metric": c.metric} for name, c in comparisons.items()]
+        plot = write_warm_cold_plot({"model": model_lists["warm"], ease.name: ease_list},
+                                    {"model": model_lists["cold"], **peer_lists}, relevant, k, plots_dir)
         return Evaluation(
             metrics=metrics, baseline_name=f"{strongest} (cold) / ease (warm)" if strongest != "ease" else "ease",
             baseline_metrics=baseline_metrics, champion_version=champion.version if champion else None,
             champion_metrics=None,
             champion_error="the champion is not re-scored on the cold-item protocol yet" if champion else None,
-            slices=slices, plots=[], threshold=float("nan"), test_rows=len(test),
+            slices=[], plots=[plot], threshold=float("nan"), test_rows=len(test),
             seconds=time.perf_counter() - started, intervals=intervals,
             baseline_comparison=comparisons[strongest],
         )

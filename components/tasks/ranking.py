@@ -51,6 +51,7 @@ class RankingEvaluate(Section):
 def validation_ndcg(network, train: Interactions, validation: Interactions, k: int) -> float:
     """nDCG@k of held-out validation items, training items masked (the serving rule)."""
     users = np.flatnonzero(validation.matrix.sum(axis=1) > 0)
+    k = min(k, train.matrix.shape[1])
     # the first items columns rank (a hybrid network appends its content-only logits)
     logits = np.array(network(train.matrix[users], training=False))[:, : train.matrix.shape[1]]
     logits[train.matrix[users] > 0] = -np.inf
