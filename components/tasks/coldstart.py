@@ -174,8 +174,11 @@ class ColdStartTask:
         return Evaluation(
             metrics=metrics, baseline_name=f"{strongest} (cold) / ease (warm)" if strongest != "ease" else "ease",
             baseline_metrics=baseline_metrics, champion_version=champion.version if champion else None,
-            champion_metrics=None,
-            champion_error="the champion is not re-scored on the cold-item protocol yet" if champion else None,
+            # the registered model returns top-k over the whole table, not scores among the cold
+            # items: the champion's own recorded metrics are shown, and the gate asks for a review
+            champion_metrics=dict(champion.recorded_metrics or {}) or None if champion else None,
+            champion_error=("the champion cannot be re-scored on the cold-item protocol (its metrics are its own "
+                            "run's, unpaired)") if champion else None,
             slices=[], plots=[plot], threshold=float("nan"), test_rows=len(test),
             seconds=time.perf_counter() - started, intervals=intervals,
             baseline_comparison=comparisons[strongest],
