@@ -138,7 +138,8 @@ class ColdStartTask:
         ease = use_case.fit_baseline(train, config)
         ease_list = ease.recommend(users, k)
         ease_per_user = per_user_ranking_metrics(ease_list, relevant["warm"], k)
-        content, _ = content_matrix(table, features, config.train)
+        # the item table's content rows as the model holds them (no second encoder load)
+        content = np.asarray(trained.model.get_layer("item_scores").content.numpy())
         categories, _ = category_block(table, features)
         peers = fit_content_peers(histories, content, categories, warm, config.evaluate.baseline_neighbours)
         peer_lists = {p.name: top_among(np.where(histories > 0, -np.inf, p.scores), cold, ids, k) for p in peers}

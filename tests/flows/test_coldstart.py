@@ -36,7 +36,7 @@ def test_coldstart_champion_ranks_items_it_never_saw_and_reviews_warm_beside_col
     overrides = {"use_cases.coldstart.data.files": files, "use_cases.coldstart.train.max_epochs": 2,
                  "use_cases.coldstart.train.eval_every_epochs": 1, "use_cases.coldstart.train.top_k": 5000,
                  "use_cases.coldstart.gate.floors": {"cold_ndcg_at_10": 0.0},
-                 "use_cases.coldstart.gate.baseline_policy": "advisory"}
+                 "use_cases.coldstart.gate.baseline_policy": "advisory", "common.bootstrap_rounds": 50}
     # when the flow trains the first version
     first = retrain("coldstart", overrides)
     # then it is champion and ranks every item of the table a user has not seen, cold ones too
