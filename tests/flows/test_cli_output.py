@@ -315,8 +315,8 @@ def test_the_console_script_returns_the_usage_exit_code(bare_repo):
     assert done.returncode == USAGE
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "unknown use case 'nosuch'; params.yaml has: answers, campaign, ctr, fraud, intent, recommend, sentiment, slots, "
-        "support, topics. A use case is a section under use_cases: in params.yaml (README: Bring your own data); `funnel list` "
+        "unknown use case 'nosuch'; params.yaml has: answers, campaign, coldstart, ctr, fraud, intent, recommend, "
+        "sentiment, slots, support, topics. A use case is a section under use_cases: in params.yaml (README: Bring your own data); `funnel list` "
         "shows them."]
 
 
