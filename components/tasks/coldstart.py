@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.data.splits import Splits, row_keys, split_use_case
+from components.data.splits import Splits, row_keys, split_seed, split_use_case
 from components.evaluation.bootstrap import bootstrap_intervals
 from components.evaluation.coldstart import (
     cold_item_mask,
@@ -51,8 +51,9 @@ class ColdStartEvaluate(RankingEvaluate):
 
 
 def cold_items(items: pd.Series, config) -> np.ndarray:
-    """True per item of the table for the held-out (cold) items."""
-    return cold_item_mask(items.to_numpy(), config.evaluate.cold_item_fraction, config.seed)
+    """True per item of the table for the held-out (cold) items (seeded like the row split, so a
+    training-seed change keeps the same cold catalogue)."""
+    return cold_item_mask(items.to_numpy(), config.evaluate.cold_item_fraction, split_seed(config))
 
 
 class ColdStartTask:
