@@ -46,6 +46,7 @@ from components.evaluation.session_peers import SessionPeers, fit_session_peers
 from components.models import (
     answers,
     campaign,
+    coldstart,
     ctr,
     recommender,
     sessions,
@@ -57,6 +58,7 @@ from components.models import (
 )
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.campaign import CampaignFeatures, CampaignTrain, build_campaign_model
+from components.models.coldstart import ColdStartFeatures, ColdStartTrain, build_coldstart
 from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.sessions import SessionFeatures, SessionsTrain, build_session_model
@@ -260,6 +262,7 @@ BUILDERS: dict[str, Builder] = {
     "slots": Builder(SlotFeatures, SlotsTrain, build_slot_models, slots.non_null_columns),
     "campaign": Builder(CampaignFeatures, CampaignTrain, build_campaign_model, campaign.non_null_columns),
     "sessions": Builder(SessionFeatures, SessionsTrain, build_session_model, sessions.non_null_columns),
+    "hybrid_recommender": Builder(ColdStartFeatures, ColdStartTrain, build_coldstart, coldstart.non_null_columns),
 }
 
 # baseline(train_frame, config) -> an object with ``name`` and ``score(rows)``

@@ -213,6 +213,32 @@ def read_open_bandit(path: Path, data: DataParams) -> pd.DataFrame:
                   *users, *features]]
 
 
+def _genre_column(name: str) -> str:
+    return "genre_" + "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def read_movielens_items(path: Path, data: DataParams) -> pd.DataFrame:
+    """MovieLens 100K interactions with their item's attributes, one frame: ``u.data`` (columns
+    named by ``data.columns``), each row joined with its movie's ``u.item`` entry (latin-1): the
+    title without its trailing "(year)", the release year (NaN when unknown) and one 0/1 column
+    per genre of ``u.genre`` (``genre_<name>``)."""
+    files = {file.name: file for file in _source_files(path, data)}
+    missing = [name for name in ("u.data", "u.item", "u.genre") if name not in files]
+    if missing or not data.columns:
+        raise DataValidationError("movielens_items", [f"data.files must list u.data, u.item and u.genre (missing: "
+                                                      f"{missing}) and data.columns name u.data's columns"])
+    ratings = pd.read_csv(files["u.data"], sep="\t", header=None, names=list(data.columns), index_col=False)
+    genres = pd.read_csv(files["u.genre"], sep="|", header=None, names=["genre", "index"], encoding="latin-1")
+    genre_columns = [_genre_column(g) for g in genres.sort_values("index")["genre"]]
+    items = pd.read_csv(files["u.item"], sep="|", header=None, encoding="latin-1", index_col=False,
+                        names=["item_id", "raw_title", "release_date", "video_release", "url", *genre_columns])
+    items["title"] = items["raw_title"].fillna("").str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True)
+    items["year"] = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce").dt.year.astype(float)
+    item_key = data.columns[1]
+    items = items.rename(columns={"item_id": item_key})[[item_key, "title", "year", *genre_columns]]
+    return ratings.merge(items, on=item_key, how="left", validate="many_to_one")
+
+
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "csv": read_csv,
     "libfm": read_libfm,
@@ -222,4 +248,5 @@ READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "stackfaq": read_stackfaq,
     "review_topics": read_review_topics,
     "open_bandit": read_open_bandit,
+    "movielens_items": read_movielens_items,
 }

@@ -51,7 +51,9 @@ class RankingEvaluate(Section):
 def validation_ndcg(network, train: Interactions, validation: Interactions, k: int) -> float:
     """nDCG@k of held-out validation items, training items masked (the serving rule)."""
     users = np.flatnonzero(validation.matrix.sum(axis=1) > 0)
-    logits = np.array(network(train.matrix[users], training=False))
+    k = min(k, train.matrix.shape[1])
+    # the first items columns rank (a hybrid network appends its content-only logits)
+    logits = np.array(network(train.matrix[users], training=False))[:, : train.matrix.shape[1]]
     logits[train.matrix[users] > 0] = -np.inf
     top = np.argsort(-logits, axis=1)[:, :k]
     relevant = [set(np.flatnonzero(row)) for row in validation.matrix[users]]

@@ -27,7 +27,7 @@ def test_without_mirror_or_network_the_uncommittable_data_sets_are_skipped_with_
     _offline(project)
     ready, skipped = available_use_cases()
     assert ready == ["intent", "sentiment", "support", "fraud"]
-    assert set(skipped) == {"ctr", "recommend", "answers", "topics", "slots", "campaign", "sessions"}
+    assert set(skipped) == {"ctr", "recommend", "answers", "topics", "slots", "campaign", "sessions", "coldstart"}
     assert "FUNNEL_DATA_MIRROR" in skipped["ctr"]
     # --set reaches the availability check: the overridden source is the one looked for
     ready, skipped = available_use_cases(["intent"], {"use_cases.intent.data.source": str(project / "gone.csv")})

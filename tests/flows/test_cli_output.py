@@ -315,9 +315,9 @@ def test_the_console_script_returns_the_usage_exit_code(bare_repo):
     assert done.returncode == USAGE
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "unknown use case 'nosuch'; params.yaml has: answers, campaign, ctr, fraud, intent, recommend, sentiment, sessions, "
-        "slots, support, topics. A use case is a section under use_cases: in params.yaml (README: Bring your own data); "
-        "`funnel list` shows them."]
+        "unknown use case 'nosuch'; params.yaml has: answers, campaign, coldstart, ctr, fraud, intent, recommend, "
+        "sentiment, sessions, slots, support, topics. A use case is a section under use_cases: in params.yaml (README: "
+        "Bring your own data); `funnel list` shows them."]
 
 
 def test_params_schema_is_valid_json_schema_that_params_yaml_meets_and_a_typo_breaks():

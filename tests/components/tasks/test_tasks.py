@@ -134,7 +134,7 @@ def test_the_readme_example_task_kind_is_one_module_that_registers_itself(tmp_pa
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines() == [
-        "['binary', 'clustering', 'lead_scoring', 'multiclass', 'next_item', 'policy', 'ranking', 'retrieval', 'uplift'] True",
+        "['binary', 'clustering', 'coldstart', 'lead_scoring', 'multiclass', 'next_item', 'policy', 'ranking', 'retrieval', 'uplift'] True",
                                                "intent lead_scoring"]
 
 

@@ -1,0 +1,111 @@
+"""The coldstart use case on MovieLens 100K: train and evaluate seconds, warm and cold metrics of
+the hybrid model vs its same-run peers (EASE on warm items; genre affinity and content kNN on the
+held-out cold items), each paired over users with a 95% bootstrap interval. ``--seeds 42,1,2``
+repeats it with other training seeds on the same split and the same cold items.
+
+    FUNNEL_DATA_MIRROR=/work/shared/data .venv/bin/python benchmarks/coldstart.py [--seeds 42] [--collaborative]
+
+``--collaborative`` also trains recommend's collaborative model (Mult-DAE) on the same warm rows
+and compares the hybrid's warm nDCG@k with it, paired over the same users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def collaborative_peer(use_case, config, trained) -> dict:
+    """recommend's collaborative model (its builder and fit, params from the coldstart section) on
+    the same warm rows, and the hybrid's warm nDCG@k against it, paired over the same users."""
+    import numpy as np
+    import pandas as pd
+
+    from components.evaluation.coldstart import top_among
+    from components.evaluation.compare import paired_on_rows
+    from components.evaluation.ranking import per_user_ranking_metrics
+    from components.models.recommender import Interactions, RecommendTrain, build_recommender
+    from components.tasks.coldstart import cold_items
+    from components.tasks.ranking import fit_recommender
+
+    features, k, splits = config.features, config.evaluate.top_k, trained.splits
+    params = RecommendTrain(**{name: getattr(config.train, name) for name in RecommendTrain.model_fields})
+    seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
+    users, items = np.sort(seen_frame[features.user].unique()), np.sort(seen_frame[features.item].unique())
+    seen, train, validation = (Interactions.from_frame(f, features, users, items)
+                               for f in (seen_frame, splits.train, splits.validation))
+    probe = fit_recommender(build_recommender(seen_frame, features, params, config.seed), train, validation,
+                            params, config.seed)
+    network = build_recommender(seen_frame, features, params.model_copy(update={"max_epochs": probe.best_epoch}),
+                                config.seed)
+    network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size, epochs=probe.best_epoch, verbose=0)
+    test = splits.test
+    test_users = np.sort(test[features.user].unique())
+    rows = seen.matrix[pd.Index(users).get_indexer(test_users)]
+    logits = np.array(network(rows, training=False))
+    logits[rows > 0] = -np.inf
+    theirs = items[np.argsort(-logits, axis=1)[:, :k]]
+    table = np.sort(pd.concat([seen_frame, test])[features.item].unique())
+    warm = np.flatnonzero(~cold_items(pd.Series(table), config))
+    mine = top_among(np.asarray(trained.model.predict(test_users.astype("int64")[:, None], verbose=0)), warm, table, k)
+    warm_test = test[test[features.item].isin(table[warm])]
+    truth = {u: set(g) for u, g in warm_test.groupby(features.user)[features.item]}
+    relevant = [truth.get(u, set()) for u in test_users]
+    a, b = (per_user_ranking_metrics(x, relevant, k)[f"ndcg_at_{k}"] for x in (mine, theirs))
+    rows_with = np.flatnonzero(~np.isnan(a))
+    comparison = paired_on_rows(f"ndcg_at_{k}", rows_with, lambda r: float(np.mean(a[r])),
+                                lambda r: float(np.mean(b[r])), config.bootstrap_rounds, config.seed)
+    return {"best_epoch": probe.best_epoch, "collaborative_ndcg": float(np.nanmean(b)),
+            "hybrid_minus_collaborative": comparison.describe()}
+
+
+def run(seed: int, overrides: dict, collaborative: bool) -> dict:
+    from components.config import load_params, load_settings
+    from components.data.ingest import read_source
+    from components.use_cases import get_use_case
+
+    # the split and the cold items stay put (split.seed 42) while the training seed varies
+    params = load_params(ROOT / "params.yaml", {"common.seed": seed, "use_cases.coldstart.split.seed": 42,
+                                                **overrides})
+    use_case = get_use_case("coldstart", params)
+    config = use_case.configure(params)
+    frame, _ = read_source("coldstart", config.params.data, load_settings())
+    started = time.perf_counter()
+    trained = use_case.task.train(use_case, config, frame)
+    trained_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as plots:
+        evaluation = use_case.task.evaluate(use_case, config, trained, Path(plots))
+    return {
+        "seed": seed, "train_seconds": round(trained_s, 1), "evaluate_seconds": round(evaluation.seconds, 1),
+        "epochs": trained.fit.epochs_run, "best_epoch": trained.fit.best_epoch, "rows": trained.splits.sizes,
+        "model": evaluation.metrics, "baseline": {"name": evaluation.baseline_name, **evaluation.baseline_metrics},
+        "comparisons": {name: [evaluation.metrics[name], *evaluation.intervals.get(name, ())]
+                        for name in evaluation.metrics if name.startswith("vs_")},
+        "vs_baseline": evaluation.baseline_comparison.describe() if evaluation.baseline_comparison else None,
+        "intervals": evaluation.intervals,
+        "business": use_case.task.business_sentences(evaluation, use_case.card.business_terms),
+        "collaborative": collaborative_peer(use_case, config, trained) if collaborative else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--collaborative", action="store_true",
+                        help="also train recommend's collaborative model on the same warm rows (paired)")
+    parser.add_argument("--set", action="append", default=[], help="params override key=json value")
+    args = parser.parse_args()
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    for seed in args.seeds.split(","):
+        print(json.dumps(run(int(seed), overrides, args.collaborative), indent=2, default=str), flush=True)  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

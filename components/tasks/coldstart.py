@@ -1,0 +1,226 @@
+"""Cold start: recommendation that reaches items nobody has interacted with yet.
+
+A seeded share of the items is held out entirely (``evaluate.cold_item_fraction``); the rest are
+split per interaction as in ``ranking``. The model ranks two catalogues for the test users:
+- warm: every item with history, seen items masked (``ndcg_at_k``, ... as ``ranking``), against
+  the collaborative same-run peer (EASE, the peer ``recommend``'s champion is gated on);
+- cold: the held-out items only, for the users who interacted with them (``cold_ndcg_at_k``,
+  ``cold_recall_at_k``, ``cold_coverage``), against popularity within the user's favourite
+  categories and content kNN (``components.evaluation.coldstart``).
+Each peer comparison is paired over users (``vs_<peer>_<metric>`` = model - peer); the gate's
+``baseline_comparison`` is the primary metric against the strongest peer on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.data.splits import Splits, row_keys, split_seed, split_use_case
+from components.evaluation.bootstrap import bootstrap_intervals
+from components.evaluation.coldstart import (
+    cold_item_mask,
+    cold_sentence,
+    fit_content_peers,
+    top_among,
+    write_warm_cold_plot,
+)
+from components.evaluation.compare import paired_on_rows
+from components.evaluation.ranking import per_user_ranking_metrics, summarize_ranking
+from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names
+from components.models.coldstart import category_block, content_matrix, item_table
+from components.models.recommender import Interactions
+from components.tasks.ranking import RankingEvaluate, fit_recommender
+from components.training.fit import FitResult, TrainedModel
+
+COLD = "cold_"
+
+
+class ColdStartEvaluate(RankingEvaluate):
+    """The ``evaluate`` section of a cold-start use case."""
+
+    # share of the items (seeded hash of the id) held out of training with all their interactions
+    cold_item_fraction: float = 0.2
+    # content kNN peer: similar warm items kept per item
+    baseline_neighbours: int = 50
+
+
+def cold_items(items: pd.Series, config) -> np.ndarray:
+    """True per item of the table for the held-out (cold) items (seeded like the row split, so a
+    training-seed change keeps the same cold catalogue)."""
+    return cold_item_mask(items.to_numpy(), config.evaluate.cold_item_fraction, split_seed(config))
+
+
+class ColdStartTask:
+    """Warm items split per interaction, cold items held out whole; a hybrid network scores both."""
+
+    name = "coldstart"
+    needs_label = False
+    evaluate_type = ColdStartEvaluate
+
+    def metric_names(self, evaluate: ColdStartEvaluate) -> frozenset[str]:
+        k = evaluate.top_k
+        warm = {f"{m}_at_{k}" for m in ("map", "ndcg", "precision", "recall")} | {"coverage"}
+        cold = {f"{COLD}ndcg_at_{k}", f"{COLD}recall_at_{k}", f"{COLD}coverage", f"{COLD}customer_reach_at_{k}"}
+        compared = {f"vs_{peer}_{COLD}ndcg_at_{k}" for peer in ("genre_affinity", "content_knn")}
+        return frozenset(warm | cold | compared | {f"vs_ease_ndcg_at_{k}"})
+
+    def slice_metric_names(self, evaluate: ColdStartEvaluate) -> frozenset[str]:
+        return frozenset()
+
+    def split(self, frame: pd.DataFrame, config) -> Splits:
+        """The warm items' interactions by the ``split`` section; every cold item's go to test."""
+        items = frame[config.features.item]
+        table = np.sort(items.unique())
+        cold = np.isin(items.to_numpy(), table[cold_items(pd.Series(table), config)])
+        warm = split_use_case(frame[~cold].reset_index(drop=True), config)
+        held = frame[cold].reset_index(drop=True)
+        keys = dict(warm.keys or {})
+        if "test" in keys:
+            keys["test"] = np.concatenate([keys["test"], row_keys(held, config.params.split.key_columns)])
+        return Splits(warm.train, warm.validation, pd.concat([warm.test, held], ignore_index=True), keys or None)
+
+    def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
+        """Early-stop on validation items, refit on train + validation for the best epoch count;
+        the registered model ranks the whole item table (cold items by their attributes)."""
+        from components.models.coldstart_layers import build_table_model, build_top_k
+
+        splits = self.split(frame, config)
+        features, params = config.features, config.train
+        table = item_table(frame, features)
+        ids = table[features.item].to_numpy()
+        warm = np.flatnonzero(~cold_items(table[features.item], config))
+        content, _ = content_matrix(table, features, params)
+        seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
+        users = np.sort(seen_frame[features.user].unique())
+        seen = Interactions.from_frame(seen_frame, features, users, ids[warm])
+        train = Interactions.from_frame(splits.train, features, users, ids[warm])
+        validation = Interactions.from_frame(splits.validation, features, users, ids[warm])
+        build = partial(use_case.builder.build, seen_frame, features, seed=config.seed, label=config.label,
+                        content=content[warm])
+        probe = fit_recommender(build(params=params), train, validation, params, config.seed)
+        network = build(params=params.model_copy(update={"max_epochs": probe.best_epoch}))
+        started = time.perf_counter()
+        network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size, epochs=probe.best_epoch,
+                    shuffle=True, verbose=0)
+        fit = FitResult(model=network, epochs_run=probe.epochs_run, best_epoch=probe.best_epoch,
+                        fit_seconds=probe.fit_seconds + time.perf_counter() - started, history=probe.history)
+        histories = Interactions.from_frame(seen_frame, features, users, ids).matrix
+        table_model = build_table_model(network, content, warm, histories, users, features.user)
+        serving = build_top_k(table_model, ids, params.top_k)
+        return TrainedModel(model=table_model, splits=splits, fit=fit, threshold=float("nan"), serving=serving)
+
+    def evaluate(self, use_case, config, trained: TrainedModel, plots_dir: Path,
+                 champion: ChampionScorer | None = None) -> Evaluation:
+        """Warm and cold catalogues ranked for the test users; model vs peers, paired over users."""
+        started = time.perf_counter()
+        features, k = config.features, config.evaluate.top_k
+        train = pd.concat([trained.splits.train, trained.splits.validation], ignore_index=True)
+        test = trained.splits.test
+        table = item_table(pd.concat([train, test], ignore_index=True), features)
+        ids = table[features.item].to_numpy()
+        cold_mask = cold_items(table[features.item], config)
+        warm, cold = np.flatnonzero(~cold_mask), np.flatnonzero(cold_mask)
+        users = np.sort(test[features.user].unique())
+        scores = np.asarray(trained.model.predict(users.astype("int64")[:, None], verbose=0))
+        histories = Interactions.from_frame(train, features, users, ids).matrix
+        in_cold = test[features.item].isin(ids[cold])
+        truth = {name: {u: set(g) for u, g in part.groupby(features.user)[features.item]}
+                 for name, part in (("warm", test[~in_cold]), ("cold", test[in_cold]))}
+        relevant = {name: [truth[name].get(u, set()) for u in users] for name in truth}
+
+        model_lists = {"warm": top_among(scores, warm, ids, k), "cold": top_among(scores, cold, ids, k)}
+        per_user = {side: per_user_ranking_metrics(model_lists[side], relevant[side], k) for side in model_lists}
+        ease = use_case.fit_baseline(train, config)
+        ease_list = ease.recommend(users, k)
+        ease_per_user = per_user_ranking_metrics(ease_list, relevant["warm"], k)
+        # the item table's content rows as the model holds them (no second encoder load)
+        content = np.asarray(trained.model.get_layer("item_scores").content.numpy())
+        categories, _ = category_block(table, features)
+        peers = fit_content_peers(histories, content, categories, warm, config.evaluate.baseline_neighbours)
+        peer_lists = {p.name: top_among(np.where(histories > 0, -np.inf, p.scores), cold, ids, k) for p in peers}
+        peer_per_user = {name: per_user_ranking_metrics(lst, relevant["cold"], k) for name, lst in peer_lists.items()}
+
+        metrics = summarize_ranking(per_user["warm"], model_lists["warm"], len(warm))
+        metrics |= self._cold_summary(per_user["cold"], model_lists["cold"], relevant["cold"], len(cold), k)
+        peer_metrics = {name: self._cold_summary(per_user_, peer_lists[name], relevant["cold"], len(cold), k)
+                        for name, per_user_ in peer_per_user.items()}
+        rounds, seed = config.bootstrap_rounds, config.seed
+        comparisons = {}
+        for name, theirs in [("ease", ("warm", f"ndcg_at_{k}", ease_per_user)),
+                             *[(p, ("cold", f"{COLD}ndcg_at_{k}", v)) for p, v in peer_per_user.items()]]:
+            side, metric, values = theirs
+            rows = np.flatnonzero(np.array([bool(r) for r in relevant[side]]))
+            comparisons[name] = paired_on_rows(metric, rows, self._mean(per_user[side][f"ndcg_at_{k}"]),
+                                               self._mean(values[f"ndcg_at_{k}"]), rounds, seed)
+            metrics[f"vs_{name}_{metric}"] = comparisons[name].delta
+        primary = config.params.gate.primary_metric
+        strongest = (max(peer_metrics, key=lambda p: peer_metrics[p][primary]) if primary.startswith(COLD) else "ease")
+        baseline_metrics = {**peer_metrics[strongest], **summarize_ranking(ease_per_user, ease_list, len(warm))} \
+            if strongest != "ease" else summarize_ranking(ease_per_user, ease_list, len(warm))
+        intervals = {f"vs_{n}_{c.metric}": (c.low, c.high) for n, c in comparisons.items() if np.isfinite(c.low)}
+        cold_users = np.flatnonzero(np.array([bool(r) for r in relevant["cold"]]))
+        intervals |= bootstrap_intervals(
+            len(cold_users), lambda index: self._cold_summary(
+                {m: v[cold_users][index] for m, v in per_user["cold"].items()}, model_lists["cold"][cold_users][index],
+                [relevant["cold"][i] for i in cold_users[index]], len(cold), k),
+            [m for m in gate_metric_names(config) if m.startswith(COLD)], rounds, seed)
+
+        plot = write_warm_cold_plot({"model": model_lists["warm"], ease.name: ease_list},
+                                    {"model": model_lists["cold"], **peer_lists}, relevant, k, plots_dir)
+        return Evaluation(
+            metrics=metrics, baseline_name=f"{strongest} (cold) / ease (warm)" if strongest != "ease" else "ease",
+            baseline_metrics=baseline_metrics, champion_version=champion.version if champion else None,
+            # the registered model returns top-k over the whole table, not scores among the cold
+            # items: the champion's own recorded metrics are shown, and the gate asks for a review
+            champion_metrics=dict(champion.recorded_metrics or {}) or None if champion else None,
+            champion_error=("the champion cannot be re-scored on the cold-item protocol (its metrics are its own "
+                            "run's, unpaired)") if champion else None,
+            slices=[], plots=[plot], threshold=float("nan"), test_rows=len(test),
+            seconds=time.perf_counter() - started, intervals=intervals,
+            baseline_comparison=comparisons[strongest],
+        )
+
+    @staticmethod
+    def _mean(values: np.ndarray):
+        return lambda rows: float(np.nanmean(values[rows])) if len(rows) else float("nan")
+
+    @staticmethod
+    def _cold_summary(per_user: dict[str, np.ndarray], lists: np.ndarray, relevant: list[set], catalogue: int,
+                      k: int) -> dict[str, float]:
+        """Cold metrics: nDCG@k, Recall@k, coverage of the cold catalogue, and customer reach (every
+        (customer, cold item) pair that happened: the share whose item was in that customer's top k)."""
+        known = [i for i, r in enumerate(relevant) if r]
+        pairs = sum(len(relevant[i]) for i in known)
+        hits = sum(len(relevant[i] & set(lists[i][:k].tolist())) for i in known)
+        shown = len(np.unique(lists[known])) if known else 0
+        return {f"{COLD}ndcg_at_{k}": float(np.nanmean(per_user[f"ndcg_at_{k}"][known])) if known else float("nan"),
+                f"{COLD}recall_at_{k}": float(np.nanmean(per_user[f"recall_at_{k}"][known])) if known else float("nan"),
+                f"{COLD}coverage": shown / max(catalogue, 1),
+                f"{COLD}customer_reach_at_{k}": hits / pairs if pairs else float("nan"),
+                f"{COLD}users": float(len(known))}
+
+    def drift_score(self, scorer):
+        """Recommendation lists have no per-row score to compare; drift is read from the data."""
+        return
+
+    def business_sentences(self, evaluation: Evaluation, terms: Mapping[str, str]) -> list[str]:
+        """Warm and cold side by side, and the cold reach in shop terms."""
+        things, wins = terms.get("rows", "items"), terms.get("positives", "buy")
+        m, sentences = evaluation.metrics, []
+        for name, value in m.items():
+            if name.startswith(f"{COLD}customer_reach_at_"):
+                sentences.append(cold_sentence(value, int(name.rsplit("_", 1)[1]), things, wins))
+            elif name.startswith("ndcg_at_") and f"{COLD}{name}" in m:
+                sentences.append(f"nDCG@{name.rsplit('_', 1)[1]}: {value:.3f} on {things} with history (warm), "
+                                 f"{m[COLD + name]:.3f} on new {things} (cold).")
+        return sentences
+
+
+COLDSTART = ColdStartTask()
+TASK = COLDSTART
