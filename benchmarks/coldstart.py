@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from task_level import train_and_evaluate  # noqa: E402 - benchmarks run as scripts
 
 
 def collaborative_peer(use_case, config, trained) -> dict:
@@ -67,21 +66,9 @@ def collaborative_peer(use_case, config, trained) -> dict:
 
 
 def run(seed: int, overrides: dict, collaborative: bool) -> dict:
-    from components.config import load_params, load_settings
-    from components.data.ingest import read_source
-    from components.use_cases import get_use_case
-
     # the split and the cold items stay put (split.seed 42) while the training seed varies
-    params = load_params(ROOT / "params.yaml", {"common.seed": seed, "use_cases.coldstart.split.seed": 42,
-                                                **overrides})
-    use_case = get_use_case("coldstart", params)
-    config = use_case.configure(params)
-    frame, _ = read_source("coldstart", config.params.data, load_settings())
-    started = time.perf_counter()
-    trained = use_case.task.train(use_case, config, frame)
-    trained_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as plots:
-        evaluation = use_case.task.evaluate(use_case, config, trained, Path(plots))
+    use_case, config, trained, evaluation, trained_s = train_and_evaluate(
+        "coldstart", {"common.seed": seed, "use_cases.coldstart.split.seed": 42, **overrides})
     return {
         "seed": seed, "train_seconds": round(trained_s, 1), "evaluate_seconds": round(evaluation.seconds, 1),
         "epochs": trained.fit.epochs_run, "best_epoch": trained.fit.best_epoch, "rows": trained.splits.sizes,

@@ -369,15 +369,10 @@ def retrain_one(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
 
 def with_dask(address: str | None, workers: int):
     """``retrain_all`` on a Dask cluster: the scheduler at ``address``, or a LocalCluster of
-    ``workers`` single-threaded worker processes."""
-    from prefect_dask import DaskTaskRunner
+    ``workers`` single-threaded worker processes (``runtime.dask_runner``)."""
+    from flows.runtime import dask_runner
 
-    if address:
-        runner = DaskTaskRunner(address=address)
-    else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
-    # prefect_dask subclasses the bare TaskRunner, which Prefect's invariant future type rejects
-    return retrain_all.with_options(task_runner=runner)  # type: ignore[arg-type]
+    return retrain_all.with_options(task_runner=dask_runner(address, workers))
 
 
 def outcome(name: str, state) -> dict[str, Any]:

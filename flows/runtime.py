@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 DEFAULTS = {
     # no internet here: analytics calls would hang or fail
@@ -32,3 +33,14 @@ def configure_environment() -> None:
     component_logger = logging.getLogger("components")
     if component_logger.level == logging.NOTSET:
         component_logger.setLevel(logging.INFO)
+
+
+def dask_runner(address: str | None, workers: int) -> Any:
+    """A Prefect task runner on a Dask cluster: the scheduler at ``address``, or a LocalCluster of
+    ``workers`` single-threaded worker processes (what ``--parallel`` runs use cases or trials on).
+    Typed Any: prefect_dask subclasses the bare TaskRunner, which Prefect's invariant future type rejects."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})

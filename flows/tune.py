@@ -181,13 +181,8 @@ def tune(use_case: str, overrides: dict[str, Any] | None = None, trials: int | N
 
 
 def with_dask(address: str | None, workers: int):
-    """``tune`` with its trials on a Dask cluster: the scheduler at ``address`` (its workers must
-    share this machine's file system: the study's journal is a file), or a LocalCluster of
-    ``workers`` single-threaded worker processes."""
-    from prefect_dask import DaskTaskRunner
+    """``tune`` with its trials on a Dask cluster (``runtime.dask_runner``); a remote cluster's
+    workers must share this machine's file system: the study's journal is a file."""
+    from flows.runtime import dask_runner
 
-    if address:
-        runner = DaskTaskRunner(address=address)
-    else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
-    return tune.with_options(task_runner=runner)  # type: ignore[arg-type]
+    return tune.with_options(task_runner=dask_runner(address, workers))
