@@ -390,6 +390,19 @@ def main() -> None:
              f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in results]):.0f} samples"))
 
 
+def serve_champion(use_case: str, bodies: list[bytes], env, workers: int, load, logs: Path) -> list[LoadResult]:
+    """`funnel serve <use_case>` with ``workers`` workers under the load of one request per body."""
+    port = free_port()
+    process = start_server([str(Path(sys.executable).parent / "funnel"), "serve", use_case, "--host", "127.0.0.1",
+                            "--port", str(port), "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready",
+                           logs / f"funnel-{use_case}.log")
+    wait_for_workers(port, workers)
+    try:
+        return [load(f"funnel serve ({use_case})", port, f"/predict/{use_case}", bodies)]
+    finally:
+        stop_server(process)
+
+
 def serve_text_champions(settings, env, workers: int, load, logs: Path) -> list[LoadResult]:
     """`funnel serve support` on the registry's support @champion, one real test message per
     request; nothing when there is none (make run trains one)."""
@@ -403,16 +416,7 @@ def serve_text_champions(settings, env, workers: int, load, logs: Path) -> list[
         print(f"\nno support @{alias} in {settings.tracking_uri}: the text serving table is skipped (run make run)")
         return []
     messages = pd.read_csv(ROOT / "data" / "support" / "test.csv")["text"].head(500)
-    port = free_port()
-    process = start_server([str(Path(sys.executable).parent / "funnel"), "serve", "support", "--host", "127.0.0.1",
-                            "--port", str(port), "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready",
-                           logs / "funnel-support.log")
-    wait_for_workers(port, workers)
-    try:
-        return [load("funnel serve (support)", port, "/predict/support",
-                     [orjson.dumps({"rows": [{"text": m}]}) for m in messages])]
-    finally:
-        stop_server(process)
+    return serve_champion("support", [orjson.dumps({"rows": [{"text": m}]}) for m in messages], env, workers, load, logs)
 
 
 def session_prefixes(count: int, clicks: int) -> list[str]:
@@ -437,16 +441,8 @@ def serve_session_champion(settings, env, workers: int, load, logs: Path) -> lis
         print(f"\nno sessions @champion in {settings.tracking_uri} (or no {SESSIONS_MIRROR}): the sessions table "
               "is skipped (run `funnel retrain sessions`)")
         return []
-    port = free_port()
-    process = start_server([str(Path(sys.executable).parent / "funnel"), "serve", "sessions", "--host", "127.0.0.1",
-                            "--port", str(port), "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready",
-                           logs / "funnel-sessions.log")
-    wait_for_workers(port, workers)
-    try:
-        return [load("funnel serve (sessions)", port, "/predict/sessions",
-                     [orjson.dumps({"rows": [{"items": p}]}) for p in session_prefixes(500, SESSION_PREFIX_CLICKS)])]
-    finally:
-        stop_server(process)
+    bodies = [orjson.dumps({"rows": [{"items": p}]}) for p in session_prefixes(500, SESSION_PREFIX_CLICKS)]
+    return serve_champion("sessions", bodies, env, workers, load, logs)
 
 
 def _dtype(numpy_type) -> str:
