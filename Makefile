@@ -32,8 +32,11 @@ dev: $(VENV)/.dev
 run: install
 	$(BIN)/funnel retrain --all
 
+# tests run in TEST_WORKERS processes (pytest-xdist; each has its own Prefect harness and
+# temp registries); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
 test: dev
-	$(BIN)/python -m pytest -m "not stack" --durations=25
+	$(BIN)/python -m pytest -m "not stack" -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # the production stack started from packages (PostgreSQL, moto S3, MLflow with auth, Prefect
 # server and worker: infra/packages/stack.py); Debian's PostgreSQL server must be installed

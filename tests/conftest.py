@@ -14,6 +14,11 @@ import pytest
 from flows.runtime import configure_environment
 
 configure_environment()
+# pytest-xdist's workers inherit COLUMNS=80 from execnet; the CLI then wraps its tables at 80
+# characters as it would for a narrow terminal. Tests see what a pipe (CI) sees, as without xdist.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 ROOT = Path(__file__).resolve().parents[1]
 # one sentence-embedding cache per test session (never the developer's ~/.cache): tests that
