@@ -94,12 +94,23 @@ def configure_remote(repo, url: str) -> None:
         conf["core"]["remote"] = REMOTE_NAME
 
 
+# libyaml's loader and dumper where PyYAML has them: dvc.lock holds every stage's params (~250 KB
+# for a dozen use cases), which PyYAML's pure-Python loader takes seconds to read
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def read_lock(lock_file: Path) -> dict[str, Any]:
+    """dvc.lock as plain data."""
+    return yaml.load(lock_file.read_text(), Loader=SAFE_LOADER) or {}
+
+
 def read_locked_md5(repo_root: Path, stage: str, path: str) -> str | None:
     """The md5 dvc.lock records for ``path`` as an output of ``stage`` (``name@key``)."""
     lock_file = repo_root / "dvc.lock"
     if not lock_file.is_file():
         return None
-    lock = yaml.safe_load(lock_file.read_text()) or {}
+    lock = read_lock(lock_file)
     entry = lock.get("stages", {}).get(stage, {})
     for out in entry.get("outs", []):
         if out.get("path") == path:
@@ -114,7 +125,7 @@ def record_overrides(repo_root: Path, stage: str, overrides: Mapping[str, Any] |
     if not overrides:
         return []
     lock_file = repo_root / "dvc.lock"
-    lock = yaml.safe_load(lock_file.read_text()) if lock_file.is_file() else None
+    lock = read_lock(lock_file) if lock_file.is_file() else None
     recorded = ((lock or {}).get("stages", {}).get(stage, {}).get("params") or {}).get("params.yaml")
     if not recorded:
         return []
@@ -138,7 +149,7 @@ def record_overrides(repo_root: Path, stage: str, overrides: Mapping[str, Any] |
             node[leaf] = parsed
             written.append(dotted)
     if written:
-        lock_file.write_text(yaml.safe_dump(lock, sort_keys=False, allow_unicode=True))
+        lock_file.write_text(yaml.dump(lock, Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True))
     return written
 
 
