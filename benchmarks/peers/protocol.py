@@ -8,6 +8,7 @@ back its predictions as a flat list, so the benchmark can check every server sco
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +19,15 @@ V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32":
 
 
 def v2_request(columns: Mapping[str, str], row: Mapping[str, Any]) -> dict[str, Any]:
-    """One row as a V2 inference request: a (1, 1) tensor per column, as MLServer's MLflow runtime
-    decodes a model whose signature is named tensors (a dict of arrays for the pyfunc model).
+    """One row as a V2 inference request for MLServer's MLflow runtime, one tensor per column.
+
+    Without string columns: (1, 1) tensors, which the runtime decodes as the signature says (a
+    dict of arrays for funnel's named-tensor signatures). With one: the request's content type
+    is ``pd`` (a DataFrame of (1,) columns), because the runtime's NumPy codec makes strings a
+    fixed-width ``<U`` array, which MLflow refuses for an ``object`` tensor.
 
     Raises ValueError naming the column when ``row`` lacks one or its dtype has no V2 datatype."""
+    frame = any(dtype == "string" for dtype in columns.values())
     inputs = []
     for name, dtype in columns.items():
         if dtype not in V2_DATATYPES:
@@ -29,8 +35,9 @@ def v2_request(columns: Mapping[str, str], row: Mapping[str, Any]) -> dict[str, 
                              f"{sorted(V2_DATATYPES)})")
         if name not in row:
             raise ValueError(f"the row has no value for column {name!r}; the model takes {list(columns)}")
-        inputs.append({"name": name, "shape": [1, 1], "datatype": V2_DATATYPES[dtype], "data": [row[name]]})
-    return {"inputs": inputs}
+        inputs.append({"name": name, "shape": [1] if frame else [1, 1], "datatype": V2_DATATYPES[dtype],
+                       "data": [row[name]]})
+    return {"inputs": inputs, "parameters": {"content_type": "pd"}} if frame else {"inputs": inputs}
 
 
 def mlserver_model_settings(name: str, model_uri: str, max_batch_size: int, max_batch_time_ms: float,
@@ -63,7 +70,10 @@ def reply_predictions(server: str, reply: Any) -> list[Any]:
             raise ValueError(f"a V2 reply carries a non-empty 'outputs' list; this one has {_keys(reply)}")
         values: list[Any] = []
         for output in sorted(reply["outputs"], key=lambda o: o.get("name", "")):
-            values += flatten(output.get("data", []))
+            data = output.get("data", [])
+            if (output.get("parameters") or {}).get("content_type") == "pd_json":  # a list per row, as JSON text
+                data = [json.loads(cell) for cell in data]
+            values += flatten(data)
         return values
     if server == "bentoml":
         return flatten(reply)
