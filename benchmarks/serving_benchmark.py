@@ -612,8 +612,9 @@ def main() -> None:
                         help="funnel serve worker processes (default: common.serving.workers in params.yaml)")
     parser.add_argument("--mlserver-batch", type=int, default=4, help="MLServer max_batch_size (requests)")
     parser.add_argument("--mlserver-wait-ms", type=float, default=2.0, help="MLServer max_batch_time")
-    parser.add_argument("--mlserver-workers", type=int, default=1,
-                        help="MLServer parallel_workers (inference processes beside the HTTP one)")
+    parser.add_argument("--mlserver-workers", type=int, default=2,
+                        help="MLServer parallel_workers: inference processes beside the HTTP one (one per core, "
+                             "as funnel serve's workers; 2 beat 0 and 1 here)")
     parser.add_argument("--bento-workers", type=int, default=2, help="BentoML worker processes")
     parser.add_argument("--bento-batch", type=int, default=4, help="BentoML max_batch_size (rows)")
     parser.add_argument("--bento-latency-ms", type=int, default=100, help="BentoML max_latency_ms")
