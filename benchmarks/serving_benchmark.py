@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -394,7 +395,7 @@ def start_mlserver(champion: Champion, port: int, logs: Path, args, context) -> 
     folder = logs / f"mlserver-{champion.use_case}"
     folder.mkdir()
     settings = {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1",
-                "parallel_workers": args.mlserver_workers, "debug": False}
+                "parallel_workers": args.mlserver_workers, "debug": False, "metrics_dir": str(folder / "metrics")}
     (folder / "settings.json").write_text(json.dumps(settings))
     model = mlserver_model_settings(champion.use_case, context.local_model(champion), args.mlserver_batch,
                                     args.mlserver_wait_ms)
@@ -471,8 +472,11 @@ def check_replies(server: Server, champion: Champion, port: int, expected: list[
     for row in champion.records[:CHECKED_ROWS]:
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=server.body(champion, row),
                                          headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            answers.append(reply_predictions(server.key, orjson.loads(answer.read())))
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                answers.append(reply_predictions(server.key, orjson.loads(answer.read())))
+        except urllib.error.HTTPError as exc:  # the server's own words on why
+            raise RuntimeError(f"HTTP {exc.code}: {exc.read()[:160].decode(errors='replace')}") from None
     if expected is None:
         return answers, "reference"
     gap = max(max_gap(e, g) for e, g in zip(expected, answers, strict=True))
@@ -541,8 +545,9 @@ def batch_scoring(settings, version: str, repeats: int = 3) -> list[list[str]]:
 
 # --- main -------------------------------------------------------------------------------------
 
-def serve_table(champion: Champion, servers: list[str], args, context, load) -> list[tuple[Server, LoadResult, str]]:
-    """Each server in turn on ``champion`` under the same load: (server, result, check of its answers)."""
+def serve_table(champion: Champion, servers: list[str], args, context, load) -> list[tuple[Server, LoadResult | None, str]]:
+    """Each server in turn on ``champion`` under the same load: (server, result, check of its answers);
+    a server that failed has no result and says why."""
     results = []
     expected = None
     for key in servers:  # funnel first: its answers are the reference of the check column
@@ -551,7 +556,7 @@ def serve_table(champion: Champion, servers: list[str], args, context, load) -> 
         try:
             process = server.start(champion, port, context.logs, args, context)
         except Exception as exc:  # noqa: BLE001 - a peer that cannot start is reported, the others still run
-            print(f"{server.label} did not start on {champion.use_case} v{champion.version}: {exc}")
+            results.append((server, None, f"did not start: {exc}"))
             continue
         try:
             answers, check = check_replies(server, champion, port, expected)
@@ -560,29 +565,35 @@ def serve_table(champion: Champion, servers: list[str], args, context, load) -> 
             results.append((server, load(f"{server.label} ({champion.use_case})", port,
                                          server.path.format(use_case=champion.use_case), bodies), check))
         except Exception as exc:  # noqa: BLE001 - as above: the row says what failed
-            print(f"{server.label} failed on {champion.use_case}: {type(exc).__name__}: {exc}")
+            log = context.logs / f"{key}-{champion.use_case}.log"
+            results.append((server, None, f"failed: {type(exc).__name__}: {exc} (see {log.name})"))
         finally:
             stop_server(process)
     return results
 
 
-def print_table(champion: Champion, results: list[tuple[Server, LoadResult, str]], workers: int) -> None:
+def print_table(champion: Champion, results: list[tuple[Server, LoadResult | None, str]], workers: int) -> None:
     from flows.cli import render_table
 
-    funnel = next((r for s, r, _ in results if s.key == "funnel"), None)
+    failed = [(server, why) for server, result, why in results if result is None]
+    measured = [(server, result, check) for server, result, check in results if result is not None]
+    funnel = next((r for s, r, _ in measured if s.key == "funnel"), None)
     rows = []
-    for server, result, check in results:
+    for server, result, check in measured:
         ratio = f"{funnel.rate / result.rate:.1f}x" if funnel is not None and result.rate > 0 else ""
         rows.append([server.label, f"{result.rate:,.1f}", f"{result.percentile(0.5):.2f}",
                      f"{result.percentile(0.99):.2f}", f"{result.errors}/{result.requests}", check,
                      "" if server.key == "funnel" else ratio])
     print(f"\n{champion.use_case} v{champion.version}: one row per request (funnel serve: {workers} worker processes)")
+    rows += [[server.label, "-", "-", "-", "-", why[:70], ""] for server, why in failed]
     print(render_table(rows, ("server", "req/s", "p50 ms", "p99 ms", "errors/requests", "answers vs funnel",
                               "funnel / server")))
+    for server, why in failed:
+        print(f"{server.label}: {why}")
     if funnel is None:
         return
-    peers = [r for s, r, _ in results if s.key in ("mlserver", "bentoml")]
-    mlflow = next((r for s, r, _ in results if s.key == "mlflow"), None)
+    peers = [r for s, r, _ in measured if s.key in ("mlserver", "bentoml")]
+    mlflow = next((r for s, r, _ in measured if s.key == "mlflow"), None)
     p99 = funnel.percentile(0.99)
     parts = [f"p99 {p99:.2f} ms ({'met' if p99 <= TARGET_P99_MS else 'NOT met'}, target <= {TARGET_P99_MS:g} ms)"]
     if peers:
@@ -617,7 +628,8 @@ def main() -> None:
                              "as funnel serve's workers; 2 beat 0 and 1 here)")
     parser.add_argument("--bento-workers", type=int, default=2, help="BentoML worker processes")
     parser.add_argument("--bento-batch", type=int, default=4, help="BentoML max_batch_size (rows)")
-    parser.add_argument("--bento-latency-ms", type=int, default=100, help="BentoML max_latency_ms")
+    parser.add_argument("--bento-latency-ms", type=int, default=1000,
+                        help="BentoML max_latency_ms (past it BentoML answers 503; 100 ms refused most support requests)")
     parser.add_argument("--no-batch", action="store_true", help="skip the batch-scoring table")
     args = parser.parse_args()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
@@ -657,7 +669,7 @@ def main() -> None:
         if champion is None:
             continue
         results = serve_table(champion, servers, args, context, load)
-        all_results += [r for _, r, _ in results]
+        all_results += [r for _, r, _ in results if r is not None]
         print_table(champion, results, workers)
     session_results = serve_session_champion(settings, context.env, workers, load, logs)
     if session_results:

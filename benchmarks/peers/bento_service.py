@@ -11,6 +11,7 @@ adaptive batching of up to ``FUNNEL_PEER_MAX_BATCH`` rows waiting at most
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -18,7 +19,7 @@ import bentoml
 
 WORKERS = int(os.environ.get("FUNNEL_PEER_WORKERS", "2"))
 MAX_BATCH = int(os.environ.get("FUNNEL_PEER_MAX_BATCH", "4"))
-MAX_LATENCY_MS = int(os.environ.get("FUNNEL_PEER_MAX_LATENCY_MS", "100"))
+MAX_LATENCY_MS = int(os.environ.get("FUNNEL_PEER_MAX_LATENCY_MS", "1000"))
 
 
 @bentoml.service(workers=WORKERS, traffic={"timeout": 30})
@@ -33,6 +34,6 @@ class FunnelPeer:
         import pandas as pd
 
         predictions = self.model.predict(pd.DataFrame.from_records(rows))
-        if isinstance(predictions, pd.DataFrame):
-            return predictions.to_dict(orient="records")
+        if isinstance(predictions, pd.DataFrame):  # named outputs, some of them arrays per row
+            return json.loads(predictions.to_json(orient="records"))
         return [float(p) for p in predictions]
