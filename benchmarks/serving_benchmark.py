@@ -1,19 +1,34 @@
-"""Online serving: `mlflow models serve` vs `funnel serve` on the same intent champion, same load.
+"""Online serving: `funnel serve` beside the servers a user would pick, on the same champions, same load.
 
-The same load drives each server in turn for the same time: wrk (Debian's package; one thread,
-keep-alive connections, one-row JSON requests drawn from the real intent data) when it is
-installed, otherwise a pure-Python generator with the same shape (``--load``). The table shows
-req/s, p50, p99 and errors, then batch scoring rows/s of funnel's compiled path vs
-``mlflow.pyfunc`` predict. The intent champion comes from the repository's registry; without one,
-a throw-away copy of the repository trains it through the real flow first.
+For intent, support (text) and recommend, the registry's @champion is served in turn by
+``funnel serve``, by MLServer with its MLflow runtime and by a BentoML service (both tuned, in a venv
+of their own: ``make peers``, which this script runs when the venv is missing) and by ``mlflow
+models serve``, and the same load drives each for the same time: wrk (Debian's package; one
+thread, keep-alive connections, one-row JSON requests drawn from the real data) when it is
+installed, otherwise a pure-Python generator with the same shape (``--load``). One table per use
+case shows req/s, p50, p99, errors, whether each server's predictions match funnel's, and funnel's
+throughput over each server's, measured in the same run. Then batch scoring rows/s of the path
+``funnel score`` ships (``RowScorer``, and the whole file in and out through ``score_file``) vs
+``mlflow.pyfunc`` predict.
 
-Usage: .venv/bin/python benchmarks/serving_benchmark.py [--duration 10] [--connections 4] [--load wrk|python|auto]
+The peers, tuned as the documentation of each suggests for small requests on a 2-core machine:
+MLServer 1.7.1 with adaptive batching (up to ``--mlserver-batch`` requests, waiting at most
+``--mlserver-wait-ms``) and V2 tensor bodies (one (1, 1) tensor per column, the dict content type
+its MLflow runtime derives from the signature); BentoML 1.4.40 with ``--bento-workers`` worker
+processes and adaptive batching. ``mlflow models serve`` runs as shipped (the untuned baseline).
+The intent champion comes from the repository's registry; without one, a throw-away copy of the
+repository trains it through the real flow first. Support and recommend are served when the
+registry has a champion for them (``funnel retrain support``, ``funnel retrain recommend``).
+
+Usage: .venv/bin/python benchmarks/serving_benchmark.py [--duration 10] [--connections 4]
+       [--use-cases intent support recommend] [--servers funnel mlserver bentoml mlflow] [--load wrk|python|auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -21,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +47,26 @@ from flows.runtime import configure_environment
 configure_environment()
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.peers.protocol import (  # noqa: E402 - the repository goes on sys.path first
+    max_gap,
+    mlserver_model_settings,
+    reply_predictions,
+    v2_request,
+)
+
 INTENT_CSV = ROOT / "data" / "intent" / "online_shoppers_intention.csv"
-# measured on this machine: 2-layer Keras MLP, 1 thread, 4 connections, one-row JSON
-MLFLOW_REFERENCE = {"req/s": 23.9, "p50 ms": 163.0, "p99 ms": 271.0}
-TARGET_SPEEDUP, TARGET_P99_MS = 40.0, 15.0
+MIRROR = Path(os.environ.get("FUNNEL_DATA_MIRROR") or ROOT.parent / "shared" / "data")
+PEERS_VENV = Path(os.environ.get("FUNNEL_PEERS_VENV") or ROOT / ".venv-peers")
+USE_CASES = ("intent", "support", "recommend")
+SERVERS = ("funnel", "mlserver", "bentoml", "mlflow")
+# issue 20: >= 10x the best tuned peer and >= 50x `mlflow models serve` in the same run, p99 <= 2 ms
+TARGET_VS_PEER, TARGET_VS_MLFLOW, TARGET_P99_MS = 10.0, 50.0, 2.0
 # sessions: the clicks of a visit so far (issue 18: p99 <= 10 ms for a 20-click prefix; printed, not asserted)
-SESSIONS_MIRROR = Path(os.environ.get("FUNNEL_DATA_MIRROR") or ROOT.parent / "shared" / "data") / "yoochoose_clicks_100k"
+SESSIONS_MIRROR = MIRROR / "yoochoose_clicks_100k"
 SESSION_PREFIX_CLICKS, SESSION_TARGET_P99_MS = 20, 10.0
+REQUEST_ROWS = 500  # distinct one-row bodies per use case, cycled through by the load
+CHECKED_ROWS = 20  # bodies each server answers before the load, compared with funnel serve's answers
 
 
 @dataclass(frozen=True)
@@ -58,14 +88,25 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-# --- the champion -------------------------------------------------------------------------------
+# --- the champions and their requests -----------------------------------------------------------
 
-def find_or_train_champion() -> tuple[Path, str]:
+@dataclass(frozen=True)
+class Champion:
+    use_case: str
+    version: str
+    columns: dict[str, str]  # raw column -> dtype (float32 | int64 | int32 | string ...), signature order
+    records: list[dict]  # real rows, one per request body
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.use_case}/{self.version}"
+
+
+def find_or_train_intent(settings) -> tuple[Path, str]:
     """(repo root, version) of an intent @champion: the repository's, or one trained in a copy."""
-    from components.config import load_params, load_settings
+    from components.config import load_params
     from components.release.registry import get_alias_version
 
-    settings = load_settings(repo_root=ROOT)
     alias = load_params(settings.params_path).common.champion_alias
     found = get_alias_version(settings, "intent", alias)
     if found is not None:
@@ -95,14 +136,57 @@ def copy_project(folder: Path) -> None:
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], **run)
 
 
-def intent_rows(fields, count: int | None = None):
-    """Real intent rows cast to the signature's types (a JSON number for float32, etc.)."""
+def signature_columns(signature) -> dict[str, str]:
+    """Raw column -> dtype of a funnel model signature (named (-1, 1) tensors)."""
+    kinds = {"f": "float32", "i": "int64", "b": "bool"}
+    return {spec.name: ("float64" if spec.type.itemsize == 8 and spec.type.kind == "f" else
+                        kinds.get(spec.type.kind, "string")) for spec in signature.inputs.inputs}
+
+
+def source_rows(use_case: str, columns: dict[str, str], count: int | None = REQUEST_ROWS):
+    """Real rows for ``use_case`` (intent sessions, support test messages, MovieLens users) as a
+    frame of ``columns``, cast to the signature's types (a JSON number for float32, etc.);
+    None when the data is not here."""
     import pandas as pd
 
-    frame = pd.read_csv(INTENT_CSV)
-    casts = {"float32": "float64", "int64": "int64", "int32": "int64", "string": "str"}
-    frame = frame[[f.name for f in fields]].astype({f.name: casts[f.dtype] for f in fields})
-    return frame if count is None else frame.sample(n=count, random_state=7)
+    if use_case == "intent":
+        frame = pd.read_csv(INTENT_CSV)
+    elif use_case == "support":
+        frame = pd.read_csv(ROOT / "data" / "support" / "test.csv")
+    elif use_case == "recommend":
+        ratings = MIRROR / "movielens_100k" / "u.data"
+        if not ratings.is_file():
+            return None
+        frame = pd.read_csv(ratings, sep="\t", names=["user_id", "item_id", "rating", "timestamp"])
+        frame = frame.drop_duplicates("user_id")
+    else:
+        raise ValueError(f"no request rows for {use_case!r}: the benchmark serves {USE_CASES}")
+    casts = {"float32": "float64", "float64": "float64", "int64": "int64", "int32": "int64", "string": "str",
+             "bool": "bool"}
+    frame = frame[list(columns)].astype({name: casts[dtype] for name, dtype in columns.items()})
+    return frame if count is None or len(frame) <= count else frame.sample(n=count, random_state=7)
+
+
+def find_champion(settings, use_case: str, version: str | None = None) -> Champion | None:
+    """The registry's ``use_case`` @champion with its request rows; None (said why) when there is none."""
+    import mlflow
+    import orjson
+
+    from components.release.registry import get_alias_version
+
+    if version is None:
+        found = get_alias_version(settings, use_case, "champion")
+        if found is None:
+            print(f"\nno {use_case} @champion in {settings.tracking_uri}: its table is skipped "
+                  f"(run `funnel retrain {use_case}`)")
+            return None
+        version = str(found.version)
+    columns = signature_columns(mlflow.models.get_model_info(f"models:/{use_case}/{version}").signature)
+    frame = source_rows(use_case, columns)
+    if frame is None:
+        print(f"\nno request rows for {use_case} (its data is not in {MIRROR}): its table is skipped")
+        return None
+    return Champion(use_case, version, columns, orjson.loads(frame.to_json(orient="records")))
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -252,171 +336,151 @@ def run_load(name: str, port: int, requests: list[bytes], connections: int, seco
     return LoadResult(name, done, errors, time.perf_counter() - started, latencies)
 
 
-# --- batch scoring ----------------------------------------------------------------------------
+# --- the servers, each on one champion -------------------------------------------------------------
 
-def batch_scoring(version: str, repeats: int = 3) -> list[list[str]]:
-    """rows/s of mlflow.pyfunc predict vs funnel's compiled path on the whole intent file."""
-    import mlflow
-    import numpy as np
+@dataclass(frozen=True)
+class Server:
+    """How one server is started on a champion and what it is sent."""
 
-    from components.config import load_settings
-    from components.release.registry import connect
-    from components.serving.schema import pack_frame, read_fields
-    from components.serving.scorer import CompiledScorer
-
-    connect(load_settings())
-    model = mlflow.pyfunc.load_model(f"models:/intent/{version}")
-    fields = read_fields(model.metadata.signature, model._model_impl.spec)
-    frame = intent_rows(fields)
-    scorer = CompiledScorer(model._model_impl.model, fields)
-
-    def best(score) -> tuple[float, np.ndarray]:
-        times, out = [], None
-        for _ in range(repeats):
-            started = time.perf_counter()
-            out = score()
-            times.append(time.perf_counter() - started)
-        return len(frame) / min(times), np.asarray(out).reshape(-1)
-
-    mlflow_rate, expected = best(lambda: model.predict(frame))
-    funnel_rate, got = best(lambda: scorer.score_packed(pack_frame(fields, frame))["output"])
-    gap = float(np.max(np.abs(expected - got)))
-    return [["mlflow.pyfunc predict", f"{len(frame)}", f"{mlflow_rate:,.0f}", "1.0x", ""],
-            ["funnel compiled path", f"{len(frame)}", f"{funnel_rate:,.0f}", f"{funnel_rate / mlflow_rate:.1f}x",
-             f"max |diff| {gap:.1e}"]]
+    key: str  # funnel | mlserver | bentoml | mlflow (reply_predictions' server)
+    label: str
+    path: str
+    body: Callable[[Champion, dict], bytes]
+    start: Callable[..., subprocess.Popen]  # (champion, port, logs, args) -> a started server
 
 
-# --- main -------------------------------------------------------------------------------------
+def peer_env(settings, root: Path) -> dict[str, str]:
+    """The peers' environment: their venv first on PATH, this repository (funnel's model loader,
+    ``components.pyfunc``) on PYTHONPATH, the same registry."""
+    return {**os.environ, "FUNNEL_REPO_ROOT": str(root), "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            "PYTHONPATH": str(root), "PATH": f"{PEERS_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
-                        help="load generator: wrk (apt-get install wrk; what the reference used) or the "
-                             "Python one; auto = wrk when installed")
-    parser.add_argument("--server-workers", type=int, default=None,
-                        help="funnel serve worker processes (default: common.serving.workers in params.yaml)")
-    args = parser.parse_args()
-    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
 
+def ensure_peers() -> bool:
+    """The peers' venv is ready, built with `make peers` when missing; False (said how to fix) if not."""
+    if (PEERS_VENV / ".installed").is_file():
+        return True
+    print(f"the peers' venv {PEERS_VENV} is missing: building it with `make peers` (MLServer, BentoML; a few minutes)")
+    built = subprocess.run(["make", "-C", str(ROOT), "peers", f"PEERS_VENV={PEERS_VENV}"], check=False)
+    if built.returncode == 0 and (PEERS_VENV / ".installed").is_file():
+        return True
+    print(f"`make peers` failed (exit {built.returncode}): the MLServer and BentoML rows are skipped. Build the venv "
+          "by hand with `make peers` (pins in benchmarks/peers/constraints.txt, Python 3.11) and run again")
+    return False
+
+
+def start_funnel(champion: Champion, port: int, logs: Path, args, context) -> subprocess.Popen:
+    command = [str(Path(sys.executable).parent / "funnel"), "serve", champion.use_case, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(context.workers)]
+    process = start_server(command, context.env, f"http://127.0.0.1:{port}/ready", logs / f"funnel-{champion.use_case}.log")
+    try:
+        wait_for_workers(port, context.workers)
+    except Exception:
+        stop_server(process)
+        raise
+    return process
+
+
+def start_mlflow(champion: Champion, port: int, logs: Path, args, context) -> subprocess.Popen:
+    # mlflow runs `uvicorn` by name: funnel's venv bin goes first on PATH
+    env = {**context.env, "MLFLOW_TRACKING_URI": context.tracking_uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", champion.uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]
+    return start_server(command, env, f"http://127.0.0.1:{port}/ping", logs / f"mlflow-{champion.use_case}.log")
+
+
+def start_mlserver(champion: Champion, port: int, logs: Path, args, context) -> subprocess.Popen:
+    """MLServer with the MLflow runtime on the champion's artifacts, adaptive batching on."""
+    folder = logs / f"mlserver-{champion.use_case}"
+    folder.mkdir()
+    settings = {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1",
+                "parallel_workers": args.mlserver_workers, "debug": False, "metrics_dir": str(folder / "metrics")}
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model = mlserver_model_settings(champion.use_case, context.local_model(champion), args.mlserver_batch,
+                                    args.mlserver_wait_ms)
+    (folder / "model-settings.json").write_text(json.dumps(model))
+    command = [str(PEERS_VENV / "bin" / "mlserver"), "start", str(folder)]
+    return start_server(command, context.peer_env, f"http://127.0.0.1:{port}/v2/models/{champion.use_case}/ready",
+                        logs / f"mlserver-{champion.use_case}.log")
+
+
+def start_bentoml(champion: Champion, port: int, logs: Path, args, context) -> subprocess.Popen:
+    """The BentoML service of benchmarks/peers/bento_service.py on the champion, batching on."""
+    env = {**context.peer_env, "FUNNEL_PEER_MODEL_URI": context.local_model(champion),
+           "FUNNEL_PEER_WORKERS": str(args.bento_workers), "FUNNEL_PEER_MAX_BATCH": str(args.bento_batch),
+           "FUNNEL_PEER_MAX_LATENCY_MS": str(args.bento_latency_ms), "BENTOML_DO_NOT_TRACK": "true",
+           "BENTOML_HOME": str(logs / "bentoml-home")}
+    command = [str(PEERS_VENV / "bin" / "bentoml"), "serve", "benchmarks.peers.bento_service:FunnelPeer",
+               "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)]
+    return start_server(command, env, f"http://127.0.0.1:{port}/readyz", logs / f"bentoml-{champion.use_case}.log")
+
+
+def _funnel_body(champion: Champion, row: dict) -> bytes:
     import orjson
 
-    from components.release.registry import connect
-    from components.serving.schema import read_fields
-    from flows.cli import render_table
-
-    root, version = find_or_train_champion()
-    env = {**os.environ, "FUNNEL_REPO_ROOT": str(root)}
-    from components.config import load_settings
-
-    settings = load_settings(repo_root=root)
-    connect(settings)
-    import mlflow
-
-    signature = mlflow.models.get_model_info(f"models:/intent/{version}").signature
-    fields = read_fields(signature, {s.name: _dtype(s.type) for s in signature.inputs.inputs})
-    records = orjson.loads(intent_rows(fields, 500).to_json(orient="records"))
-    logs = Path(tempfile.mkdtemp(prefix="funnel-serving-logs-"))
-    def load(name: str, port: int, path: str, payloads: list[bytes]) -> LoadResult:
-        if use_wrk:
-            return run_wrk(name, f"http://127.0.0.1:{port}", path, payloads, args.connections, args.duration,
-                           args.warmup, logs)
-        bodies = [http_request(port, path, body) for body in payloads]
-        return run_load(name, port, bodies, args.connections, args.duration, args.warmup)
-
-    print(f"intent v{version} from {settings.tracking_uri}; load from {'wrk' if use_wrk else 'Python'}, "
-          f"{args.connections} connections, one thread, "
-          f"{args.duration:g} s per server after {args.warmup:g} s warm-up; server logs in {logs}")
-
-    results = []
-    port = free_port()
-    # mlflow runs `uvicorn` by name: the venv's bin goes first on PATH
-    mlflow_env = {**env, "MLFLOW_TRACKING_URI": settings.tracking_uri,
-                  "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    process = start_server([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/intent/{version}",
-                            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                           mlflow_env, f"http://127.0.0.1:{port}/ping", logs / "mlflow.log")
-    try:
-        results.append(load("mlflow models serve", port, "/invocations",
-                            [orjson.dumps({"dataframe_records": [r]}) for r in records]))
-    finally:
-        stop_server(process)
-
-    port = free_port()
-    funnel = str(Path(sys.executable).parent / "funnel")
-    from components.config import load_params
-
-    workers = args.server_workers or load_params(settings.params_path).common.serving.workers
-    process = start_server([funnel, "serve", "intent", "--host", "127.0.0.1", "--port", str(port),
-                            "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready", logs / "funnel.log")
-    wait_for_workers(port, workers)
-    try:
-        results.append(load("funnel serve", port, "/predict/intent", [orjson.dumps({"rows": [r]}) for r in records]))
-    finally:
-        stop_server(process)
-
-    base = results[0].rate
-    rows = [[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
-             f"{r.errors}/{r.requests}", f"{r.rate / base:.1f}x"] for r in results]
-    print(f"\nOnline, one-row JSON requests (funnel serve: {workers} worker processes)")
-    print(render_table(rows, ("server", "req/s", "p50 ms", "p99 ms", "errors/requests", "throughput vs mlflow")))
-    funnel = results[1]
-    met = funnel.rate >= TARGET_SPEEDUP * MLFLOW_REFERENCE["req/s"] and funnel.percentile(0.99) <= TARGET_P99_MS
-    print(f"\ntarget: >= {TARGET_SPEEDUP:g}x the reference {MLFLOW_REFERENCE['req/s']} req/s "
-          f"(= {TARGET_SPEEDUP * MLFLOW_REFERENCE['req/s']:.0f} req/s) and p99 <= {TARGET_P99_MS:g} ms: "
-          f"{'met' if met else 'NOT met'} ({funnel.rate / MLFLOW_REFERENCE['req/s']:.1f}x the reference, "
-          f"{funnel.rate / base:.1f}x this run's mlflow)")
-    text_results = serve_text_champions(settings, env, workers, load, logs)
-    if text_results:
-        print("\nOnline, one support message per request (the sentence encoder inside the model)")
-        print(render_table([[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
-                             f"{r.errors}/{r.requests}"] for r in text_results],
-                           ("server", "req/s", "p50 ms", "p99 ms", "errors/requests")))
-    session_results = serve_session_champion(settings, env, workers, load, logs)
-    if session_results:
-        print(f"\nOnline, one visit's last {SESSION_PREFIX_CLICKS} clicks per request (sessions: next 20 items)")
-        print(render_table([[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
-                             f"{r.errors}/{r.requests}"] for r in session_results],
-                           ("server", "req/s", "p50 ms", "p99 ms", "errors/requests")))
-        p99 = session_results[0].percentile(0.99)
-        print(f"target: p99 <= {SESSION_TARGET_P99_MS:g} ms for a {SESSION_PREFIX_CLICKS}-click prefix: "
-              f"{'met' if p99 <= SESSION_TARGET_P99_MS else 'NOT met'} ({p99:.2f} ms)")
-    print("\nBatch scoring, the whole intent file in one call (best of 3)")
-    print(render_table(batch_scoring(version), ("path", "rows", "rows/s", "vs mlflow", "check")))
-    print(f"\nmachine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          + ("p50/p99 from wrk's latency histogram" if use_wrk else
-             f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in results]):.0f} samples"))
+    return orjson.dumps({"rows": [row]})
 
 
-def serve_champion(use_case: str, bodies: list[bytes], env, workers: int, load, logs: Path) -> list[LoadResult]:
-    """`funnel serve <use_case>` with ``workers`` workers under the load of one request per body."""
-    port = free_port()
-    process = start_server([str(Path(sys.executable).parent / "funnel"), "serve", use_case, "--host", "127.0.0.1",
-                            "--port", str(port), "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready",
-                           logs / f"funnel-{use_case}.log")
-    wait_for_workers(port, workers)
-    try:
-        return [load(f"funnel serve ({use_case})", port, f"/predict/{use_case}", bodies)]
-    finally:
-        stop_server(process)
-
-
-def serve_text_champions(settings, env, workers: int, load, logs: Path) -> list[LoadResult]:
-    """`funnel serve support` on the registry's support @champion, one real test message per
-    request; nothing when there is none (make run trains one)."""
+def _mlflow_body(champion: Champion, row: dict) -> bytes:
     import orjson
-    import pandas as pd
 
-    from components.release.registry import get_alias_version
+    return orjson.dumps({"dataframe_records": [row]})
 
-    alias = "champion"
-    if get_alias_version(settings, "support", alias) is None:
-        print(f"\nno support @{alias} in {settings.tracking_uri}: the text serving table is skipped (run make run)")
-        return []
-    messages = pd.read_csv(ROOT / "data" / "support" / "test.csv")["text"].head(500)
-    return serve_champion("support", [orjson.dumps({"rows": [{"text": m}]}) for m in messages], env, workers, load, logs)
+
+def _mlserver_body(champion: Champion, row: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(v2_request(champion.columns, row))
+
+
+SERVER_TABLE = {
+    "funnel": Server("funnel", "funnel serve", "/predict/{use_case}", _funnel_body, start_funnel),
+    "mlserver": Server("mlserver", "MLServer 1.7.1 (MLflow runtime, batching)", "/v2/models/{use_case}/infer",
+                       _mlserver_body, start_mlserver),
+    "bentoml": Server("bentoml", "BentoML 1.4.40 (batching)", "/predict", _funnel_body, start_bentoml),
+    "mlflow": Server("mlflow", "mlflow models serve", "/invocations", _mlflow_body, start_mlflow),
+}
+
+
+@dataclass
+class Context:
+    """What every server start needs: environments, the registry, worker count, a model cache."""
+
+    env: dict[str, str]
+    peer_env: dict[str, str]
+    tracking_uri: str
+    workers: int
+    logs: Path
+
+    def local_model(self, champion: Champion) -> str:
+        """The champion's artifacts in a local folder (the peers load the same files funnel serves)."""
+        import mlflow
+
+        target = self.logs / f"model-{champion.use_case}-v{champion.version}"
+        if not target.is_dir():
+            mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=str(target))
+        return str(target)
+
+
+def check_replies(server: Server, champion: Champion, port: int, expected: list[list] | None) -> tuple[list[list], str]:
+    """Send the first CHECKED_ROWS bodies one by one; (their predictions, a check against ``expected``)."""
+    import orjson
+
+    answers = []
+    path = server.path.format(use_case=champion.use_case)
+    for row in champion.records[:CHECKED_ROWS]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=server.body(champion, row),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                answers.append(reply_predictions(server.key, orjson.loads(answer.read())))
+        except urllib.error.HTTPError as exc:  # the server's own words on why
+            raise RuntimeError(f"HTTP {exc.code}: {exc.read()[:160].decode(errors='replace')}") from None
+    if expected is None:
+        return answers, "reference"
+    gap = max(max_gap(e, g) for e, g in zip(expected, answers, strict=True))
+    return answers, f"max |diff| {gap:.1e}" if gap != float("inf") else "DIFFERENT"
 
 
 def session_prefixes(count: int, clicks: int) -> list[str]:
@@ -428,6 +492,204 @@ def session_prefixes(count: int, clicks: int) -> list[str]:
     items = log.sort_values(["SessionId", "Time"], kind="stable")["ItemId"].astype(str).tolist()
     return [" ".join(items[start:start + clicks]) for start in range(0, count * clicks, clicks)
             if start + clicks <= len(items)]
+
+
+
+# --- batch scoring ----------------------------------------------------------------------------
+
+def batch_scoring(settings, version: str, repeats: int = 3) -> list[list[str]]:
+    """rows/s on the whole intent file: mlflow.pyfunc predict vs the path `funnel score` ships
+    (load_batch_model's RowScorer on the same columns; and score_file, the CSV in and out)."""
+    import mlflow
+    import numpy as np
+
+    from components.config import load_params
+    from components.serving.batch import load_batch_model, score_file
+
+    params = load_params(settings.params_path)
+    model = mlflow.pyfunc.load_model(f"models:/intent/{version}")
+    columns = signature_columns(model.metadata.signature)
+    frame = source_rows("intent", columns, None)
+    loaded_version, scorer, transforms = load_batch_model(settings, "intent", params.common.champion_alias)
+    if loaded_version != version:
+        raise RuntimeError(f"intent @champion moved from v{version} to v{loaded_version} during the benchmark")
+    folder = Path(tempfile.mkdtemp(prefix="funnel-serving-batch-"))
+    source = folder / "intent.csv"
+    frame.to_csv(source, index=False)
+
+    def best(score) -> tuple[float, object]:
+        times, out = [], None
+        for _ in range(repeats):
+            started = time.perf_counter()
+            out = score()
+            times.append(time.perf_counter() - started)
+        return len(frame) / min(times), out
+
+    mlflow_rate, expected = best(lambda: model.predict(frame))
+    row_rate, got = best(lambda: scorer.score_outputs({name: frame[name].to_numpy() for name in scorer.spec}))
+    file_rate, _ = best(lambda: score_file(scorer, version, source, folder / "scored.csv",
+                                           params.common.batch_chunk_rows, None, transforms))
+    import pandas as pd
+
+    written = pd.read_csv(folder / "scored.csv")["score"].to_numpy()
+    expected = np.asarray(expected).reshape(-1)
+    gap = float(np.max(np.abs(expected - np.asarray(got["output"]).reshape(-1))))
+    file_gap = float(np.max(np.abs(expected - written)))
+    shutil.rmtree(folder, ignore_errors=True)
+    return [["mlflow.pyfunc predict (frame in memory)", f"{len(frame)}", f"{mlflow_rate:,.0f}", "1.0x", ""],
+            ["funnel score's RowScorer (columns in memory)", f"{len(frame)}", f"{row_rate:,.0f}",
+             f"{row_rate / mlflow_rate:.1f}x", f"max |diff| {gap:.1e}"],
+            ["funnel score's score_file (CSV in, CSV out)", f"{len(written)}", f"{file_rate:,.0f}",
+             f"{file_rate / mlflow_rate:.1f}x", f"max |diff| {file_gap:.1e} (as written)"]]
+
+
+# --- main -------------------------------------------------------------------------------------
+
+def serve_table(champion: Champion, servers: list[str], args, context, load) -> list[tuple[Server, LoadResult | None, str]]:
+    """Each server in turn on ``champion`` under the same load: (server, result, check of its answers);
+    a server that failed has no result and says why."""
+    results = []
+    expected = None
+    for key in servers:  # funnel first: its answers are the reference of the check column
+        server = SERVER_TABLE[key]
+        port = free_port()
+        try:
+            process = server.start(champion, port, context.logs, args, context)
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot start is reported, the others still run
+            results.append((server, None, f"did not start: {exc}"))
+            continue
+        try:
+            answers, check = check_replies(server, champion, port, expected)
+            expected = expected if expected is not None else answers
+            bodies = [server.body(champion, row) for row in champion.records]
+            results.append((server, load(f"{server.label} ({champion.use_case})", port,
+                                         server.path.format(use_case=champion.use_case), bodies), check))
+        except Exception as exc:  # noqa: BLE001 - as above: the row says what failed
+            log = context.logs / f"{key}-{champion.use_case}.log"
+            results.append((server, None, f"failed: {type(exc).__name__}: {exc} (see {log.name})"))
+        finally:
+            stop_server(process)
+    return results
+
+
+def print_table(champion: Champion, results: list[tuple[Server, LoadResult | None, str]], workers: int) -> None:
+    from flows.cli import render_table
+
+    failed = [(server, why) for server, result, why in results if result is None]
+    measured = [(server, result, check) for server, result, check in results if result is not None]
+    funnel = next((r for s, r, _ in measured if s.key == "funnel"), None)
+    rows = []
+    for server, result, check in measured:
+        ratio = f"{funnel.rate / result.rate:.1f}x" if funnel is not None and result.rate > 0 else ""
+        rows.append([server.label, f"{result.rate:,.1f}", f"{result.percentile(0.5):.2f}",
+                     f"{result.percentile(0.99):.2f}", f"{result.errors}/{result.requests}", check,
+                     "" if server.key == "funnel" else ratio])
+    print(f"\n{champion.use_case} v{champion.version}: one row per request (funnel serve: {workers} worker processes)")
+    rows += [[server.label, "-", "-", "-", "-", why[:70], ""] for server, why in failed]
+    print(render_table(rows, ("server", "req/s", "p50 ms", "p99 ms", "errors/requests", "answers vs funnel",
+                              "funnel / server")))
+    for server, why in failed:
+        print(f"{server.label}: {why}")
+    if funnel is None:
+        return
+    peers = [r for s, r, _ in measured if s.key in ("mlserver", "bentoml")]
+    mlflow = next((r for s, r, _ in measured if s.key == "mlflow"), None)
+    p99 = funnel.percentile(0.99)
+    parts = [f"p99 {p99:.2f} ms ({'met' if p99 <= TARGET_P99_MS else 'NOT met'}, target <= {TARGET_P99_MS:g} ms)"]
+    if peers:
+        best = max(peers, key=lambda r: r.rate)
+        ratio = funnel.rate / best.rate
+        parts.insert(0, f"{ratio:.1f}x the best tuned peer ({'met' if ratio >= TARGET_VS_PEER else 'NOT met'}, "
+                        f"target >= {TARGET_VS_PEER:g}x)")
+    if mlflow is not None:
+        ratio = funnel.rate / mlflow.rate
+        parts.insert(len(parts) - 1, f"{ratio:.1f}x mlflow models serve "
+                                     f"({'met' if ratio >= TARGET_VS_MLFLOW else 'NOT met'}, target >= {TARGET_VS_MLFLOW:g}x)")
+    print("targets: " + "; ".join(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk (apt-get install wrk; what the reference used) or the "
+                             "Python one; auto = wrk when installed")
+    parser.add_argument("--use-cases", nargs="+", choices=USE_CASES, default=list(USE_CASES))
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                        help="funnel serve always runs (its answers are the check's reference)")
+    parser.add_argument("--server-workers", type=int, default=None,
+                        help="funnel serve worker processes (default: common.serving.workers in params.yaml)")
+    parser.add_argument("--mlserver-batch", type=int, default=4, help="MLServer max_batch_size (requests)")
+    parser.add_argument("--mlserver-wait-ms", type=float, default=2.0, help="MLServer max_batch_time")
+    parser.add_argument("--mlserver-workers", type=int, default=2,
+                        help="MLServer parallel_workers: inference processes beside the HTTP one (one per core, "
+                             "as funnel serve's workers; 2 beat 0 and 1 here)")
+    parser.add_argument("--bento-workers", type=int, default=2, help="BentoML worker processes")
+    parser.add_argument("--bento-batch", type=int, default=4, help="BentoML max_batch_size (rows)")
+    parser.add_argument("--bento-latency-ms", type=int, default=1000,
+                        help="BentoML max_latency_ms (past it BentoML answers 503; 100 ms refused most support requests)")
+    parser.add_argument("--no-batch", action="store_true", help="skip the batch-scoring table")
+    args = parser.parse_args()
+    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
+    servers = ["funnel", *(s for s in args.servers if s != "funnel")]
+    if {"mlserver", "bentoml"} & set(servers) and not ensure_peers():
+        servers = [s for s in servers if s not in ("mlserver", "bentoml")]
+
+    from components.config import load_params, load_settings
+    from components.release.registry import connect
+
+    settings = load_settings(repo_root=ROOT)
+    connect(settings)
+    root, intent_version = find_or_train_intent(settings) if "intent" in args.use_cases else (ROOT, None)
+    settings = load_settings(repo_root=root)
+    connect(settings)
+    workers = args.server_workers or load_params(settings.params_path).common.serving.workers
+    logs = Path(tempfile.mkdtemp(prefix="funnel-serving-logs-"))
+    context = Context({**os.environ, "FUNNEL_REPO_ROOT": str(root)}, peer_env(settings, root),
+                      settings.tracking_uri, workers, logs)
+
+    def load(name: str, port: int, path: str, payloads: list[bytes]) -> LoadResult:
+        if use_wrk:
+            return run_wrk(name, f"http://127.0.0.1:{port}", path, payloads, args.connections, args.duration,
+                           args.warmup, logs)
+        bodies = [http_request(port, path, body) for body in payloads]
+        return run_load(name, port, bodies, args.connections, args.duration, args.warmup)
+
+    print(f"registry {settings.tracking_uri}; load from {'wrk' if use_wrk else 'Python'}, {args.connections} "
+          f"connections, one thread, {args.duration:g} s per server after {args.warmup:g} s warm-up; "
+          f"servers: {', '.join(SERVER_TABLE[s].label for s in servers)}; logs in {logs}")
+    print(f"MLServer: max_batch_size {args.mlserver_batch}, max_batch_time {args.mlserver_wait_ms:g} ms, "
+          f"parallel_workers {args.mlserver_workers}, V2 tensor bodies; BentoML: {args.bento_workers} workers, "
+          f"max_batch_size {args.bento_batch}, max_latency_ms {args.bento_latency_ms}")
+    all_results = []
+    for use_case in args.use_cases:
+        champion = find_champion(settings, use_case, intent_version if use_case == "intent" else None)
+        if champion is None:
+            continue
+        results = serve_table(champion, servers, args, context, load)
+        all_results += [r for _, r, _ in results if r is not None]
+        print_table(champion, results, workers)
+    session_results = serve_session_champion(settings, context.env, workers, load, logs)
+    if session_results:
+        from flows.cli import render_table
+
+        print(f"\nOnline, one visit's last {SESSION_PREFIX_CLICKS} clicks per request (sessions: next 20 items)")
+        print(render_table([[r.name, f"{r.rate:,.1f}", f"{r.percentile(0.5):.2f}", f"{r.percentile(0.99):.2f}",
+                             f"{r.errors}/{r.requests}"] for r in session_results],
+                           ("server", "req/s", "p50 ms", "p99 ms", "errors/requests")))
+        p99 = session_results[0].percentile(0.99)
+        print(f"target: p99 <= {SESSION_TARGET_P99_MS:g} ms for a {SESSION_PREFIX_CLICKS}-click prefix: "
+              f"{'met' if p99 <= SESSION_TARGET_P99_MS else 'NOT met'} ({p99:.2f} ms)")
+    if intent_version is not None and not args.no_batch:
+        from flows.cli import render_table
+
+        print("\nBatch scoring, the whole intent file (best of 3)")
+        print(render_table(batch_scoring(settings, intent_version), ("path", "rows", "rows/s", "vs mlflow", "check")))
+    print(f"\nmachine: {os.cpu_count()} cores, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          + ("p50/p99 from wrk's latency histogram" if use_wrk or not all_results else
+             f"p50/p99 median of {statistics.median([len(r.latencies_ms) for r in all_results]):.0f} samples"))
 
 
 def serve_session_champion(settings, env, workers: int, load, logs: Path) -> list[LoadResult]:
@@ -442,12 +704,15 @@ def serve_session_champion(settings, env, workers: int, load, logs: Path) -> lis
               "is skipped (run `funnel retrain sessions`)")
         return []
     bodies = [orjson.dumps({"rows": [{"items": p}]}) for p in session_prefixes(500, SESSION_PREFIX_CLICKS)]
-    return serve_champion("sessions", bodies, env, workers, load, logs)
-
-
-def _dtype(numpy_type) -> str:
-    kind = getattr(numpy_type, "kind", "U")
-    return {"f": "float32", "i": "int64"}.get(kind, "string")
+    port = free_port()
+    process = start_server([str(Path(sys.executable).parent / "funnel"), "serve", "sessions", "--host", "127.0.0.1",
+                            "--port", str(port), "--workers", str(workers)], env, f"http://127.0.0.1:{port}/ready",
+                           logs / "funnel-sessions.log")
+    try:
+        wait_for_workers(port, workers)
+        return [load("funnel serve (sessions)", port, "/predict/sessions", bodies)]
+    finally:
+        stop_server(process)
 
 
 if __name__ == "__main__":
