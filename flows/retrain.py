@@ -148,7 +148,7 @@ def validate(ctx: RunContext, frame) -> ValidationReport:
 
 @task(**IO_TASK)
 def version(ctx: RunContext, frame, source: str, as_of: str | None = None) -> tuple[Snapshot, DataVersion]:
-    staged = write_snapshot(ctx.config.name, frame, source, ctx.scratch)
+    staged = write_snapshot(ctx.config.name, frame, source, ctx.scratch, ctx.common.snapshot_row_group_rows)
     target = ctx.settings.path(ctx.common.snapshot_dir) / ctx.config.name / staged.path.name
     # dvc.lock records what this run used: its --set values and the day a replay released data to
     day = replay_day(ctx, as_of)

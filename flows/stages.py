@@ -22,7 +22,8 @@ def run_snapshot_stage(name: str) -> str:
     frame = derive(name, frame, config.transforms)
     check_report(validate_frame(name, frame, config.params.validate, settings.path(params.common.data_docs_dir),
                                 delimiter=config.params.data.delimiter))
-    snapshot = write_snapshot(name, frame, source, settings.path(params.common.snapshot_dir))
+    snapshot = write_snapshot(name, frame, source, settings.path(params.common.snapshot_dir),
+                              params.common.snapshot_row_group_rows)
     return str(snapshot.path)
 
 
