@@ -186,7 +186,7 @@ def main() -> None:
           f"noise {args.noise}, label noise {args.label_noise}")
     print("| rows | train+evaluate s | rows/s | peak RSS MiB | test ROC AUC (peer) | score s | rows/s | peak RSS MiB |")
     print("|---:|---:|---:|---:|---|---:|---:|---:|")
-    for rows, trained, train_s, train_rss, scored, score_s, score_rss in results:
+    for rows, trained, train_s, train_rss, _scored, score_s, score_rss in results:
         print(f"| {rows:,} | {train_s:.0f} | {rows / train_s:,.0f} | {train_rss:,.0f} | "
               f"{trained['roc_auc']:.4f} ({trained['peer_roc_auc']:.4f}) | {score_s:.0f} | {rows / score_s:,.0f} | "
               f"{score_rss:,.0f} |")

@@ -42,6 +42,7 @@ from components.release.ledger import confirm_review_answer
 from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
 from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
+from components.tasks.base import train_from_snapshot
 from components.training.fit import TrainedModel
 from components.use_cases import get_use_case, list_use_cases
 
@@ -162,7 +163,8 @@ def version(ctx: RunContext, frame, source: str, as_of: str | None = None) -> tu
 
 @task(**ML_TASK)
 def train(ctx: RunContext, snapshot) -> TrainedModel:
-    return ctx.use_case.task.train(ctx.use_case, ctx.config, snapshot.frame)
+    # train.streaming: the published snapshot file is read in row batches, not the frame
+    return train_from_snapshot(ctx.use_case, ctx.config, snapshot.frame, snapshot.path)
 
 
 @task(**ML_TASK)

@@ -151,7 +151,6 @@ def count_statistics(batches: Callable[[], Iterable[pd.DataFrame]], features: Ct
     """``CtrStatistics`` of the training rows ``batches()`` yields (called once per pass: two when
     ``counter``, the model's ``CooccurrenceCounts`` layer, is given, else one). Memory holds one
     batch, the count table and a sample of at most ``median_sample_rows`` count rows."""
-    from components.data.splits import unit_interval
     from components.models.layers import nan_medians
     from components.models.scorer import as_categories
 
@@ -162,6 +161,7 @@ def count_statistics(batches: Callable[[], Iterable[pd.DataFrame]], features: Ct
     sample, sample_hashes = np.empty((0, len(features.numeric))), np.empty(0)
     table = np.zeros(counter.num_bins, dtype="float64") if counter is not None else None
     rows = 0
+    draws = np.random.default_rng(seed)  # one draw per row in order, whatever the batch sizes
     for frame in batches():
         rows += len(frame)
         fields = {column: as_categories(frame[column]) for column in names}
@@ -173,8 +173,8 @@ def count_statistics(batches: Callable[[], Iterable[pd.DataFrame]], features: Ct
             raw = raw_counts(frame, features.numeric)
             numeric.add(log_counts(raw))
             nulls |= np.isnan(raw).any(axis=0)
-            # the median: the rows of a seeded sample (every row when there are fewer), by row position
-            hashes = unit_interval(np.arange(rows - len(frame), rows, dtype="uint64"), seed)
+            # the median: the rows of a seeded sample (every row when there are fewer)
+            hashes = draws.random(len(frame))
             sample, sample_hashes = np.concatenate([sample, raw]), np.concatenate([sample_hashes, hashes])
             if len(sample) > median_sample_rows:
                 keep = np.argpartition(sample_hashes, median_sample_rows - 1)[:median_sample_rows]
