@@ -53,19 +53,6 @@ def parse_section(cls: type[T], raw: Any, where: str) -> T:
         raise ConfigError(f"{where}: invalid section\n{describe_errors(exc, where)}{allowed}") from None
 
 
-class StreamingParams(Section):
-    """``train.streaming``: train and evaluate from the snapshot read in batches of row groups
-    (data larger than memory) instead of one in-memory frame."""
-
-    enabled: bool = False
-    # rows read (and split, counted, shuffled) at a time
-    batch_rows: int = 65536
-    # the same-run peer cannot stream: it trains on a seeded sample of this many training rows
-    peer_sample_rows: int = 500000
-    # count-field medians come from a seeded sample of this many training rows
-    median_sample_rows: int = 100000
-
-
 class FitSection(Section):
     """What every Keras training section shares: batches, epochs and early stopping."""
 
@@ -77,7 +64,6 @@ class FitSection(Section):
     early_stopping_monitor: str = "val_loss"
     # learning rate x this factor after each epoch without improvement (0: off)
     reduce_lr_factor: float = 0.0
-    streaming: StreamingParams = StreamingParams()
 
 
 class ServingParams(Section):
@@ -108,10 +94,8 @@ class CommonParams(Section):
     # resamples of the test split for the confidence intervals in model cards and reviews
     bootstrap_rounds: int = 200
     batch_chunk_rows: int = 10000
-    # snapshots are written in parquet row groups of at most this many rows (a stream reads one at a time)
-    snapshot_row_group_rows: int = 65536
-    # the example logged with each MLflow model: synthetic (made from the validation rules, no
-    # real rows: they may be personal data) or off
+    snapshot_row_group_rows: int = 65536  # parquet row groups of a snapshot (what a stream reads at a time)
+    # the example logged with each MLflow model: synthetic (from the validation rules, never real rows) or off
     input_example: Literal["synthetic", "off"] = "synthetic"
     # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
     distribute_strategy: Literal["default", "mirrored", "multi_worker"] = "default"

@@ -32,6 +32,19 @@ class CtrFeatures(Section):
     count_crosses: tuple[Any, ...] = ()
 
 
+class StreamingParams(Section):
+    """``train.streaming``: train and evaluate from the snapshot read in batches of row groups
+    (data larger than memory) instead of one in-memory frame."""
+
+    enabled: bool = False
+    # rows read (and split, counted, shuffled) at a time
+    batch_rows: int = 65536
+    # the same-run peer cannot stream: it trains on a seeded sample of this many training rows
+    peer_sample_rows: int = 500000
+    # count-field medians come from a seeded sample of this many training rows
+    median_sample_rows: int = 100000
+
+
 class CtrTrain(FitSection):
     embedding_dim: int
     cross_layers: int
@@ -47,6 +60,7 @@ class CtrTrain(FitSection):
     early_stopping_monitor: str = "val_auc"
     # learning rate x this factor after each epoch without improvement (0: off)
     reduce_lr_factor: float = 0.1
+    streaming: StreamingParams = StreamingParams()
 
 
 def vocabulary(values: pd.Series, min_count: int) -> list[str]:

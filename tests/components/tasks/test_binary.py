@@ -7,10 +7,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from components.config import StreamingParams, load_params
+from components.config import load_params
 from components.data.ingest import write_snapshot
 from components.data.splits import split_use_case
 from components.errors import ConfigError
+from components.models.ctr import StreamingParams
 from components.tasks.base import train_from_snapshot
 from components.use_cases import get_use_case
 from tests.conftest import ROOT, frappe_slice, needs_mirror
@@ -52,12 +53,23 @@ def test_ctr_trains_from_the_stream_and_evaluates_like_in_memory(tmp_path):
     assert in_memory.baseline_note == ""
 
 
+def test_a_train_section_that_cannot_stream_refuses_the_setting(tmp_path):
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["use_cases"]["intent"].setdefault("train", {})["streaming"] = {"enabled": True}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"(?s)use_cases.intent.train.*streaming"):
+        get_use_case("intent").configure(load_params(tmp_path / "params.yaml"))
+
+
 @needs_mirror
 @pytest.mark.parametrize(("name", "says"), [
     ("intent", "model builder 'tabular' cannot build from a stream"),
     ("recommend", "a ranking task cannot train from a stream"),
 ])
 def test_streaming_where_the_builder_or_task_cannot_stream_is_refused(tmp_path, name, says):
+    """The guards behind the typed setting (a ctr-style train section on another builder or task)."""
     use_case = get_use_case(name)
     config = use_case.configure(load_params(ROOT / "params.yaml"))
     config = replace(config, train=config.train.model_copy(update={"streaming": StreamingParams(enabled=True)}))
