@@ -94,8 +94,8 @@ class CommonParams(Section):
     # resamples of the test split for the confidence intervals in model cards and reviews
     bootstrap_rounds: int = 200
     batch_chunk_rows: int = 10000
-    # the example logged with each MLflow model: synthetic (made from the validation rules, no
-    # real rows: they may be personal data) or off
+    snapshot_row_group_rows: int = 65536  # parquet row groups of a snapshot (what a stream reads at a time)
+    # the example logged with each MLflow model: synthetic (from the validation rules, never real rows) or off
     input_example: Literal["synthetic", "off"] = "synthetic"
     # tf.distribute strategy for training: default (none), mirrored (local devices), multi_worker
     distribute_strategy: Literal["default", "mirrored", "multi_worker"] = "default"

@@ -59,7 +59,7 @@ from components.models import (
 from components.models.answers import AnswerFeatures, AnswersTrain, build_answer_model
 from components.models.campaign import CampaignFeatures, CampaignTrain, build_campaign_model
 from components.models.coldstart import ColdStartFeatures, ColdStartTrain, build_coldstart
-from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model
+from components.models.ctr import CtrFeatures, CtrTrain, build_ctr_model, build_ctr_model_from_batches
 from components.models.recommender import RecommendFeatures, RecommendTrain, build_recommender
 from components.models.sessions import SessionFeatures, SessionsTrain, build_session_model
 from components.models.slots import SlotFeatures, SlotsTrain, build_slot_models
@@ -88,6 +88,9 @@ class Builder:
     make_serving: Callable[[Any, tuple[str, ...]], Any] | None = None
     # how a built model is fitted when not by ``training.fit.fit_with_params`` (same arguments)
     fit: Callable[..., Any] | None = None
+    # build from training rows that arrive in batches (``train.streaming``), when the builder can:
+    # build_stream(batches, features, train_params, seed, *, label, median_sample_rows) -> keras.Model
+    build_stream: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,8 @@ BUILDERS: dict[str, Builder] = {
     "text_intents": Builder(TextFeatures, IntentTextTrain, build_intent_classifier,
                             text_intents.non_null_columns, make_serving=with_class_names,
                             fit=fit_softmax_classifier),
-    "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, ctr.non_null_columns),
+    "ctr": Builder(CtrFeatures, CtrTrain, build_ctr_model, ctr.non_null_columns,
+                   build_stream=build_ctr_model_from_batches),
     "recommender": Builder(RecommendFeatures, RecommendTrain, build_recommender,
                            recommender.non_null_columns),
     "answers": Builder(AnswerFeatures, AnswersTrain, build_answer_model, answers.non_null_columns),

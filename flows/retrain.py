@@ -42,6 +42,7 @@ from components.release.ledger import confirm_review_answer
 from components.release.promotion import PromotionDecision, apply_promotion, decide_promotion
 from components.release.registry import RegisteredVersion
 from components.release.review import collect_facts, write_review
+from components.tasks.base import train_from_snapshot
 from components.training.fit import TrainedModel
 from components.use_cases import get_use_case, list_use_cases
 
@@ -148,7 +149,7 @@ def validate(ctx: RunContext, frame) -> ValidationReport:
 
 @task(**IO_TASK)
 def version(ctx: RunContext, frame, source: str, as_of: str | None = None) -> tuple[Snapshot, DataVersion]:
-    staged = write_snapshot(ctx.config.name, frame, source, ctx.scratch)
+    staged = write_snapshot(ctx.config.name, frame, source, ctx.scratch, ctx.common.snapshot_row_group_rows)
     target = ctx.settings.path(ctx.common.snapshot_dir) / ctx.config.name / staged.path.name
     # dvc.lock records what this run used: its --set values and the day a replay released data to
     day = replay_day(ctx, as_of)
@@ -162,7 +163,8 @@ def version(ctx: RunContext, frame, source: str, as_of: str | None = None) -> tu
 
 @task(**ML_TASK)
 def train(ctx: RunContext, snapshot) -> TrainedModel:
-    return ctx.use_case.task.train(ctx.use_case, ctx.config, snapshot.frame)
+    # train.streaming: the published snapshot file is read in row batches, not the frame
+    return train_from_snapshot(ctx.use_case, ctx.config, snapshot.frame, snapshot.path)
 
 
 @task(**ML_TASK)

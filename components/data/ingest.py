@@ -306,13 +306,17 @@ def derive_like(snapshot: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return frame if fitted is None else fitted.apply(frame)
 
 
-def write_snapshot(use_case: str, frame: pd.DataFrame, source: str, snapshot_dir: Path) -> Snapshot:
-    """Write ``frame`` as the use case's snapshot; identical data gives identical bytes."""
+def write_snapshot(use_case: str, frame: pd.DataFrame, source: str, snapshot_dir: Path,
+                   row_group_rows: int | None = None) -> Snapshot:
+    """Write ``frame`` as the use case's snapshot; identical data gives identical bytes.
+    ``row_group_rows``: parquet row groups of at most this many rows (``common.snapshot_row_group_rows``),
+    the unit a stream reads (``data.stream``); None keeps pyarrow's default."""
     folder = snapshot_dir / use_case
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / SNAPSHOT_FILE
     tmp = folder / f".{SNAPSHOT_FILE}.tmp"
-    frame.to_parquet(tmp, index=False, compression="snappy")
+    frame.to_parquet(tmp, index=False, compression="snappy",
+                     **({"row_group_size": row_group_rows} if row_group_rows else {}))
     tmp.replace(path)
     return Snapshot(use_case=use_case, path=path, frame=frame, source=source)
 

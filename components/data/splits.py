@@ -90,9 +90,10 @@ def label_array(frame: pd.DataFrame, label: str) -> np.ndarray:
     return frame[label].astype("float32").to_numpy()
 
 
-def binary_labels(values: pd.Series, class_of_interest, column: str) -> pd.Series:
+def binary_labels(values: pd.Series, class_of_interest, column: str, batch: bool = False) -> pd.Series:
     """A binary label as 0/1, 1 for ``class_of_interest`` (the class worth finding). Without one,
-    the label must already be 0/1 or true/false. Messages name the column and counts, never values."""
+    the label must already be 0/1 or true/false. Messages name the column and counts, never values.
+    ``batch``: the values are one batch of a stream, which may hold no row of the class."""
     from components.errors import ConfigError, DataValidationError
 
     if values.isna().any():
@@ -111,7 +112,7 @@ def binary_labels(values: pd.Series, class_of_interest, column: str) -> pd.Serie
         hits = values == class_of_interest
     else:
         hits = values.astype(str) == str(class_of_interest)
-    if not hits.any():
+    if not hits.any() and not batch:
         raise ConfigError(f"card.class_of_interest never occurs in label column {column!r} "
                           f"({values.nunique()} distinct values); set it to a value the column holds")
     return hits.astype("int64")

@@ -62,11 +62,14 @@ class Evaluation:
     champion_note: str = ""
     # the champion cannot score this data (the columns it takes are gone): which, in one line
     schema_change: str | None = None
+    # how the same-run peer was trained when not on every training row (a streamed run's sample)
+    baseline_note: str = ""
 
     def as_json(self) -> dict:
         return {
             "model": self.metrics,
-            "baseline": {"name": self.baseline_name, **self.baseline_metrics},
+            "baseline": {"name": self.baseline_name, **self.baseline_metrics,
+                         **({"note": self.baseline_note} if self.baseline_note else {})},
             "champion": (
                 {"version": self.champion_version, **self.champion_metrics}
                 if self.champion_metrics else None

@@ -163,10 +163,11 @@ def read_chunks(path: Path, chunk_rows: int) -> Generator[pd.DataFrame, None, No
     """CSV or Parquet input, in chunks; a file pandas cannot parse is refused by its error type
     (pandas' message may quote the line it choked on)."""
     try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-            for start in range(0, len(frame), chunk_rows):
-                yield frame.iloc[start : start + chunk_rows]
+        if path.suffix == ".parquet":  # row group by row group: never the whole file in memory
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
             return
         with pd.read_csv(path, chunksize=chunk_rows) as reader:
             yield from reader

@@ -81,6 +81,36 @@ class Task(Protocol):
         ...
 
 
+class StreamingTask(Protocol):
+    """A task kind that can also train and evaluate from a snapshot read as a stream of batches
+    (``train.streaming``); its ``evaluate`` reads the stream again when ``trained.stream`` is set."""
+
+    def train_stream(self, use_case: UseCase, config: UseCaseConfig, stream: Any) -> TrainedModel:
+        """``train`` from a ``data.stream.SnapshotStream``: no step holds all rows."""
+        ...
+
+
+def train_from_snapshot(use_case: UseCase, config: UseCaseConfig, frame: pd.DataFrame, path: Path) -> TrainedModel:
+    """The use case's training on its snapshot: the frame in memory, or (``train.streaming.enabled``)
+    the file at ``path`` read as a stream of row batches.
+
+    Raises:
+        ConfigError: streaming is on for a task kind that cannot stream.
+    """
+    streaming = getattr(config.train, "streaming", None)
+    if streaming is None or not streaming.enabled:
+        return use_case.task.train(use_case, config, frame)
+    task = use_case.task
+    if not callable(getattr(task, "train_stream", None)):
+        from components.errors import ConfigError
+
+        raise ConfigError(f"use_cases.{config.name}: train.streaming is on, but a {task.name} task cannot train from a "
+                          "stream; turn train.streaming off (only binary tasks with the ctr builder stream today)")
+    from components.data.stream import stream_use_case
+
+    return task.train_stream(use_case, config, stream_use_case(path, config, streaming.batch_rows))
+
+
 class ConfiguredSplit:
     """The split every task kind uses today: the use case's ``split`` section (stable by row key)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -116,6 +117,16 @@ def fit_model(
     y_train, y_validation = encode(train), encode(validation)
     train_data = make_dataset(model, train, y_train, batch_size, shuffle_seed=seed)
     validation_data = make_dataset(model, validation, y_validation, batch_size)
+    return fit_datasets(model, train_data, validation_data, max_epochs, patience, class_weight, monitor,
+                        reduce_lr_factor)
+
+
+def fit_datasets(model, train_data, validation_data, max_epochs: int, patience: int,
+                 class_weight: dict[int, float] | None = None, monitor: str = "val_loss",
+                 reduce_lr_factor: float = 0.0) -> FitResult:
+    """``fit_model`` on ready ``tf.data`` pipelines of (inputs, labels) batches."""
+    import keras
+
     mode = "min" if monitor.endswith("loss") else "max"
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True),
@@ -125,15 +136,18 @@ def fit_model(
     if reduce_lr_factor > 0:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=0))
     started = time.perf_counter()
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=max_epochs,
-        callbacks=callbacks,
-        class_weight=class_weight,
-        shuffle=False,  # the tf.data pipeline shuffles, seeded
-        verbose=0,
-    )
+    with warnings.catch_warnings():
+        # a streamed pipeline has no known length: Keras learns an epoch's end when it runs out
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=max_epochs,
+            callbacks=callbacks,
+            class_weight=class_weight,
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
+            verbose=0,
+        )
     seconds = time.perf_counter() - started
     losses = history.history.get("val_loss", [])
     watched = history.history.get(monitor, losses)
@@ -150,6 +164,69 @@ def fit_model(
     )
 
 
+def stream_batches(spec: dict[str, str], batches: Iterator[pd.DataFrame], encode: Callable[[pd.DataFrame], np.ndarray],
+                   batch_size: int, shuffle_seed: int | None = None) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """(model inputs, labels) of ``batch_size`` rows from a stream of row batches; with
+    ``shuffle_seed`` the rows of each read batch are shuffled (seeded) before they are cut, so
+    memory holds one read batch and the rows left over from the last."""
+    from components.models.scorer import input_arrays
+
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+    left: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+    for frame in batches:
+        if rng is not None:
+            frame = frame.iloc[rng.permutation(len(frame))]
+        inputs, labels = input_arrays(spec, frame), encode(frame).reshape(-1, 1)
+        if left is not None:
+            inputs = {k: np.concatenate([left[0][k], v]) for k, v in inputs.items()}
+            labels = np.concatenate([left[1], labels])
+        whole = len(labels) - len(labels) % batch_size
+        for start in range(0, whole, batch_size):
+            yield {k: v[start:start + batch_size] for k, v in inputs.items()}, labels[start:start + batch_size]
+        left = ({k: v[whole:] for k, v in inputs.items()}, labels[whole:])
+    if left is not None and len(left[1]):
+        yield left
+
+
+def stream_dataset(model, batches: Callable[[int], Iterator[pd.DataFrame]], encode: Callable[[pd.DataFrame], np.ndarray],
+                   batch_size: int, shuffle_seed: int | None = None):
+    """A ``tf.data`` pipeline of (inputs, labels) batches read from ``batches(epoch)`` on every
+    pass (one pass per epoch): the rows are never all in memory. With ``shuffle_seed``, each epoch
+    reads in its own seeded order (``batches`` decides the order of row groups from the epoch)."""
+    import itertools
+
+    import tensorflow as tf
+
+    from components.models.scorer import input_spec
+
+    spec = input_spec(model)
+    epochs = itertools.count()
+    signature = ({name: tf.TensorSpec((None, 1), dtype) for name, dtype in spec.items()},
+                 tf.TensorSpec((None, 1), "float32"))
+
+    def generate():
+        epoch = next(epochs)
+        seed = None if shuffle_seed is None else shuffle_seed + epoch
+        yield from stream_batches(spec, batches(epoch), encode, batch_size, seed)
+
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
+def fit_stream_with_params(model, train: Callable[[int], Iterator[pd.DataFrame]],
+                           validation: Callable[[int], Iterator[pd.DataFrame]],
+                           encode: Callable[[pd.DataFrame], np.ndarray], params: FitSection, seed: int,
+                           class_weight: dict[int, float] | None = None) -> FitResult:
+    """``fit_with_params`` on rows read as streams of batches (``train(epoch)`` and
+    ``validation(epoch)`` start a pass): memory stays flat however many rows there are."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    train_data = stream_dataset(model, train, encode, params.batch_size, shuffle_seed=seed)
+    validation_data = stream_dataset(model, validation, encode, params.batch_size)
+    return fit_datasets(model, train_data, validation_data, params.max_epochs, params.early_stopping_patience,
+                        class_weight, params.early_stopping_monitor, params.reduce_lr_factor)
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """A fitted model with the splits it saw; ``serving`` is what gets registered and scored.
@@ -164,6 +241,9 @@ class TrainedModel:
     threshold: float
     serving: Any = None  # what gets registered: the model, or a serving wrapper around it
     classes: tuple[str, ...] = ()
+    # trained from a ``data.stream.SnapshotStream``: the splits hold no rows (only the columns),
+    # evaluation reads the stream again
+    stream: Any = None
 
     def __post_init__(self) -> None:
         if self.serving is None:

@@ -237,18 +237,25 @@ def mirror(project, tmp_path, monkeypatch):
 
 
 @needs_mirror
-def test_ctr_trains_from_the_mirror_and_scores_raw_log_rows(project, mirror):
+def test_ctr_trains_from_the_mirror_as_a_stream_and_scores_raw_log_rows(project, mirror):
     import mlflow
+    import pyarrow.parquet as pq
 
     from flows.retrain import retrain
 
-    result = retrain("ctr", {**FAST, **mirror})
+    # train.streaming: the snapshot (row groups of 1,500) is read 1,000 rows at a time; the peer
+    # trains on a seeded sample of 2,000 training rows
+    streaming = {"common.snapshot_row_group_rows": 1500, "use_cases.ctr.train.streaming.enabled": True,
+                 "use_cases.ctr.train.streaming.batch_rows": 1000, "use_cases.ctr.train.streaming.peer_sample_rows": 2000}
+    result = retrain("ctr", {**FAST, **mirror, **streaming})
     assert result["champion_version"] == "1"
     assert (project / "data" / "ctr" / "frappe.test.libfm").is_file()  # copied, git-ignored
     assert "data/ctr" not in _git_tracked(project)
+    assert pq.ParquetFile(project / "data" / "snapshots" / "ctr" / "snapshot.parquet").num_row_groups == 4
     metrics = json.loads((project / "reports" / "ctr" / "metrics.json").read_text())
     assert {"roc_auc", "log_loss"} <= set(metrics["model"])
     assert metrics["baseline"]["name"] == "lightgbm"
+    assert "seeded sample of 2000 of the" in metrics["baseline"]["note"]
     assert abs(metrics["test_rows"] - 600) < 60  # about 10% of the 6,000 pooled rows (each row hashed to its side)
     model = mlflow.pyfunc.load_model("models:/ctr@champion")
     rows = pd.DataFrame({f: ["266" if f == "user" else "1"] for f in

@@ -83,3 +83,22 @@ def test_an_empty_parquet_file_and_a_missing_file_are_refused(tmp_path):
         check_input(tmp_path / "not.parquet")
     with pytest.raises(DataValidationError, match="does not exist"):
         check_input(tmp_path / "gone.csv")
+
+
+def test_a_parquet_file_is_scored_one_bounded_chunk_at_a_time(tmp_path, keras_model):
+    """``funnel score`` reads parquet row group by row group (never the whole file) and writes
+    every row once, in order, with its score."""
+    from components.data.stream import write_row_groups
+    from components.models.scorer import RowScorer
+    from components.serving.batch import read_chunks, score_file
+
+    frame = pd.DataFrame({"amount": [float(i) for i in range(1000)], "visits": [i % 7 for i in range(1000)],
+                          "month": [("Jan", "Feb", "Mar", "")[i % 4] for i in range(1000)]})
+    source = tmp_path / "in.parquet"
+    write_row_groups((frame.iloc[i:i + 250] for i in range(0, 1000, 250)), source, 100)
+    assert max(len(chunk) for chunk in read_chunks(source, 64)) <= 64
+    result = score_file(RowScorer(keras_model), "7", source, tmp_path / "out.csv", chunk_rows=64)
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert (result.rows_scored, result.rows_rejected) == (750, 250)  # a blank month is rejected with its reason
+    assert scored["amount"].tolist() == [a for a, m in zip(frame["amount"], frame["month"], strict=True) if m]
+    assert scored["score"].between(0, 1).all()

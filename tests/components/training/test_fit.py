@@ -6,6 +6,7 @@ import logging
 import re
 
 import numpy as np
+import pandas as pd
 
 from components.config import load_params
 from components.data.splits import split_frame
@@ -42,3 +43,29 @@ def test_every_epoch_is_logged_with_its_losses_and_seconds_and_keras_prints_noth
                             record.getMessage())
     # ... and Keras' own progress bars stay off
     assert "━" not in capfd.readouterr().out
+
+
+def test_a_stream_of_row_batches_becomes_training_batches_with_every_row_once():
+    from components.training.fit import stream_batches
+
+    frame = pd.DataFrame({"x": np.arange(1000, dtype="float32"), "label": np.arange(1000) % 2})
+    spec = {"x": "float32"}
+
+    def reads():
+        return (frame.iloc[i:i + 300] for i in range(0, 1000, 300))
+
+    def encode(rows):
+        return rows["label"].to_numpy("float32")
+
+    def rows_of(seed):
+        return [(inputs["x"].reshape(-1), labels.reshape(-1)) for inputs, labels in stream_batches(spec, reads(), encode, 128, seed)]
+
+    plain, shuffled, again = rows_of(None), rows_of(3), rows_of(3)
+    assert [len(x) for x, _ in plain] == [128] * 7 + [104]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in plain]), frame["x"])
+    seen = np.concatenate([x for x, _ in shuffled])
+    np.testing.assert_array_equal(np.sort(seen), frame["x"])  # every row once
+    assert not np.array_equal(seen, frame["x"])  # shuffled within each read batch
+    np.testing.assert_array_equal(seen, np.concatenate([x for x, _ in again]))  # seeded
+    labels = np.concatenate([y for _, y in shuffled])
+    np.testing.assert_array_equal(labels, seen % 2)  # labels travel with their rows
