@@ -37,7 +37,10 @@ class PrefixIds(keras.layers.Layer):
     def call(self, prefixes, times=None):
         tokens = tf.strings.split(tf.reshape(prefixes, [-1]))
         if times is not None:
-            tokens = in_time_order(tokens, tf.strings.split(tf.reshape(times, [-1])))
+            times = tf.reshape(times, [-1])
+            # most requests send no times: they skip the sort's ops
+            tokens = tf.cond(tf.reduce_any(tf.strings.length(times) > 0),
+                             lambda: in_time_order(tokens, tf.strings.split(times)), lambda: tokens)
         ids = tf.ragged.map_flat_values(self.table.lookup, tokens)
         ids = tf.ragged.boolean_mask(ids, ids > PAD)[:, -self.max_length:]
         right = ids.to_tensor(default_value=PAD, shape=[None, self.max_length])

@@ -245,6 +245,7 @@ def build_app(store: ModelStore, api_keys: tuple[bytes, ...] = ()):
 
 def open_store(settings: Settings, use_cases: list[str], params: ServeParams) -> ModelStore:
     """Load every use case's champion and start watching the alias (raises ServingError if one is missing)."""
+    limit_tf_threads(params.tf_threads)
     store = ModelStore(settings, use_cases, params, ServingMetrics())
     try:
         store.load_all()
@@ -253,6 +254,21 @@ def open_store(settings: Settings, use_cases: list[str], params: ServeParams) ->
         raise
     store.start_watching()
     return store
+
+
+def limit_tf_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op threads for this process (0: leave TensorFlow's default).
+    They can only be set before TensorFlow runs its first op: a process that already did (a test
+    that trained a model, then serves it) keeps its threads, with a log line saying so."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logger.info("TensorFlow is already running in this process: common.serving.tf_threads not applied")
 
 
 def server_config(app, host: str, port: int, **options: Any):

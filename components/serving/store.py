@@ -43,14 +43,16 @@ class ServeParams:
     # a batch smaller than the recent concurrency waits this long for the rest (0: never waits)
     max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
+    # TensorFlow's intra- and inter-op threads per process (0: TensorFlow's default)
+    tf_threads: int = 0
 
     def __post_init__(self) -> None:
         counts = (self.max_rows, self.max_batch_rows, self.scoring_threads, self.max_body_bytes,
                   self.max_string_chars, self.max_failed_reloads)
-        if self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0:
+        if self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0 or self.tf_threads < 0:
             raise ServingError(
                 f"invalid serving settings {self} (common.serving in params.yaml): poll_interval_s must be > 0, "
-                "max_batch_wait_ms >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
+                "max_batch_wait_ms and tf_threads >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
                 "max_string_chars and max_failed_reloads >= 1"
             )
 
