@@ -81,6 +81,10 @@ class ServingParams(Section):
     max_string_chars: int = 10_000
     # /ready answers 503 once this many reloads of a new @champion in a row have failed
     max_failed_reloads: int = 3
+    # TensorFlow's intra- and inter-op threads in each worker process (0: TensorFlow's default,
+    # every core): a small model called one request at a time loses more to handing its ops
+    # between threads than it gains, and the workers already share the cores
+    tf_threads: int = 0
 
 
 class CommonParams(Section):

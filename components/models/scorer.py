@@ -8,9 +8,17 @@ and that is where nulls (None, NaN, ``pd.NA``) get their one meaning per input d
   categorical lookup maps it to ``MISSING_TOKEN`` inside the model (``layers.BlankAsMissing``);
 - ``int`` inputs (category ids) get ``MISSING_ID``, a vocabulary entry of its own when the
   training column had nulls (otherwise it falls into the out-of-vocabulary slot).
+
+A model may declare an input optional (``keras.Input(..., optional=True)``): rows may leave it
+out, and an absent optional input is a null of its dtype. A layer may also check the raw values
+of the inputs it reads (``RowCheck``): the server answers 422, batch scoring rejects the row and
+the pyfunc raises, naming the row and the input, before any of them reaches the model.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -26,6 +34,35 @@ MISSING_ID = int(np.iinfo(np.int64).min)
 def input_spec(model) -> dict[str, str]:
     """The model's named inputs and their dtypes, in the model's order."""
     return {t.name: t.dtype for t in model.inputs}
+
+
+def optional_inputs(model) -> frozenset[str]:
+    """The inputs the model declares optional (``keras.Input(..., optional=True)``): a row may
+    leave them out (the model then gets a null of the input's dtype)."""
+    import keras
+
+    return frozenset(layer.name for layer in model.layers
+                     if isinstance(layer, keras.layers.InputLayer) and getattr(layer, "optional", False))
+
+
+@runtime_checkable
+class RowCheck(Protocol):
+    """A layer that checks the raw values of the inputs it reads, before the model runs."""
+
+    def input_problems(self, columns: Mapping[str, np.ndarray]) -> list[tuple[int, str, str]]:
+        """(row, input name, what is wrong) per bad value of ``columns`` (input name -> one raw
+        value per row; an input the rows leave out is absent); never quotes a value."""
+        ...
+
+
+def row_checks(model) -> tuple[RowCheck, ...]:
+    """The layers of ``model`` that check raw input values (``RowCheck``), in model order."""
+    return tuple(layer for layer in model.layers if isinstance(layer, RowCheck))
+
+
+def input_problems(checks: tuple[RowCheck, ...], columns: Mapping[str, np.ndarray]) -> list[tuple[int, str, str]]:
+    """Every check's problems with ``columns``, by row."""
+    return sorted(problem for check in checks for problem in check.input_problems(columns))
 
 
 def as_strings(values) -> np.ndarray:
@@ -82,13 +119,24 @@ def as_ids(values, name: str) -> np.ndarray:
     return ids
 
 
-def input_arrays(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict[str, np.ndarray]:
-    """Raw rows (a DataFrame or a dict of arrays) as the model's named (rows, 1) NumPy inputs."""
+def input_arrays(spec: dict[str, str], rows: pd.DataFrame | dict,
+                 optional: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Raw rows (a DataFrame or a dict of arrays) as the model's named (rows, 1) NumPy inputs; an
+    ``optional`` input the rows leave out is all nulls."""
     arrays = {}
+    count = None
     for name, dtype in spec.items():
         if name not in rows:
-            raise InputSchemaError(f"input column {name!r} is missing; the model needs {list(spec)}")
-        values = rows[name]
+            if name not in optional:
+                required = [n for n in spec if n not in optional]
+                raise InputSchemaError(f"input column {name!r} is missing; the model needs {required}"
+                                       + (f" (optional: {sorted(optional)})" if optional else ""))
+            if count is None:
+                count = len(rows) if isinstance(rows, pd.DataFrame) else len(np.asarray(next(
+                    (rows[n] for n in spec if n in rows), [])).reshape(-1))
+            values = np.full(count, None, dtype=object)
+        else:
+            values = rows[name]
         if dtype == "string":
             converted = as_strings(values)
         elif dtype.startswith("float"):
@@ -101,11 +149,12 @@ def input_arrays(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict[str, n
     return arrays
 
 
-def rows_to_tensors(spec: dict[str, str], rows: pd.DataFrame | dict) -> dict:
+def rows_to_tensors(spec: dict[str, str], rows: pd.DataFrame | dict, optional: frozenset[str] = frozenset()) -> dict:
     """Convert raw rows (a DataFrame or a dict of arrays) into (rows, 1) input tensors."""
     import tensorflow as tf
 
-    return {name: tf.convert_to_tensor(values, dtype=spec[name]) for name, values in input_arrays(spec, rows).items()}
+    return {name: tf.convert_to_tensor(values, dtype=spec[name])
+            for name, values in input_arrays(spec, rows, optional).items()}
 
 
 def call_model(model, inputs: dict):
@@ -129,6 +178,8 @@ class RowScorer:
         self.model = model
         self.transforms = transforms
         self.spec = input_spec(model)
+        self.optional = optional_inputs(model)
+        self.checks = row_checks(model)
         signature = {
             name: tf.TensorSpec(shape=(None, 1), dtype=dtype, name=name)
             for name, dtype in self.spec.items()
@@ -138,9 +189,9 @@ class RowScorer:
     def score_outputs(self, rows: pd.DataFrame | dict, batch_size: int = 8192) -> dict[str, np.ndarray]:
         """Every model output for ``rows`` as NumPy arrays (a single output is named ``output``)."""
         if not isinstance(rows, pd.DataFrame):
-            return as_numpy_outputs(self._call(rows_to_tensors(self.spec, rows)))
+            return as_numpy_outputs(self._call(rows_to_tensors(self.spec, rows, self.optional)))
         parts = [
-            as_numpy_outputs(self._call(rows_to_tensors(self.spec, rows.iloc[start : start + batch_size])))
+            as_numpy_outputs(self._call(rows_to_tensors(self.spec, rows.iloc[start : start + batch_size], self.optional)))
             for start in range(0, len(rows), batch_size)
         ]
         if not parts:
@@ -152,6 +203,17 @@ class RowScorer:
         outputs = self.score_outputs(rows, batch_size)
         return outputs["output"].reshape(-1) if outputs else np.zeros(0, dtype="float32")
 
+    def check_rows(self, rows: pd.DataFrame | dict) -> None:
+        """InputSchemaError naming the rows (0-based) and inputs whose values the model's checks refuse."""
+        if not self.checks:
+            return
+        columns = {name: np.asarray(rows[name]).reshape(-1) for name in self.spec if name in rows}
+        problems = input_problems(self.checks, columns)
+        if problems:
+            shown = "; ".join(f"row {row} {name}: {why}" for row, name, why in problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise InputSchemaError(f"{len(problems)} row(s) cannot be scored: {shown}{more}")
+
     def get_raw_model(self):
         """The Keras model (``mlflow.pyfunc.PyFuncModel.get_raw_model()`` returns it)."""
         return self.model
@@ -162,6 +224,7 @@ class RowScorer:
             frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(
                 {name: np.asarray(values).reshape(-1) for name, values in data.items()})
             data = self.transforms.apply(frame, online=True)
+        self.check_rows(data)
         outputs = self.score_outputs(data)
         if set(outputs) == {"output"}:
             return outputs["output"].reshape(-1)

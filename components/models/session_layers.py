@@ -3,6 +3,8 @@ this module registers them for loading saved models."""
 
 from __future__ import annotations
 
+import re
+
 import keras
 import tensorflow as tf
 
@@ -14,17 +16,31 @@ PAD = 0
 class PrefixIds(keras.layers.Layer):
     """(rows, 1) strings of space-separated item ids, oldest click first -> (rows, max_length)
     item indices of the last ``max_length`` known clicks, left-padded with 0. An item the model
-    never saw in training is skipped (it has no embedding)."""
+    never saw in training is skipped (it has no embedding).
 
-    def __init__(self, items: list[str], max_length: int, **kwargs) -> None:
+    With ``times`` ((rows, 1) strings of space-separated unix seconds, one per item id) the clicks
+    of a row are put in time order first (a stable sort: clicks at the same second keep the order
+    sent); a row whose times are empty, not numbers or not one per item keeps the order sent
+    (``input_problems`` reports those rows before the model runs, so a request never gets there).
+    """
+
+    def __init__(self, items: list[str], max_length: int, items_input: str = "", times_input: str = "",
+                 **kwargs) -> None:
         super().__init__(trainable=False, **kwargs)
         self.items, self.max_length = [str(i) for i in items], int(max_length)
+        # the model inputs this layer reads (named for ``input_problems``)
+        self.items_input, self.times_input = items_input, times_input
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(self.items), tf.range(1, len(self.items) + 1, dtype=tf.int32)),
             default_value=PAD)
 
-    def call(self, prefixes):
+    def call(self, prefixes, times=None):
         tokens = tf.strings.split(tf.reshape(prefixes, [-1]))
+        if times is not None:
+            times = tf.reshape(times, [-1])
+            # most requests send no times: they skip the sort's ops
+            tokens = tf.cond(tf.reduce_any(tf.strings.length(times) > 0),
+                             lambda: in_time_order(tokens, tf.strings.split(times)), lambda: tokens)
         ids = tf.ragged.map_flat_values(self.table.lookup, tokens)
         ids = tf.ragged.boolean_mask(ids, ids > PAD)[:, -self.max_length:]
         right = ids.to_tensor(default_value=PAD, shape=[None, self.max_length])
@@ -33,13 +49,75 @@ class PrefixIds(keras.layers.Layer):
         shifted = tf.gather(right, tf.maximum(source, 0), batch_dims=1)
         return tf.where(source >= 0, shifted, PAD)
 
-    def compute_output_spec(self, prefixes):
+    def input_problems(self, columns) -> list[tuple[int, str, str]]:
+        """Rows whose times cannot order their items (not unix seconds, or not one per item)."""
+        if not self.times_input or self.times_input not in columns or self.items_input not in columns:
+            return []
+        return times_problems(columns[self.items_input], columns[self.times_input], self.times_input)
+
+    def compute_output_spec(self, prefixes, times=None):
         return keras.KerasTensor((prefixes.shape[0], self.max_length), dtype="int32")
 
     def get_config(self) -> dict:
         config = super().get_config()
         config.pop("trainable", None)
-        return {**config, "items": self.items, "max_length": self.max_length}
+        return {**config, "items": self.items, "max_length": self.max_length, "items_input": self.items_input,
+                "times_input": self.times_input}
+
+
+# a click time as sent: unix seconds, a whole number or with a decimal fraction (RE2 and Python re)
+TIME_PATTERN = r"[0-9]{1,12}(\.[0-9]{1,9})?"
+_TIME = re.compile(TIME_PATTERN)
+# tf.strings.split without a separator splits at ASCII whitespace runs: the same tokens in Python
+_SPACE = re.compile(r"[ \t\n\v\f\r]+")
+
+
+def split_tokens(value) -> list[str]:
+    """A raw prefix or times value as the model's tokens (``tf.strings.split`` at ASCII
+    whitespace); a null is no token (the model gets it as the empty string)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return []
+    return [token for token in _SPACE.split(str(value)) if token]
+
+
+def times_problems(items, times, times_input: str) -> list[tuple[int, str, str]]:
+    """(row, ``times_input``, why) for each row whose times are not unix seconds, or not one per
+    item id; an empty or null times value is fine (the order sent is kept). Counts, never values."""
+    problems = []
+    for row, (prefix, stamps) in enumerate(zip(items, times, strict=True)):
+        tokens = split_tokens(stamps)
+        if not tokens:
+            continue
+        bad = sum(_TIME.fullmatch(token) is None for token in tokens)
+        clicks = len(split_tokens(prefix))
+        if bad:
+            problems.append((row, times_input, f"{bad} of {len(tokens)} times are not unix seconds (send "
+                                               "space-separated numbers of seconds since 1970, e.g. 1396861869.5)"))
+        elif len(tokens) != clicks:
+            problems.append((row, times_input, f"{len(tokens)} times for {clicks} item ids; send one time per "
+                                               "item id, in the same order, or no times"))
+    return problems
+
+
+def in_time_order(tokens: tf.RaggedTensor, stamps: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Each row's tokens sorted by its stamps (stable), where the stamps are unix seconds, one per
+    token; other rows unchanged."""
+    counts, sent = tokens.row_lengths(), stamps.row_lengths()
+    numeric = tf.strings.regex_full_match(stamps.flat_values, TIME_PATTERN)
+    all_numeric = tf.reduce_all(tf.RaggedTensor.from_row_lengths(numeric, sent), axis=1)
+    ordered = (sent == counts) & (sent > 0) & all_numeric
+    seconds = tf.strings.to_number(tf.where(numeric, stamps.flat_values, "0"), tf.float64)
+    width = tf.maximum(tf.reduce_max(counts), 0)
+    rows = tokens.nrows()
+    dense_seconds = tf.RaggedTensor.from_row_lengths(seconds, sent).to_tensor(
+        default_value=0.0, shape=tf.stack([rows, width]))
+    position = tf.cast(tf.range(width), tf.float64)[None, :]
+    real = position < tf.cast(counts, tf.float64)[:, None]
+    key = tf.where(ordered[:, None], dense_seconds, position)
+    # padding sorts last; argsort is stable, so equal seconds keep the order sent
+    order = tf.argsort(tf.where(real, key, tf.constant(float("inf"), tf.float64)), axis=1, stable=True)
+    dense = tokens.to_tensor(default_value="", shape=tf.stack([rows, width]))
+    return tf.RaggedTensor.from_tensor(tf.gather(dense, order, batch_dims=1), lengths=counts)
 
 
 @keras.saving.register_keras_serializable(package="funnel")

@@ -7,7 +7,9 @@ training is cross-entropy at every position of every training session with a nex
 prefix is a training example), the softmax computed at those positions only (padding is most of
 a short session's window and used to cost most of the training time). The registered model takes a session's clicks so far as one string of
 space-separated item ids and returns the top-k next items with their probabilities (unknown
-items skipped; a prefix without a known item gets the training popularity list).
+items skipped; a prefix without a known item gets the training popularity list). It also takes
+an optional string of the clicks' times (space-separated unix seconds, one per item id): with
+it, the clicks are put in time order first, as clients may send them out of order.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class SessionFeatures(Section):
     time: str
     # the served input: a session's clicks so far, space-separated item ids, oldest first
     prefix: str = "items"
+    # the optional served input beside it: the clicks' unix seconds, space-separated, one per item
+    # id; when sent, the clicks are scored in time order (clients may send them out of order)
+    prefix_times: str = "times"
 
 
 class SessionsTrain(Section):
@@ -155,7 +160,8 @@ def build_session_model(clicks: pd.DataFrame, features: SessionFeatures, params:
 
 
 def build_serving(network, features: SessionFeatures, top_k: int):
-    """The registered model: a prefix string in, ``items`` (rows, k) ids and ``scores`` out."""
+    """The registered model: a prefix string (and optionally its click times) in, ``items``
+    (rows, k) ids and ``scores`` out."""
     import keras
 
     from components.models.session_layers import PrefixIds, TopNextItems
@@ -163,9 +169,12 @@ def build_serving(network, features: SessionFeatures, top_k: int):
     catalogue = network.catalogue
     encoder = network.get_layer("sequence_encoder")
     prefix = keras.Input(shape=(1,), dtype="string", name=features.prefix)
-    ids = PrefixIds(list(catalogue.items), encoder.max_length, name="prefix_ids")(prefix)
+    times = keras.Input(shape=(1,), dtype="string", name=features.prefix_times, optional=True)
+    ids = PrefixIds(list(catalogue.items), encoder.max_length, features.prefix, features.prefix_times,
+                    name="prefix_ids")(prefix, times)
     top = TopNextItems(list(catalogue.items), top_k, features.session, features.item, name="top_items")
     items, scores = top(encoder(ids, last_only=True), ids)
     top.set_weights([np.concatenate([[0.0], catalogue.clicks]).astype("float32")])
-    return keras.Model(inputs={features.prefix: prefix}, outputs={"items": items, "scores": scores},
+    return keras.Model(inputs={features.prefix: prefix, features.prefix_times: times},
+                       outputs={"items": items, "scores": scores},
                        name="next_items")

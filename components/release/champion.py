@@ -73,7 +73,9 @@ def load_champion(settings: Settings, config: Any, alias: str) -> ChampionScorer
     seen = champion_seen_rows(settings, tags, config.params.split.key_columns)
     recorded = dict(registry.get_run(settings, found.run_id).data.metrics) if found.run_id else {}
     return ChampionScorer(version, lambda rows: registry.score_frame(scorer, rows), registry.decision_threshold(tags),
-                          seen_keys=seen.keys, seen_note=seen.note, input_columns=tuple(scorer.spec),
+                          seen_keys=seen.keys, seen_note=seen.note,
+                          # an optional input (e.g. click times) is no column the data must hold
+                          input_columns=tuple(n for n in scorer.spec if n not in scorer.optional),
                           recorded_metrics=recorded)
 
 

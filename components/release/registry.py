@@ -80,12 +80,28 @@ def save_model(keras_model, path, mlflow_model=None, signature=None, input_examp
     mlflow_model = mlflow_model or Model()
     # mlflow.keras.save_model writes the input example before it creates ``path``
     Path(path).mkdir(parents=True, exist_ok=True)
+    # the keras flavor takes tensor signatures only; a column signature (optional inputs, see
+    # build_signature) is written in its place afterwards: the pyfunc is ours and reads columns
     mlflow.keras.save_model(
-        keras_model, path, mlflow_model=mlflow_model, signature=signature,
+        keras_model, path, mlflow_model=mlflow_model, signature=as_tensor_signature(signature),
         input_example=input_example, metadata=metadata, pip_requirements=pinned_requirements(),
     )
+    if signature is not None:
+        mlflow_model.signature = signature
     mlflow_model.flavors["python_function"]["loader_module"] = LOADER_MODULE
     mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def as_tensor_signature(signature):
+    """A column signature as (-1, 1) tensors of the same names and types (a tensor one as it is)."""
+    if signature is None or signature.inputs.is_tensor_spec():
+        return signature
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    inputs = [TensorSpec(np.dtype(object) if c.type.name == "string" else c.type.to_numpy(), (-1, 1), c.name)
+              for c in signature.inputs.inputs]
+    return ModelSignature(inputs=Schema(inputs), outputs=signature.outputs, params=signature.params)
 
 
 def load_pyfunc(path: str):
@@ -105,14 +121,27 @@ def load_pyfunc(path: str):
 
 def build_signature(keras_model, transforms: dict | None = None):
     """One (-1, 1) tensor per raw column (with ``data.transforms``: the columns they read, then
-    the inputs they leave alone), probability out; strings as objects, so a null stays a null."""
+    the inputs they leave alone), probability out; strings as objects, so a null stays a null.
+
+    A model with optional inputs (``keras.Input(optional=True)``) gets one column per input
+    instead, the optional ones ``required=False``: MLflow's tensor specs are always required, and
+    its pyfunc drops a column the signature does not name."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    from components.models.scorer import optional_inputs
 
     numpy_types = {"string": np.dtype(object), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
                    "int32": np.dtype("int32"), "float64": np.dtype("float64"), "bool": np.dtype(bool)}
+    column_types = {"string": "string", "float32": "float", "int64": "long", "int32": "integer",
+                    "float64": "double", "bool": "boolean"}
     columns = request_columns(transforms, {t.name: t.dtype for t in keras_model.inputs})
-    inputs = Schema([TensorSpec(numpy_types[dtype], (-1, 1), name) for name, dtype in columns.items()])
+    optional = optional_inputs(keras_model)
+    if optional:
+        inputs = Schema([ColSpec(column_types[dtype], name, required=name not in optional)
+                         for name, dtype in columns.items()])
+    else:
+        inputs = Schema([TensorSpec(numpy_types[dtype], (-1, 1), name) for name, dtype in columns.items()])
     if isinstance(keras_model.output, dict):
         outputs = Schema([
             TensorSpec(numpy_types.get(t.dtype, np.dtype("float32")), (-1, *t.shape[1:]), name)
@@ -186,7 +215,11 @@ def log_training_run(
         # the data.transforms the snapshot was built with: applied to raw rows at serving time
         transforms = snapshot_transforms(snapshot.frame)
         # off, or synthetic: real rows may be personal data (common.input_example)
-        columns = request_columns(transforms, {t.name: t.dtype for t in trained.serving.inputs})
+        from components.models.scorer import optional_inputs
+
+        optional = optional_inputs(trained.serving)  # left out of the example: it shows the minimum
+        columns = {name: dtype for name, dtype in request_columns(
+            transforms, {t.name: t.dtype for t in trained.serving.inputs}).items() if name not in optional}
         example = None if input_example == "off" else synthetic_example(columns, config.params.validate.columns, transforms)
         info = Model.log(
             artifact_path=None,

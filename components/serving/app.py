@@ -5,7 +5,9 @@ hot reload when the alias moves, health, readiness, Prometheus metrics and an Op
 
 Request: ``POST /predict/<use_case>`` with ``{"rows": [{<column>: <value>, ...}, ...]}``, one key
 per input of the model signature (for a model trained with ``data.transforms``: per raw column the
-transforms read, then the fitted transforms derive the model's inputs). Answer: ``{"use_case",
+transforms read, then the fitted transforms derive the model's inputs); an input the model declares
+optional may be left out (or null), and a model's own value checks (e.g. one click time per item)
+refuse a row with a 422 naming the row and field. Answer: ``{"use_case",
 "model_version", "predictions": [...]}``. Input errors, rows the transforms refuse included, are
 4xx JSON answers that say what is wrong; they never reach the model.
 
@@ -26,7 +28,7 @@ from typing import Any
 from components.config import Settings
 from components.serving.metrics import ServingMetrics
 from components.serving.openapi import build_openapi
-from components.serving.schema import RequestError, ServingError, parse_rows
+from components.serving.schema import RequestError, ServingError, check_rows, parse_rows
 from components.serving.store import ModelStore, ServeParams
 
 logger = logging.getLogger(__name__)
@@ -154,6 +156,7 @@ class PredictEndpoint:
         except self._decode_error as exc:
             raise RequestError(400, f"the body is not valid JSON: {exc}") from None
         packed, rows = parse_rows(model.fields, payload, store.params.max_rows, store.params.max_string_chars)
+        check_rows(model.fields, packed, model.checks)
         outputs = await model.batcher.submit(packed, rows)
         answer: dict[str, Any] = {
             "use_case": use_case, "model_version": model.version,
@@ -242,6 +245,7 @@ def build_app(store: ModelStore, api_keys: tuple[bytes, ...] = ()):
 
 def open_store(settings: Settings, use_cases: list[str], params: ServeParams) -> ModelStore:
     """Load every use case's champion and start watching the alias (raises ServingError if one is missing)."""
+    limit_tf_threads(params.tf_threads)
     store = ModelStore(settings, use_cases, params, ServingMetrics())
     try:
         store.load_all()
@@ -250,6 +254,21 @@ def open_store(settings: Settings, use_cases: list[str], params: ServeParams) ->
         raise
     store.start_watching()
     return store
+
+
+def limit_tf_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op threads for this process (0: leave TensorFlow's default).
+    They can only be set before TensorFlow runs its first op: a process that already did (a test
+    that trained a model, then serves it) keeps its threads, with a log line saying so."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logger.info("TensorFlow is already running in this process: common.serving.tf_threads not applied")
 
 
 def server_config(app, host: str, port: int, **options: Any):

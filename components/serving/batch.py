@@ -57,26 +57,45 @@ def fingerprint(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), lines
 
 
-def check_columns(frame: pd.DataFrame, spec: dict[str, str], source: str) -> None:
-    """Every model input must be a column: otherwise no row can be scored, so the file is refused."""
-    missing = [name for name in spec if name not in frame.columns]
+def check_columns(frame: pd.DataFrame, spec: dict[str, str], source: str,
+                  optional: frozenset[str] = frozenset()) -> None:
+    """Every model input must be a column (an ``optional`` one may be left out): otherwise no row
+    can be scored, so the file is refused."""
+    missing = [name for name in spec if name not in frame.columns and name not in optional]
     if missing:
+        needs = [name for name in spec if name not in optional]
+        also = f", optionally {sorted(optional)}" if optional else ""
         raise DataValidationError(
-            source, [f"columns {missing} are missing; the model needs {list(spec)} (extra columns are kept as they are)"]
+            source, [f"columns {missing} are missing; the model needs {needs}{also} (extra columns are kept as they are)"]
         )
 
 
-def split_valid_rows(frame: pd.DataFrame, spec: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows whose inputs match the model signature (cast to its types), and the rest with a reason."""
+def split_valid_rows(frame: pd.DataFrame, spec: dict[str, str], optional: frozenset[str] = frozenset(),
+                     checks: tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows whose inputs match the model signature (cast to its types), and the rest with a reason.
+
+    An ``optional`` input may be a missing column or an empty cell (the model gets a null); the
+    model's value ``checks`` (``components.models.scorer.RowCheck``) give further reasons."""
+    from components.models.scorer import as_strings, input_problems
+
     reasons = pd.Series("", index=frame.index, dtype="object")
     cast = {}
     why: str | np.ndarray  # one reason for the column, or one per row
     for name, dtype in spec.items():
+        if name not in frame.columns and name in optional:
+            continue
         raw = frame[name]
         empty = raw.isna() | (raw.astype(str).str.strip() == "")
+        if dtype == "string" and name in optional:
+            cast[name] = pd.Series(as_strings(raw.to_numpy()), index=frame.index)
+            continue
         if dtype == "string":
             cast[name] = raw.astype(str)
             bad, why = empty, f"{name} is empty"
+        elif name in optional:
+            numbers = pd.to_numeric(raw, errors="coerce")
+            bad, why = ~empty & numbers.isna(), f"{name} is not a number"
+            cast[name] = numbers.astype("float64")
         else:
             numbers = pd.to_numeric(raw, errors="coerce")
             bad, why = empty | numbers.isna(), f"{name} is not a number"
@@ -88,6 +107,10 @@ def split_valid_rows(frame: pd.DataFrame, spec: dict[str, str]) -> tuple[pd.Data
             cast[name] = numbers.fillna(0).astype(dtype)
             why = np.where(empty, f"{name} is empty", why)
         reasons = reasons.where(~bad, reasons + np.where(reasons == "", "", "; ") + why)
+    if checks:
+        columns = {name: values.to_numpy() for name, values in cast.items()}
+        for row, name, problem in input_problems(checks, columns):
+            reasons.iat[row] = reasons.iat[row] + ("; " if reasons.iat[row] else "") + f"{name}: {problem}"
     rejected = reasons != ""
     valid = frame.loc[~rejected].assign(**{k: v[~rejected] for k, v in cast.items()})
     return valid, frame.loc[rejected].assign(**{REASON: reasons[rejected]})
@@ -135,7 +158,8 @@ def output_columns(outputs: dict[str, np.ndarray]) -> dict[str, list | np.ndarra
 
 
 def split_chunk(chunk: pd.DataFrame, spec: dict[str, str], transforms: FittedTransforms | None, source: str,
-                first: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                first: bool, optional: frozenset[str] = frozenset(),
+                checks: tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The rows to score, as the model's inputs and as they are written, and the rejected rows
     with their reason. ``first``: the file's first chunk, whose columns decide if it can be scored.
 
@@ -144,8 +168,8 @@ def split_chunk(chunk: pd.DataFrame, spec: dict[str, str], transforms: FittedTra
     """
     if transforms is None:
         if first:
-            check_columns(chunk, spec, source)
-        valid, bad = split_valid_rows(chunk, spec)
+            check_columns(chunk, spec, source, optional)
+        valid, bad = split_valid_rows(chunk, spec, optional, checks)
         return valid, valid, bad
     chunk = chunk.reset_index(drop=True)  # rows are written without their index: one label per row
     if first:
@@ -227,9 +251,10 @@ def score_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     scored = rejected = done = 0
     for index, chunk in enumerate(read_chunks(input_path, chunk_rows)):
-        valid, rows, bad = split_chunk(chunk, scorer.spec, transforms, str(input_path), first=index == 0)
+        valid, rows, bad = split_chunk(chunk, scorer.spec, transforms, str(input_path), first=index == 0,
+                                       optional=scorer.optional, checks=scorer.checks)
         if len(valid):
-            outputs = scorer.score_outputs({name: valid[name].to_numpy() for name in scorer.spec})
+            outputs = scorer.score_outputs({name: valid[name].to_numpy() for name in scorer.spec if name in valid})
             result = rows.assign(**output_columns(outputs), model_version=model_version, input_md5=digest)
             result.to_csv(output_path, mode="w" if scored == 0 else "a", header=scored == 0, index=False)
         bad.assign(model_version=model_version, input_md5=digest).to_csv(

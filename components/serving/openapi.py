@@ -41,7 +41,7 @@ def build_openapi(models: Mapping[str, ServedModel], params: ServeParams, authen
     }
     for use_case, model in sorted(models.items()):
         schemas[f"{use_case}_row"] = {
-            "type": "object", "additionalProperties": False, "required": [f.name for f in model.fields],
+            "type": "object", "additionalProperties": False, "required": [f.name for f in model.fields if not f.optional],
             "properties": {f.name: field_schema(f, params.max_string_chars) for f in model.fields},
         }
         schemas[f"{use_case}_request"] = {

@@ -45,14 +45,25 @@ class InputField:
     name: str
     dtype: str  # the tensor dtype fed to the model (float32 | int64 | int32 | string) or a RAW_DTYPES value
     nullable: bool = False  # the raw columns of a model with transforms: null is a missing value
+    # a row may leave it out (or send null): the model gets ``absent_value(dtype)``
+    optional: bool = False
 
     @property
     def json_type(self) -> str:
         return FIELD_JSON_TYPES[self.dtype]
 
 
-def read_fields(signature, spec: Mapping[str, str]) -> tuple[InputField, ...]:
-    """The input fields of a model: names from its MLflow signature, dtypes from the Keras inputs.
+def absent_value(dtype: str) -> Any:
+    """What an optional input left out of a row reaches the model as: its dtype's null, as
+    ``components.models.scorer.input_arrays`` gives it (the empty string, NaN, ``MISSING_ID``)."""
+    from components.models.scorer import MISSING_ID
+
+    return "" if dtype == "string" else float("nan") if dtype.startswith("float") else MISSING_ID
+
+
+def read_fields(signature, spec: Mapping[str, str], optional: frozenset[str] = frozenset()) -> tuple[InputField, ...]:
+    """The input fields of a model: names from its MLflow signature, dtypes from the Keras inputs,
+    ``optional`` the inputs the Keras model declares optional (the signature must agree).
 
     Raises ServingError when the signature and the model disagree or a dtype is not servable.
     """
@@ -62,15 +73,22 @@ def read_fields(signature, spec: Mapping[str, str]) -> tuple[InputField, ...]:
             f"the model signature names {sorted(named)} but the Keras model takes {sorted(spec)}; "
             "re-register the model with `funnel retrain` so both agree"
         )
-    return keras_fields(spec)
+    # a tensor signature has no optional inputs (MLflow's TensorSpec is always required)
+    required = {s.name for s in signature.inputs.inputs if getattr(s, "required", True)}
+    if required != set(spec) - optional:
+        raise ServingError(
+            f"the model signature requires {sorted(required)} but the Keras model requires "
+            f"{sorted(set(spec) - optional)}; re-register the model with `funnel retrain` so both agree"
+        )
+    return keras_fields(spec, optional)
 
 
-def keras_fields(spec: Mapping[str, str]) -> tuple[InputField, ...]:
+def keras_fields(spec: Mapping[str, str], optional: frozenset[str] = frozenset()) -> tuple[InputField, ...]:
     """The input fields of the Keras model's inputs; ServingError when a dtype is not servable."""
     unknown = {name: dtype for name, dtype in spec.items() if dtype not in JSON_TYPES}
     if unknown:
         raise ServingError(f"inputs {unknown} have dtypes the server cannot take (known: {sorted(JSON_TYPES)})")
-    return tuple(InputField(name, dtype) for name, dtype in spec.items())
+    return tuple(InputField(name, dtype, optional=name in optional) for name, dtype in spec.items())
 
 
 def group_fields(fields: tuple[InputField, ...]) -> dict[str, tuple[str, ...]]:
@@ -129,6 +147,8 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int,
     if len(rows) > max_rows:
         raise RequestError(422, f"{len(rows)} rows in one request; the limit is {max_rows}, split the request")
     names = {f.name for f in fields}
+    required = {f.name for f in fields if not f.optional}
+    absent = {f.name: absent_value(f.dtype) for f in fields if f.optional}
     groups = group_fields(fields)
     types = [(f.name, f.json_type, f.dtype, f.nullable) for f in fields]
     columns: dict[str, list[list[Any]]] = {dtype: [] for dtype in groups}
@@ -137,12 +157,12 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int,
         if not isinstance(row, dict):
             errors.append(f"rows[{index}]: expected an object of column values, got {_describe(row)}")
             continue
-        if row.keys() != names:
-            errors += _key_errors(index, row, names)
+        if row.keys() != names and not (required <= row.keys() <= names):
+            errors += _key_errors(index, row, names, required)
             continue
         for name, json_type, dtype, nullable in types:
-            value = row[name]
-            if nullable and value is None:
+            value = row.get(name)
+            if value is None and (nullable or name in absent):
                 continue
             problem = _check_value(value, json_type, dtype, max_string_chars)
             if problem:
@@ -150,6 +170,8 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int,
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
         if not errors:
+            if absent:  # an optional field left out, or null, is its absent value
+                row = {**row, **{name: value for name, value in absent.items() if row.get(name) is None}}
             for dtype, group in groups.items():
                 columns[dtype].append([row[name] for name in group])
     if errors:
@@ -163,10 +185,13 @@ def parse_rows(fields: tuple[InputField, ...], payload: Any, max_rows: int,
     return packed, len(rows)
 
 
-def _key_errors(index: int, row: dict, names: set[str]) -> list[str]:
-    missing, unknown = sorted(names - row.keys()), sorted(row.keys() - names)
+def _key_errors(index: int, row: dict, names: set[str], required: set[str] | None = None) -> list[str]:
+    required = names if required is None else required
+    missing, unknown = sorted(required - row.keys()), sorted(row.keys() - names)
     out = [f"rows[{index}]: missing field(s) {missing}"] if missing else []
-    return out + ([f"rows[{index}]: unknown field(s) {_quote_names(unknown)}; the model takes {sorted(names)}"]
+    optional = sorted(names - required)
+    takes = f"{sorted(required)}" + (f" and optionally {optional}" if optional else "")
+    return out + ([f"rows[{index}]: unknown field(s) {_quote_names(unknown)}; the model takes {takes}"]
                   if unknown else [])
 
 
@@ -178,11 +203,29 @@ def _quote_names(names: list[str]) -> str:
     return str(cut) + (f" and {more} more" if more > 0 else "")
 
 
+def check_rows(fields: tuple[InputField, ...], packed: Mapping[str, np.ndarray], checks) -> None:
+    """Run a model's value checks (``components.models.scorer.RowCheck``) on packed request rows;
+    RequestError (422) naming each refused row and field (never its value)."""
+    if not checks:
+        return
+    from components.models.scorer import input_problems
+
+    columns = {name: packed[dtype][:, index] for dtype, names in group_fields(fields).items()
+               for index, name in enumerate(names)}
+    problems = input_problems(checks, columns)
+    if problems:
+        raise RequestError(422, "the rows do not match the model signature",
+                           tuple(f"rows[{row}].{name}: {why}" for row, name, why in problems[:MAX_REPORTED_ERRORS]))
+
+
 def pack_frame(fields: tuple[InputField, ...], frame) -> dict[str, np.ndarray]:
-    """Raw rows of a DataFrame as one (rows, k) matrix per dtype (the batch-scoring path)."""
+    """Raw rows of a DataFrame as one (rows, k) matrix per dtype (the batch-scoring path); an
+    optional field the frame has no column for is its absent value."""
     packed = {}
     for dtype, names in group_fields(fields).items():
-        values = np.stack([np.asarray(frame[name]) for name in names], axis=1)
+        optional = {f.name for f in fields if f.optional}
+        values = np.stack([np.asarray(frame[name]) if name in frame or name not in optional
+                           else np.full(len(frame), absent_value(dtype), dtype=object) for name in names], axis=1)
         packed[dtype] = values.astype(str).astype(object) if dtype == "string" else values.astype(dtype)
     return packed
 
@@ -190,7 +233,7 @@ def pack_frame(fields: tuple[InputField, ...], frame) -> dict[str, np.ndarray]:
 def warm_up_rows(fields: tuple[InputField, ...], rows: int = 2) -> dict[str, np.ndarray]:
     """Neutral rows (0, 0.0, "", null where allowed) in packed form: the first call traces nothing
     at request time (a null passes every transform; an empty text may not parse as a timestamp)."""
-    example = {f.name: None if f.nullable else "" if f.dtype == "string" else 0 for f in fields}
+    example = {f.name: None if f.nullable or f.optional else "" if f.dtype == "string" else 0 for f in fields}
     packed, _ = parse_rows(fields, {"rows": [example] * rows}, rows)
     return packed
 
@@ -203,4 +246,4 @@ def field_schema(f: InputField, max_string_chars: int | None = None) -> dict[str
         schema |= {"minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
     elif f.json_type == "integer":
         schema |= {"format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
-    return schema | ({"nullable": True} if f.nullable else {})
+    return schema | ({"nullable": True} if f.nullable or f.optional else {})

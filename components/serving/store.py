@@ -43,14 +43,16 @@ class ServeParams:
     # a batch smaller than the recent concurrency waits this long for the rest (0: never waits)
     max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
+    # TensorFlow's intra- and inter-op threads per process (0: TensorFlow's default)
+    tf_threads: int = 0
 
     def __post_init__(self) -> None:
         counts = (self.max_rows, self.max_batch_rows, self.scoring_threads, self.max_body_bytes,
                   self.max_string_chars, self.max_failed_reloads)
-        if self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0:
+        if self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0 or self.tf_threads < 0:
             raise ServingError(
                 f"invalid serving settings {self} (common.serving in params.yaml): poll_interval_s must be > 0, "
-                "max_batch_wait_ms >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
+                "max_batch_wait_ms and tf_threads >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
                 "max_string_chars and max_failed_reloads >= 1"
             )
 
@@ -93,6 +95,8 @@ class ServedModel:
     scorer: CompiledScorer | TransformScorer
     batcher: MicroBatcher
     loaded_at: float = field(default_factory=time.time)
+    # the model's checks of raw input values (components.models.scorer.RowCheck), run per request
+    checks: tuple = ()
 
     def to_predictions(self, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """One JSON object per row: every output under its signature name."""
@@ -129,13 +133,14 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
         return None
     version, model, threshold = loaded
     run_id = model.metadata.run_id
-    from components.models.scorer import input_spec
+    from components.models.scorer import input_spec, optional_inputs
 
     keras_model = model.get_raw_model()  # funnel's pyfunc loader hands out the Keras model
     signature = model.metadata.signature
     transforms = registry.model_transforms(model)
     # with transforms the signature names the raw columns, the Keras model the derived features
-    fields = read_fields(signature, input_spec(keras_model)) if transforms is None else keras_fields(input_spec(keras_model))
+    spec, optional = input_spec(keras_model), optional_inputs(keras_model)
+    fields = read_fields(signature, spec, optional) if transforms is None else keras_fields(spec, optional)
     return build_served_model(use_case, version, run_id, keras_model, fields, signature, threshold, executor,
                               params.max_batch_rows, observe_batch, params.max_batch_wait_ms, transforms)
 
@@ -147,6 +152,8 @@ def build_served_model(use_case: str, version: str, run_id: str, keras_model, fi
     """Compile ``keras_model`` (its inputs are ``fields``), warm it up and give it a micro-batcher
     on ``executor``. With ``transforms`` (fitted transforms, raw column -> type family) requests
     send the raw columns and each micro-batch goes through the transforms first."""
+    from components.models.scorer import row_checks
+
     compiled = CompiledScorer(keras_model, fields)
     scorer: CompiledScorer | TransformScorer = compiled
     if transforms is not None:
@@ -159,7 +166,7 @@ def build_served_model(use_case: str, version: str, run_id: str, keras_model, fi
         use_case=use_case, version=version, run_id=run_id, fields=fields,
         output_names=output_names(signature, outputs),
         threshold=threshold if set(outputs) == {"output"} and math.isfinite(threshold) else None,
-        scorer=scorer, batcher=batcher,
+        scorer=scorer, batcher=batcher, checks=row_checks(keras_model),
     )
 
 

@@ -37,6 +37,48 @@ def test_the_prefix_layer_skips_unknown_items_and_keeps_the_latest_clicks_left_p
     assert ids.tolist() == [[0, 0, 1], [3, 1, 2], [0, 0, 0]]
 
 
+def test_the_prefix_layer_puts_clicks_in_time_order_where_the_times_can_order_them():
+    import tensorflow as tf
+
+    from components.models.session_layers import PrefixIds
+
+    layer = PrefixIds(["a", "b", "c"], max_length=3, items_input="items", times_input="times")
+    prefixes = tf.constant([["c b a"], ["c b a"], ["c b a"], ["c b a"], ["b a"], ["c a"], [""]])
+    times = tf.constant([["30 20 10.5"], [""], ["3 x 1"], ["1 2"], ["7 7"], ["1e3 5"], ["1"]])
+    assert layer(prefixes, times).numpy().tolist() == [
+        [1, 2, 3],  # ordered by the times
+        [3, 2, 1],  # no times, too few, or one that is not unix seconds: the order sent
+        [3, 2, 1],
+        [3, 2, 1],
+        [0, 2, 1],  # equal times keep the order sent
+        [0, 3, 1],
+        [0, 0, 0],
+    ]
+
+
+@pytest.mark.parametrize(("items", "times", "problem"), [
+    ("a b", "2 1", None),
+    ("a b", "2.25 1", None),
+    ("a b", "", None),
+    ("a b", None, None),
+    ("", "", None),
+    ("a b", "  2 \t 1 ", None),
+    ("a b", "2 1 3", "3 times for 2 item ids"),
+    ("", "1", "1 times for 0 item ids"),
+    ("a b", "2 -1", "1 of 2 times are not unix seconds"),
+    ("a b", "2 1e9", "1 of 2 times are not unix seconds"),
+    ("a b", "2014-04-07T10:51:09Z 1", "1 of 2 times are not unix seconds"),
+])
+def test_times_problems_name_the_row_and_field_never_the_value(items, times, problem):
+    from components.models.session_layers import times_problems
+
+    found = times_problems(np.array(["a", items], dtype=object), np.array(["1", times], dtype=object), "times")
+    assert [(row, field) for row, field, _ in found] == ([] if problem is None else [(1, "times")])
+    if problem is not None:
+        assert problem in found[0][2]
+        assert all(token not in found[0][2] for token in ("-1", "1e9", "2014"))
+
+
 @pytest.mark.parametrize("architecture", ["gru", "sasrec"])
 def test_a_trained_model_learns_the_walk_and_loads_back(architecture, tmp_path):
     import keras

@@ -8,6 +8,7 @@ import pytest
 from components.serving.schema import (
     FLOAT32_MAX,
     INT64_MAX,
+    InputField,
     RequestError,
     ServingError,
     parse_rows,
@@ -64,6 +65,29 @@ def test_parse_rows_reports_every_bad_field_of_every_row_up_to_a_limit():
         "rows[0].visits: expected an integer, got a string",
         "rows[0].month: expected a string, got an integer",
     )
+
+
+def test_an_optional_field_may_be_left_out_or_null_and_reaches_the_model_as_its_absent_value():
+    fields = (*FIELDS, InputField("times", "string", optional=True), InputField("weight", "float32", optional=True))
+    rows = [ROW, {**ROW, "times": None, "weight": None}, {**ROW, "times": "1 2", "weight": 0.5}]
+    packed, _ = parse_rows(fields, {"rows": rows}, max_rows=3)
+    assert packed["string"][:, 1].tolist() == ["", "", "1 2"]
+    assert np.isnan(packed["float32"][:2, 1]).all()
+    assert packed["float32"][2, 1] == 0.5
+    # a required field is still required, an unknown one still refused, an optional one still typed
+    for row, fragment in [({"times": "1"}, "missing field(s) ['amount', 'month', 'visits']"),
+                          ({**ROW, "when": 1}, "unknown field(s) ['when']; the model takes ['amount', 'month', "
+                                               "'visits'] and optionally ['times', 'weight']"),
+                          ({**ROW, "times": 3}, "rows[0].times: expected a string, got an integer")]:
+        with pytest.raises(RequestError) as caught:
+            parse_rows(fields, {"rows": [row]}, max_rows=3)
+        assert fragment in " ".join(caught.value.details)
+
+
+def test_read_fields_refuses_a_signature_whose_optional_inputs_disagree_with_the_model():
+    spec = {"amount": "float32", "visits": "int64", "month": "string"}
+    with pytest.raises(ServingError, match="requires"):
+        read_fields(signature_of(spec), spec, frozenset({"month"}))  # a tensor signature requires every input
 
 
 def test_parse_rows_accepts_the_limits_of_the_tensor_types():
