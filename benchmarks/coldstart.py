@@ -6,7 +6,9 @@ repeats it with other training seeds on the same split and the same cold items.
     FUNNEL_DATA_MIRROR=/work/shared/data .venv/bin/python benchmarks/coldstart.py [--seeds 42] [--collaborative]
 
 ``--collaborative`` also trains recommend's collaborative model (Mult-DAE) on the same warm rows
-and compares the hybrid's warm nDCG@k with it, paired over the same users.
+and compares the hybrid's warm nDCG@k with it, paired over the same users. ``calibration`` shows
+what the model chose on validation: the blend weight of its own collaborative model on items with
+history, and the collaborative / hybrid / content temperatures.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def run(seed: int, overrides: dict, collaborative: bool) -> dict:
         "vs_baseline": evaluation.baseline_comparison.describe() if evaluation.baseline_comparison else None,
         "intervals": evaluation.intervals,
         "business": use_case.task.business_sentences(evaluation, use_case.card.business_terms),
+        "calibration": {name: trained.model.get_layer("catalogue").get_config()[name]
+                        for name in ("blend_weight", "temperatures")},
         "collaborative": collaborative_peer(use_case, config, trained) if collaborative else None,
     }
 
