@@ -187,8 +187,8 @@ class Catalogue:
     Positions index the table: ``warm`` the hybrid network's items, ``history`` the collaborative
     model's (items with history, in its column order). ``histories``: users x table items."""
 
-    user_tower: object  # Keras model: warm history -> user vector
-    collaborative: object  # Keras model: history over ``history`` -> logits
+    user_tower: keras.Model  # warm history -> user vector
+    collaborative: keras.Model  # history over ``history`` -> logits
     item_scores: ItemScores  # trained item tower (any size: its content MLP is reused)
     content: np.ndarray
     residual: np.ndarray  # table rows (zero for items the hybrid network never had)
@@ -246,10 +246,11 @@ def trained_catalogue(network, collaborative, content: np.ndarray, warm: np.ndar
     has_residual[warm] = 1.0
     tower = keras.Model(network.input, network.get_layer("user_vector").output, name="user_tower")
     collaborative = keras.Model(collaborative.input, collaborative.output, name="collaborative")
-    blend_weight, temperatures = calibration
+    blend_weight, (tc, th, tg) = calibration
     return Catalogue(tower, collaborative, trained, content.astype("float32"), residual, residual_bias, has_residual,
                      warm.astype("int32"), history.astype("int32"), histories.astype("float32"), users,
-                     item_ids, user_column, float(blend_weight), tuple(temperatures), featurizer, int(top_k))
+                     item_ids, user_column, float(blend_weight), (float(tc), float(th), float(tg)), featurizer,
+                     int(top_k))
 
 
 def build_table_model(catalogue: Catalogue):

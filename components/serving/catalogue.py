@@ -31,7 +31,7 @@ class ItemTable:
 
     def stamp(self) -> tuple:
         """Changes whenever a file of the table does (modification time and size per file)."""
-        stamps = []
+        stamps: list[tuple] = []
         for file in self.files():
             try:
                 stat = file.stat()

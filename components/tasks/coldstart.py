@@ -71,8 +71,8 @@ def choose_calibration(hybrid, collaborative, train: Interactions, validation: I
     """The blend weight and the (collaborative, hybrid, content) temperatures, measured with the
     probe networks on the validation items: each head's temperature maximises the likelihood of
     the validation items with history among the user's unseen items with history, then the blend
-    weight maximises validation nDCG@top_k over the hybrid network's items (``history``: the
-    collaborative model's items' positions among them)."""
+    weight maximises validation nDCG@top_k over the hybrid network's items, the largest on a tie
+    (``history``: the collaborative model's items' positions among them)."""
     users = np.flatnonzero(validation.matrix[:, history].sum(axis=1) > 0)
     seen, truth = train.matrix[users] > 0, validation.matrix[users] > 0
     heads = np.asarray(hybrid(train.matrix[users], training=False))
@@ -101,7 +101,8 @@ def choose_calibration(hybrid, collaborative, train: Interactions, validation: I
         scores[seen] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         quality.append(ranking_metrics(top, relevant, k, items)[f"ndcg_at_{k}"])
-    weight = float(params.blend_weights[int(np.argmax(quality))])
+    # a tie goes to the collaborative model (recommend's, the warm items' reference)
+    weight = float(max(w for w, q in zip(params.blend_weights, quality, strict=True) if q == max(quality)))
     logger.info("coldstart calibration: temperatures %s, blend weight %.2f (validation nDCG@%d %s)",
                 temperatures, weight, k, [round(q, 4) for q in quality])
     return weight, (tc, th, tg)
