@@ -36,10 +36,12 @@ def test_coldstart_champion_ranks_items_it_never_saw_and_reviews_warm_beside_col
     folder = project / "data" / "coldstart"
     folder.mkdir(parents=True)
     ratings = movielens_slice(150)
-    ratings[ratings["item_id"] <= 500].to_csv(folder / "u.data", sep="\t", header=False, index=False)
-    # the item table holds the first 500 movies; the next ones are added after training
+    ratings = ratings[ratings["item_id"] <= 500]
+    ratings.to_csv(folder / "u.data", sep="\t", header=False, index=False)
+    # the item table holds the rated movies; the next ones are added after training
     movies = (MIRROR / "movielens_100k" / "u.item").read_bytes().splitlines(keepends=True)
-    (folder / "u.item").write_bytes(b"".join(movies[:500]))
+    rated = set(ratings["item_id"])
+    (folder / "u.item").write_bytes(b"".join(m for m in movies[:500] if int(m.split(b"|")[0]) in rated))
     shutil.copy(MIRROR / "movielens_100k" / "u.genre", folder / "u.genre")
     files = {name: sha256_file(folder / name) for name in ("u.data", "u.item", "u.genre")}
     overrides = {"use_cases.coldstart.data.files": files, "use_cases.coldstart.train.max_epochs": 2,
