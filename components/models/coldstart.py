@@ -153,7 +153,8 @@ def fit_featurizer(items: pd.DataFrame, features: ColdStartFeatures, encoder: En
 def check_item_rows(items: pd.DataFrame, featurizer: ItemFeaturizer, where: str) -> None:
     """ConfigError naming each attribute column of ``items`` that cannot become a content row
     (missing, a number column holding text, a 0/1 flag column holding other values) and the id
-    column if ids are missing or repeated: counts and row positions, never the values."""
+    column if ids are missing or repeated: counts and row positions (``items``' index labels),
+    never the values."""
     from components.errors import ConfigError
 
     missing = [c for c in [featurizer.item, *featurizer.columns] if c not in items.columns]
@@ -163,8 +164,9 @@ def check_item_rows(items: pd.DataFrame, featurizer: ItemFeaturizer, where: str)
     problems = []
 
     def rows(mask) -> str:
-        positions = np.flatnonzero(np.asarray(mask))
-        return f"{len(positions)} row(s) (positions {positions[:5].tolist()}{', ...' if len(positions) > 5 else ''})"
+        positions = items.index[np.asarray(mask, bool)].tolist()
+        shown = f"{positions[:5]}{', ...' if len(positions) > 5 else ''}"
+        return f"{len(positions)} row(s) (at {shown} of the table, counted from 0)"
 
     ids = items[featurizer.item]
     if ids.isna().any() or ids.duplicated().any():

@@ -42,18 +42,20 @@ class ItemTable:
         return tuple(stamps)
 
     def read(self, item_column: str) -> pd.DataFrame:
-        """One row per item (the first, if the source repeats an item on every interaction)."""
+        """The item table, indexed by each row's position in it: a format's own item file as it is
+        (a repeated id is then an error of the table), else the first row of each item of the source
+        (which repeats an item on every interaction)."""
         from components.data.readers import ITEM_TABLE_READERS, READERS
 
         data = self.data
-        reader = ITEM_TABLE_READERS.get(data.format) or READERS[data.format]
-        frame = reader(self.path, data)
+        own = ITEM_TABLE_READERS.get(data.format)
+        frame = (own or READERS[data.format])(self.path, data)
         if item_column not in frame.columns:
             from components.errors import ConfigError
 
             raise ConfigError(f"{self.use_case}: the item table at {self.path} has no item id column "
                               f"{item_column!r}; its columns are {sorted(map(str, frame.columns))}")
-        return frame.drop_duplicates(item_column).reset_index(drop=True)
+        return frame if own is not None else frame.drop_duplicates(item_column)
 
 
 def configured_item_table(settings: Settings, use_case: str) -> ItemTable:
@@ -92,7 +94,7 @@ def with_table_items(registered, table: ItemTable) -> tuple[object, ServedCatalo
         return registered, ServedCatalogue(registered, table, stamp, 0)
     featurizer = ItemFeaturizer.from_dict(catalogue.featurizer)
     rows = table.read(featurizer.item)
-    new = rows[~rows[featurizer.item].isin(catalogue.item_ids)].reset_index(drop=True)
+    new = rows[~rows[featurizer.item].isin(catalogue.item_ids)]  # index: the row's position in the table
     if new.empty:
         return registered, ServedCatalogue(registered, table, stamp, 0)
     check_item_rows(new, featurizer, f"{table.use_case}: the item table at {table.path} ({len(new)} new item(s))")
