@@ -6,7 +6,11 @@ repeats it with other training seeds on the same split and the same cold items.
     FUNNEL_DATA_MIRROR=/work/shared/data .venv/bin/python benchmarks/coldstart.py [--seeds 42] [--collaborative]
 
 ``--collaborative`` also trains recommend's collaborative model (Mult-DAE) on the same warm rows
-and compares the hybrid's warm nDCG@k with it, paired over the same users.
+and compares the hybrid's warm nDCG@k with it, paired over the same users. ``mixed_list`` judges
+the list serving returns (one ranking over every item, with history or not) on all test items
+against the collaborative model's, and how often a cold item makes a user's top k. ``calibration``
+shows what the model chose on validation: the blend weight of its own collaborative model on items with
+history, and the collaborative / hybrid / content temperatures.
 """
 
 from __future__ import annotations
@@ -61,8 +65,26 @@ def collaborative_peer(use_case, config, trained) -> dict:
     rows_with = np.flatnonzero(~np.isnan(a))
     comparison = paired_on_rows(f"ndcg_at_{k}", rows_with, lambda r: float(np.mean(a[r])),
                                 lambda r: float(np.mean(b[r])), config.bootstrap_rounds, config.seed)
+    # the served list: one ranking over the whole table, judged on every test item (warm and cold);
+    # the collaborative model can only ever list items with history
+    scores = np.asarray(trained.model.predict(test_users.astype("int64")[:, None], verbose=0))
+    mixed = table[np.argsort(-scores, axis=1, kind="stable")[:, :k]]
+    everything = {u: set(g) for u, g in test.groupby(features.user)[features.item]}
+    relevant_all = [everything.get(u, set()) for u in test_users]
+    a_all, b_all = (per_user_ranking_metrics(x, relevant_all, k)[f"ndcg_at_{k}"] for x in (mixed, theirs))
+    all_rows = np.flatnonzero(~np.isnan(a_all))
+    mixed_comparison = paired_on_rows(f"mixed_ndcg_at_{k}", all_rows, lambda r: float(np.mean(a_all[r])),
+                                      lambda r: float(np.mean(b_all[r])), config.bootstrap_rounds, config.seed)
+    cold_ids = table[~np.isin(np.arange(len(table)), warm)]
+    cold_pairs = test[test[features.item].isin(cold_ids)]
+    position = pd.Index(test_users).get_indexer(cold_pairs[features.user])
+    reached = [item in set(mixed[row].tolist()) for row, item in zip(position, cold_pairs[features.item], strict=True)]
     return {"best_epoch": probe.best_epoch, "collaborative_ndcg": float(np.nanmean(b)),
-            "hybrid_minus_collaborative": comparison.describe()}
+            "hybrid_minus_collaborative": comparison.describe(),
+            "mixed_list": {"hybrid_minus_collaborative": mixed_comparison.describe(),
+                           "cold_share_of_top_k": float(np.isin(mixed, cold_ids).mean()),
+                           "cold_share_of_test_items": len(cold_pairs) / len(test),
+                           "cold_reach_at_k": float(np.mean(reached)) if reached else float("nan")}}
 
 
 def run(seed: int, overrides: dict, collaborative: bool) -> dict:
@@ -78,6 +100,8 @@ def run(seed: int, overrides: dict, collaborative: bool) -> dict:
         "vs_baseline": evaluation.baseline_comparison.describe() if evaluation.baseline_comparison else None,
         "intervals": evaluation.intervals,
         "business": use_case.task.business_sentences(evaluation, use_case.card.business_terms),
+        "calibration": {name: trained.model.get_layer("catalogue").get_config()[name]
+                        for name in ("blend_weight", "temperatures")},
         "collaborative": collaborative_peer(use_case, config, trained) if collaborative else None,
     }
 

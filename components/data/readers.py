@@ -217,26 +217,39 @@ def _genre_column(name: str) -> str:
     return "genre_" + "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def read_movielens_items(path: Path, data: DataParams) -> pd.DataFrame:
-    """MovieLens 100K interactions with their item's attributes, one frame: ``u.data`` (columns
-    named by ``data.columns``), each row joined with its movie's ``u.item`` entry (latin-1): the
-    title without its trailing "(year)", the release year (NaN when unknown) and one 0/1 column
-    per genre of ``u.genre`` (``genre_<name>``)."""
+def _movielens_files(path: Path, data: DataParams, needed: tuple[str, ...]) -> dict[str, Path]:
     files = {file.name: file for file in _source_files(path, data)}
-    missing = [name for name in ("u.data", "u.item", "u.genre") if name not in files]
+    missing = [name for name in needed if name not in files]
     if missing or not data.columns:
-        raise DataValidationError("movielens_items", [f"data.files must list u.data, u.item and u.genre (missing: "
+        raise DataValidationError("movielens_items", [f"data.files must list {', '.join(needed)} (missing: "
                                                       f"{missing}) and data.columns name u.data's columns"])
-    ratings = pd.read_csv(files["u.data"], sep="\t", header=None, names=list(data.columns), index_col=False)
+    return files
+
+
+def read_movielens_item_table(path: Path, data: DataParams) -> pd.DataFrame:
+    """MovieLens' item table (``u.item``, latin-1, with ``u.genre``'s names), one row per movie:
+    the id (named like u.data's second column), the title without its trailing "(year)", the
+    release year (NaN when unknown) and one 0/1 column per genre (``genre_<name>``)."""
+    files = _movielens_files(path, data, ("u.item", "u.genre"))
     genres = pd.read_csv(files["u.genre"], sep="|", header=None, names=["genre", "index"], encoding="latin-1")
     genre_columns = [_genre_column(g) for g in genres.sort_values("index")["genre"]]
     items = pd.read_csv(files["u.item"], sep="|", header=None, encoding="latin-1", index_col=False,
                         names=["item_id", "raw_title", "release_date", "video_release", "url", *genre_columns])
     items["title"] = items["raw_title"].fillna("").str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True)
     items["year"] = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce").dt.year.astype(float)
-    item_key = data.columns[1]
-    items = items.rename(columns={"item_id": item_key})[[item_key, "title", "year", *genre_columns]]
-    return ratings.merge(items, on=item_key, how="left", validate="many_to_one")
+    item_key = list(data.columns or ())[1]
+    return items.rename(columns={"item_id": item_key})[[item_key, "title", "year", *genre_columns]]
+
+
+def read_movielens_items(path: Path, data: DataParams) -> pd.DataFrame:
+    """MovieLens 100K interactions with their item's attributes, one frame: ``u.data`` (columns
+    named by ``data.columns``), each row joined with its movie's ``u.item`` entry
+    (``read_movielens_item_table``)."""
+    files = _movielens_files(path, data, ("u.data", "u.item", "u.genre"))
+    columns = list(data.columns or ())
+    ratings = pd.read_csv(files["u.data"], sep="\t", header=None, names=columns, index_col=False)
+    items = read_movielens_item_table(path, data)
+    return ratings.merge(items, on=columns[1], how="left", validate="many_to_one")
 
 
 READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
@@ -249,4 +262,10 @@ READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
     "review_topics": read_review_topics,
     "open_bandit": read_open_bandit,
     "movielens_items": read_movielens_items,
+}
+
+# formats whose item attributes live in a file of their own: read just that table (serving reads
+# it to score items added after training); other formats' item table is their whole source
+ITEM_TABLE_READERS: dict[str, Callable[[Path, DataParams], pd.DataFrame]] = {
+    "movielens_items": read_movielens_item_table,
 }

@@ -15,6 +15,7 @@ import numpy as np
 
 from components.config import Settings
 from components.serving.batching import MicroBatcher
+from components.serving.catalogue import ServedCatalogue, serve_catalogue
 from components.serving.metrics import ServingMetrics
 from components.serving.schema import InputField, ServingError, keras_fields, read_fields, warm_up_rows
 from components.serving.scorer import CompiledScorer
@@ -97,6 +98,8 @@ class ServedModel:
     loaded_at: float = field(default_factory=time.time)
     # the model's checks of raw input values (components.models.scorer.RowCheck), run per request
     checks: tuple = ()
+    # a cold-start model: the registered model, and the item table its served items come from
+    catalogue: ServedCatalogue | None = None
 
     def to_predictions(self, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """One JSON object per row: every output under its signature name."""
@@ -136,13 +139,20 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
     from components.models.scorer import input_spec, optional_inputs
 
     keras_model = model.get_raw_model()  # funnel's pyfunc loader hands out the Keras model
+    from components.models.coldstart_layers import is_catalogue_model
+
+    catalogue = None
+    if is_catalogue_model(keras_model):  # ranks the configured item table, items added after training too
+        keras_model, catalogue = serve_catalogue(settings, use_case, keras_model)
     signature = model.metadata.signature
     transforms = registry.model_transforms(model)
     # with transforms the signature names the raw columns, the Keras model the derived features
     spec, optional = input_spec(keras_model), optional_inputs(keras_model)
     fields = read_fields(signature, spec, optional) if transforms is None else keras_fields(spec, optional)
-    return build_served_model(use_case, version, run_id, keras_model, fields, signature, threshold, executor,
-                              params.max_batch_rows, observe_batch, params.max_batch_wait_ms, transforms)
+    served = build_served_model(use_case, version, run_id, keras_model, fields, signature, threshold, executor,
+                                params.max_batch_rows, observe_batch, params.max_batch_wait_ms, transforms)
+    served.catalogue = catalogue
+    return served
 
 
 def build_served_model(use_case: str, version: str, run_id: str, keras_model, fields: tuple[InputField, ...],
@@ -222,6 +232,7 @@ class ModelStore:
             self._champions[use_case] = str(found.version)
             if current is not None and str(found.version) == current.version:
                 self._failed_reloads[use_case] = 0  # e.g. a rollback to the served version
+                self.refresh_catalogue(current)
                 return True
             started = time.perf_counter()
             model = load_served_model(self.settings, use_case, self.params, self.executor,
@@ -242,6 +253,26 @@ class ModelStore:
         logger.info("serving %s v%s (loaded in %.1f s, was %s)", use_case, model.version,
                     time.perf_counter() - started, f"v{current.version}" if current else "none")
         return True
+
+    def refresh_catalogue(self, current: ServedModel) -> None:
+        """Serve ``current``'s version again with the item table's new items, if the table changed."""
+        served = current.catalogue
+        if served is None or served.table.stamp() == served.stamp:
+            return
+        started = time.perf_counter()
+        keras_model, catalogue = serve_catalogue(self.settings, current.use_case, served.registered, served)
+        if keras_model is None:  # a bad table: keep serving the items as they were, until it changes
+            current.catalogue = catalogue
+            return
+        model = build_served_model(current.use_case, current.version, current.run_id, keras_model, current.fields,
+                                   None, float("nan"), self.executor, self.params.max_batch_rows,
+                                   self.metrics.batch_rows.labels(current.use_case).observe,
+                                   self.params.max_batch_wait_ms)
+        model.output_names, model.catalogue = current.output_names, catalogue
+        self.put(model)
+        logger.info("serving %s v%s with %d item(s) added after training (item table changed; %.1f s)",
+                    current.use_case, current.version, catalogue.added if catalogue else 0,
+                    time.perf_counter() - started)
 
     def _count_failed_reload(self, use_case: str, version: str) -> None:
         failed = self._failed_reloads[use_case] = self._failed_reloads.get(use_case, 0) + 1

@@ -13,6 +13,7 @@ Each peer comparison is paired over users (``vs_<peer>_<metric>`` = model - peer
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -31,7 +32,7 @@ from components.evaluation.coldstart import (
     write_warm_cold_plot,
 )
 from components.evaluation.compare import paired_on_rows
-from components.evaluation.ranking import per_user_ranking_metrics, summarize_ranking
+from components.evaluation.ranking import per_user_ranking_metrics, ranking_metrics, summarize_ranking
 from components.evaluation.report import ChampionScorer, Evaluation, gate_metric_names
 from components.models.coldstart import category_block, content_matrix, item_table
 from components.models.recommender import Interactions
@@ -39,6 +40,7 @@ from components.tasks.ranking import RankingEvaluate, fit_recommender
 from components.training.fit import FitResult, TrainedModel
 
 COLD = "cold_"
+logger = logging.getLogger(__name__)
 
 
 class ColdStartEvaluate(RankingEvaluate):
@@ -54,6 +56,56 @@ def cold_items(items: pd.Series, config) -> np.ndarray:
     """True per item of the table for the held-out (cold) items (seeded like the row split, so a
     training-seed change keeps the same cold catalogue)."""
     return cold_item_mask(items.to_numpy(), config.evaluate.cold_item_fraction, split_seed(config))
+
+
+def log_softmax(logits: np.ndarray, temperature: float, pool: np.ndarray) -> np.ndarray:
+    """``logits / temperature`` minus its log-sum-exp over each row's ``pool`` columns."""
+    scaled = logits / temperature
+    masked = np.where(pool, scaled, -np.inf)
+    top = masked.max(axis=1, keepdims=True)
+    return scaled - (top + np.log(np.exp(masked - top).sum(axis=1, keepdims=True)))
+
+
+def choose_calibration(hybrid, collaborative, train: Interactions, validation: Interactions, history: np.ndarray,
+                       params) -> tuple[float, tuple[float, float, float]]:
+    """The blend weight and the (collaborative, hybrid, content) temperatures, measured with the
+    probe networks on the validation items: each head's temperature maximises the likelihood of
+    the validation items with history among the user's unseen items with history, then the blend
+    weight maximises validation nDCG@top_k over the hybrid network's items, the largest on a tie
+    (``history``: the collaborative model's items' positions among them)."""
+    users = np.flatnonzero(validation.matrix[:, history].sum(axis=1) > 0)
+    seen, truth = train.matrix[users] > 0, validation.matrix[users] > 0
+    heads = np.asarray(hybrid(train.matrix[users], training=False))
+    items = train.matrix.shape[1]
+    hybrid_logits, content_logits = heads[:, :items], heads[:, items:]
+    collaborative_logits = np.zeros_like(hybrid_logits)
+    collaborative_logits[:, history] = np.asarray(collaborative(train.matrix[users][:, history], training=False))
+    in_history = np.zeros(items, bool)
+    in_history[history] = True
+    pool = in_history[None, :] & ~seen
+    target = truth & in_history[None, :]
+
+    def best_temperature(logits: np.ndarray) -> float:
+        likelihood = [float(log_softmax(logits, t, pool)[target].mean()) for t in params.calibration_temperatures]
+        return float(params.calibration_temperatures[int(np.argmax(likelihood))])
+
+    temperatures = tuple(best_temperature(x) for x in (collaborative_logits, hybrid_logits, content_logits))
+    tc, th, tg = temperatures
+    parts = [log_softmax(x, t, pool) for x, t in ((collaborative_logits, tc), (hybrid_logits, th))]
+    content = log_softmax(content_logits, tg, pool)
+    relevant = [set(np.flatnonzero(row)) for row in truth]
+    k = min(params.top_k, items)
+    quality = []
+    for weight in params.blend_weights:
+        scores = np.where(in_history[None, :], weight * parts[0] + (1 - weight) * parts[1], content)
+        scores[seen] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        quality.append(ranking_metrics(top, relevant, k, items)[f"ndcg_at_{k}"])
+    # a tie goes to the collaborative model (recommend's, the warm items' reference)
+    weight = float(max(w for w, q in zip(params.blend_weights, quality, strict=True) if q == max(quality)))
+    logger.info("coldstart calibration: temperatures %s, blend weight %.2f (validation nDCG@%d %s)",
+                temperatures, weight, k, [round(q, 4) for q in quality])
+    return weight, (tc, th, tg)
 
 
 class ColdStartTask:
@@ -86,21 +138,30 @@ class ColdStartTask:
         return Splits(warm.train, warm.validation, pd.concat([warm.test, held], ignore_index=True), keys or None)
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
-        """Early-stop on validation items, refit on train + validation for the best epoch count;
-        the registered model ranks the whole item table (cold items by their attributes)."""
-        from components.models.coldstart_layers import build_table_model, build_top_k
+        """Two networks on the warm items' histories, each early-stopped on validation items and
+        refit on train + validation for its best epoch count: the hybrid (content tower +
+        residuals) and recommend's collaborative Mult-DAE over the items with history. The
+        probes' validation scores choose each head's temperature and the blend weight; the
+        registered model ranks the whole item table (``coldstart_layers.CatalogueScores``)."""
+        from components.models.coldstart_layers import build_serving, build_table_model, trained_catalogue
+        from components.models.recommender import RecommendTrain, build_recommender
 
         splits = self.split(frame, config)
         features, params = config.features, config.train
         table = item_table(frame, features)
         ids = table[features.item].to_numpy()
         warm = np.flatnonzero(~cold_items(table[features.item], config))
-        content, _ = content_matrix(table, features, params)
+        content, _, featurizer = content_matrix(table, features, params)
         seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
         users = np.sort(seen_frame[features.user].unique())
-        seen = Interactions.from_frame(seen_frame, features, users, ids[warm])
-        train = Interactions.from_frame(splits.train, features, users, ids[warm])
-        validation = Interactions.from_frame(splits.validation, features, users, ids[warm])
+        # items with history: recommend's catalogue (every item of its training rows)
+        history = np.flatnonzero(np.isin(ids, seen_frame[features.item].unique()))
+
+        def matrices(columns):
+            return tuple(Interactions.from_frame(f, features, users, ids[columns])
+                         for f in (seen_frame, splits.train, splits.validation))
+
+        seen, train, validation = matrices(warm)
         build = partial(use_case.builder.build, seen_frame, features, seed=config.seed, label=config.label,
                         content=content[warm])
         probe = fit_recommender(build(params=params), train, validation, params, config.seed)
@@ -108,12 +169,24 @@ class ColdStartTask:
         started = time.perf_counter()
         network.fit(seen.matrix, seen.matrix, batch_size=params.batch_size, epochs=probe.best_epoch,
                     shuffle=True, verbose=0)
+        collaborative_params = RecommendTrain(**{name: getattr(params, name) for name in RecommendTrain.model_fields})
+        c_seen, c_train, c_validation = matrices(history)
+        c_probe = fit_recommender(build_recommender(seen_frame, features, collaborative_params, config.seed),
+                                  c_train, c_validation, collaborative_params, config.seed)
+        collaborative = build_recommender(seen_frame, features, collaborative_params.model_copy(
+            update={"max_epochs": c_probe.best_epoch}), config.seed)
+        collaborative.fit(c_seen.matrix, c_seen.matrix, batch_size=params.batch_size, epochs=c_probe.best_epoch,
+                          shuffle=True, verbose=0)
+        calibration = choose_calibration(probe.model, c_probe.model, train, validation,
+                                         np.searchsorted(warm, history), params)
         fit = FitResult(model=network, epochs_run=probe.epochs_run, best_epoch=probe.best_epoch,
-                        fit_seconds=probe.fit_seconds + time.perf_counter() - started, history=probe.history)
+                        fit_seconds=probe.fit_seconds + c_probe.fit_seconds + time.perf_counter() - started,
+                        history=probe.history)
         histories = Interactions.from_frame(seen_frame, features, users, ids).matrix
-        table_model = build_table_model(network, content, warm, histories, users, features.user)
-        serving = build_top_k(table_model, ids, params.top_k)
-        return TrainedModel(model=table_model, splits=splits, fit=fit, threshold=float("nan"), serving=serving)
+        catalogue = trained_catalogue(network, collaborative, content, warm, history, histories, users, ids,
+                                      features.user, calibration, featurizer.as_dict(), params.top_k)
+        return TrainedModel(model=build_table_model(catalogue), splits=splits, fit=fit, threshold=float("nan"),
+                            serving=build_serving(catalogue))
 
     def evaluate(self, use_case, config, trained: TrainedModel, plots_dir: Path,
                  champion: ChampionScorer | None = None) -> Evaluation:

@@ -1,12 +1,19 @@
 """The cold-start use case through the real retraining flow: ``models:/coldstart@champion`` ranks
 the whole item table, items held out of training (no history) included, never an item the user
 has seen; metrics.json and the review hold warm and cold metrics side by side and the shop
-sentence (150 MovieLens users' ratings of 500 movies from the data mirror, two epochs)."""
+sentence; ``funnel serve``'s store ranks a movie added to the item table after training, without
+retraining, and refuses a bad new row by its column (150 MovieLens users' ratings of 500 movies
+from the data mirror, two epochs)."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -29,9 +36,13 @@ def test_coldstart_champion_ranks_items_it_never_saw_and_reviews_warm_beside_col
     folder = project / "data" / "coldstart"
     folder.mkdir(parents=True)
     ratings = movielens_slice(150)
-    ratings[ratings["item_id"] <= 500].to_csv(folder / "u.data", sep="\t", header=False, index=False)
-    for name in ("u.item", "u.genre"):
-        shutil.copy(MIRROR / "movielens_100k" / name, folder / name)
+    ratings = ratings[ratings["item_id"] <= 500]
+    ratings.to_csv(folder / "u.data", sep="\t", header=False, index=False)
+    # the item table holds the rated movies; the next ones are added after training
+    movies = (MIRROR / "movielens_100k" / "u.item").read_bytes().splitlines(keepends=True)
+    rated = set(ratings["item_id"])
+    (folder / "u.item").write_bytes(b"".join(m for m in movies[:500] if int(m.split(b"|")[0]) in rated))
+    shutil.copy(MIRROR / "movielens_100k" / "u.genre", folder / "u.genre")
     files = {name: sha256_file(folder / name) for name in ("u.data", "u.item", "u.genre")}
     overrides = {"use_cases.coldstart.data.files": files, "use_cases.coldstart.train.max_epochs": 2,
                  "use_cases.coldstart.train.eval_every_epochs": 1, "use_cases.coldstart.train.top_k": 5000,
@@ -67,3 +78,62 @@ def test_coldstart_champion_ranks_items_it_never_saw_and_reviews_warm_beside_col
     assert "reaches the top 10 of" in review
     assert "(warm)" in review
     assert "(cold)" in review
+
+    # when funnel serve's store serves the champion and a real movie (501) is added to the item table
+    from components.config import load_settings
+    from components.serving.app import BackgroundServer, build_app, open_store
+    from components.serving.store import ServeParams
+
+    store = open_store(load_settings(), ["coldstart"], ServeParams(poll_interval_s=3600))
+    try:
+        with BackgroundServer(build_app(store)) as server:
+            before = rank(server.url, user)
+            with (folder / "u.item").open("ab") as table:
+                table.write(movies[500])
+            store.refresh()
+            after = rank(server.url, user)
+            # then the new movie is ranked (scored from its title, year and genres), nothing retrained
+            assert 501 not in before
+            assert 501 in after
+            assert set(after) == set(before) | {501}
+            assert store.get("coldstart").version == "1"
+            # when a bad row is added (a genre flag that is not 0/1), then it is refused by its
+            # column, never its values, and the items served so far stay served
+            fields = movies[501].split(b"|")
+            fields[5] = b"7"
+            with (folder / "u.item").open("ab") as table:
+                table.write(b"|".join(fields))
+            with logged("components.serving.catalogue") as records:
+                store.refresh()
+            assert any("'genre_unknown'" in r.getMessage() and "not 0 or 1" in r.getMessage() for r in records)
+            assert not any(fields[1].decode("latin-1") in r.getMessage() for r in records)
+            assert rank(server.url, user) == after
+    finally:
+        store.close()
+
+
+def rank(url: str, user: int) -> list[int]:
+    """The items ``POST /predict/coldstart`` ranks for ``user``."""
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=60)
+    try:
+        connection.request("POST", "/predict/coldstart", json.dumps({"rows": [{"user_id": user}]}),
+                           {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        assert answer.status == 200
+        return [int(i) for i in json.loads(answer.read())["predictions"][0]["items"]]
+    finally:
+        connection.close()
+
+
+@contextmanager
+def logged(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records logger ``name`` emits while the block runs (Prefect's logging setup keeps
+    components' records from reaching pytest's root handler)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger(name).addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger(name).removeHandler(handler)

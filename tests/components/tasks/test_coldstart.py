@@ -46,3 +46,41 @@ def test_the_item_reader_names_the_files_it_needs(tmp_path: Path):
                       columns=["user_id", "item_id", "rating", "timestamp"])
     with pytest.raises(DataValidationError, match="u.item"):
         read_movielens_items(tmp_path, data)
+
+
+@pytest.mark.parametrize(("collaborative_knows", "hybrid_knows", "weight"), [
+    (True, False, 1.0),   # only the collaborative model ranks the validation items first
+    (False, True, 0.0),   # only the hybrid head does
+])
+def test_the_blend_weight_goes_to_the_head_that_ranks_the_validation_items(collaborative_knows, hybrid_knows, weight):
+    from components.models.coldstart import ColdStartTrain
+    from components.models.recommender import Interactions
+    from components.tasks.coldstart import choose_calibration
+
+    # given 30 users, 12 items (the last 2 without history), each user's validation item ranked
+    # first by one head and last by the other
+    rng = np.random.default_rng(0)
+    users, items, history = 30, 12, np.arange(10)
+    truth = rng.integers(0, 10, users)
+    train, validation = np.zeros((users, items), "float32"), np.zeros((users, items), "float32")
+    validation[np.arange(users), truth] = 1.0
+    train[np.arange(users), (truth + 1) % 10] = 1.0
+
+    def logits(knows: bool) -> np.ndarray:
+        values = rng.normal(size=(users, items)).astype("float32")
+        values[np.arange(users), truth] += 5.0 if knows else -5.0
+        return values
+
+    hybrid_logits = np.hstack([logits(hybrid_knows), rng.normal(size=(users, items))])
+    collaborative_logits = logits(collaborative_knows)[:, history]
+    params = ColdStartTrain(hidden_units=(), embedding_dim=4, input_dropout=0.0, l2=0.0, learning_rate=0.01,
+                            top_k=3, batch_size=8, max_epochs=1, early_stopping_patience=1, validation_fraction=0.1,
+                            blend_weights=(0.0, 0.5, 1.0), calibration_temperatures=(0.5, 1.0))
+    ids = np.arange(items)
+    # when the probes' validation scores choose the calibration
+    chosen, temperatures = choose_calibration(
+        lambda rows, training: hybrid_logits, lambda rows, training: collaborative_logits,
+        Interactions(np.arange(users), ids, train), Interactions(np.arange(users), ids, validation), history, params)
+    # then the blend weight goes all to the head that knows, and every temperature is one of the grid's
+    assert chosen == weight
+    assert set(temperatures) <= set(params.calibration_temperatures)
