@@ -57,24 +57,23 @@ def collaborative_peer(use_case, config, trained) -> dict:
     theirs = items[np.argsort(-logits, axis=1)[:, :k]]
     table = np.sort(pd.concat([seen_frame, test])[features.item].unique())
     warm = np.flatnonzero(~cold_items(pd.Series(table), config))
-    mine = top_among(np.asarray(trained.model.predict(test_users.astype("int64")[:, None], verbose=0)), warm, table, k)
-    warm_test = test[test[features.item].isin(table[warm])]
-    truth = {u: set(g) for u, g in warm_test.groupby(features.user)[features.item]}
-    relevant = [truth.get(u, set()) for u in test_users]
-    a, b = (per_user_ranking_metrics(x, relevant, k)[f"ndcg_at_{k}"] for x in (mine, theirs))
-    rows_with = np.flatnonzero(~np.isnan(a))
-    comparison = paired_on_rows(f"ndcg_at_{k}", rows_with, lambda r: float(np.mean(a[r])),
-                                lambda r: float(np.mean(b[r])), config.bootstrap_rounds, config.seed)
+    scores = np.asarray(trained.model.predict(test_users.astype("int64")[:, None], verbose=0))
+    mine = top_among(scores, warm, table, k)
+
+    def paired_ndcg(name: str, ours, truth_frame: pd.DataFrame):
+        """(model − collaborative) nDCG@k paired over the users with a relevant item in ``truth_frame``."""
+        truth = {u: set(g) for u, g in truth_frame.groupby(features.user)[features.item]}
+        relevant = [truth.get(u, set()) for u in test_users]
+        a, b = (per_user_ranking_metrics(x, relevant, k)[f"ndcg_at_{k}"] for x in (ours, theirs))
+        rows_with = np.flatnonzero(~np.isnan(a))
+        return b, paired_on_rows(name, rows_with, lambda r: float(np.mean(a[r])), lambda r: float(np.mean(b[r])),
+                                 config.bootstrap_rounds, config.seed)
+
+    b, comparison = paired_ndcg(f"ndcg_at_{k}", mine, test[test[features.item].isin(table[warm])])
     # the served list: one ranking over the whole table, judged on every test item (warm and cold);
     # the collaborative model can only ever list items with history
-    scores = np.asarray(trained.model.predict(test_users.astype("int64")[:, None], verbose=0))
     mixed = table[np.argsort(-scores, axis=1, kind="stable")[:, :k]]
-    everything = {u: set(g) for u, g in test.groupby(features.user)[features.item]}
-    relevant_all = [everything.get(u, set()) for u in test_users]
-    a_all, b_all = (per_user_ranking_metrics(x, relevant_all, k)[f"ndcg_at_{k}"] for x in (mixed, theirs))
-    all_rows = np.flatnonzero(~np.isnan(a_all))
-    mixed_comparison = paired_on_rows(f"mixed_ndcg_at_{k}", all_rows, lambda r: float(np.mean(a_all[r])),
-                                      lambda r: float(np.mean(b_all[r])), config.bootstrap_rounds, config.seed)
+    _, mixed_comparison = paired_ndcg(f"mixed_ndcg_at_{k}", mixed, test)
     cold_ids = table[~np.isin(np.arange(len(table)), warm)]
     cold_pairs = test[test[features.item].isin(cold_ids)]
     position = pd.Index(test_users).get_indexer(cold_pairs[features.user])
