@@ -75,16 +75,12 @@ class ServingParams(Section):
     max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
     workers: int = 1
-    # a request body over this is refused with 413 before it is parsed
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 1_048_576  # a request body over this is refused with 413 before it is parsed
     # a string value longer than this, in any field, is refused with 422 before the model runs
     max_string_chars: int = 10_000
     # /ready answers 503 once this many reloads of a new @champion in a row have failed
     max_failed_reloads: int = 3
-    # TensorFlow's intra- and inter-op threads in each worker process (0: TensorFlow's default,
-    # every core): a small model called one request at a time loses more to handing its ops
-    # between threads than it gains, and the workers already share the cores
-    tf_threads: int = 0
+    tf_threads: int = 0  # TensorFlow intra-/inter-op threads per worker process (0: TensorFlow's default)
 
 
 class CommonParams(Section):

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from components.config import Settings
-from components.data.ingest import load_transforms, request_columns, snapshot_transforms
-from components.data.splits import SPLIT_TAG, split_spec
+from components.data.ingest import load_transforms, snapshot_transforms
 from components.overrides import flatten_params
 from components.release.examples import synthetic_example
+from components.release.run_record import run_metrics, version_tags
+from components.release.saved_model import COLUMN_TYPES, NUMPY_TYPES, pinned_requirements, request_inputs
 from components.release.saved_model import THRESHOLD_TAG as THRESHOLD_TAG
 from components.release.saved_model import TRANSFORMS_KEY as TRANSFORMS_KEY
 from components.release.saved_model import decision_threshold as decision_threshold
 from components.release.saved_model import model_transforms as model_transforms
-from components.release.saved_model import pinned_requirements
 from components.release.saved_model import score_frame as score_frame
 
 logger = logging.getLogger(__name__)
@@ -129,22 +129,15 @@ def build_signature(keras_model, transforms: dict | None = None):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
-    from components.models.scorer import optional_inputs
-
-    numpy_types = {"string": np.dtype(object), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
-                   "int32": np.dtype("int32"), "float64": np.dtype("float64"), "bool": np.dtype(bool)}
-    column_types = {"string": "string", "float32": "float", "int64": "long", "int32": "integer",
-                    "float64": "double", "bool": "boolean"}
-    columns = request_columns(transforms, {t.name: t.dtype for t in keras_model.inputs})
-    optional = optional_inputs(keras_model)
+    columns, optional = request_inputs(keras_model, transforms)
     if optional:
-        inputs = Schema([ColSpec(column_types[dtype], name, required=name not in optional)
+        inputs = Schema([ColSpec(COLUMN_TYPES[dtype], name, required=name not in optional)
                          for name, dtype in columns.items()])
     else:
-        inputs = Schema([TensorSpec(numpy_types[dtype], (-1, 1), name) for name, dtype in columns.items()])
+        inputs = Schema([TensorSpec(NUMPY_TYPES[dtype], (-1, 1), name) for name, dtype in columns.items()])
     if isinstance(keras_model.output, dict):
         outputs = Schema([
-            TensorSpec(numpy_types.get(t.dtype, np.dtype("float32")), (-1, *t.shape[1:]), name)
+            TensorSpec(NUMPY_TYPES.get(t.dtype, np.dtype("float32")), (-1, *t.shape[1:]), name)
             for name, t in keras_model.output.items()
         ])
     else:
@@ -191,17 +184,7 @@ def log_training_run(
             "gate": config.params.gate,
         })
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        metrics = {k: v for k, v in evaluation.metrics.items() if np.isfinite(v)}
-        metrics |= {f"baseline_{k}": v for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)}
-        if evaluation.champion_metrics:
-            metrics |= {f"champion_{k}": v for k, v in evaluation.champion_metrics.items() if np.isfinite(v)}
-        metrics |= {
-            "fit_seconds": trained.fit.fit_seconds,
-            "epochs_run": trained.fit.epochs_run,
-            "best_epoch": trained.fit.best_epoch,
-            "evaluate_seconds": evaluation.seconds,
-            **({"decision_threshold": trained.threshold} if np.isfinite(trained.threshold) else {}),
-        }
+        metrics = run_metrics(trained, evaluation)
         mlflow.log_metrics(metrics)
         for plot in evaluation.plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
@@ -215,11 +198,8 @@ def log_training_run(
         # the data.transforms the snapshot was built with: applied to raw rows at serving time
         transforms = snapshot_transforms(snapshot.frame)
         # off, or synthetic: real rows may be personal data (common.input_example)
-        from components.models.scorer import optional_inputs
-
-        optional = optional_inputs(trained.serving)  # left out of the example: it shows the minimum
-        columns = {name: dtype for name, dtype in request_columns(
-            transforms, {t.name: t.dtype for t in trained.serving.inputs}).items() if name not in optional}
+        columns, optional = request_inputs(trained.serving, transforms)
+        columns = {n: d for n, d in columns.items() if n not in optional}  # the example shows the minimum
         example = None if input_example == "off" else synthetic_example(columns, config.params.validate.columns, transforms)
         info = Model.log(
             artifact_path=None,
@@ -234,21 +214,8 @@ def log_training_run(
         )
         run_id = run.info.run_id
     version = str(info.registered_model_version)
-    version_tags = {
-        "run_id": run_id,
-        "data_md5": data_version.md5,
-        "git_commit": tags["git_commit"],
-        "prefect_flow_run_id": tags["prefect_flow_run_id"],
-        THRESHOLD_TAG: f"{trained.threshold:.6f}",
-        "baseline.name": evaluation.baseline_name,
-        "champion_at_registration": evaluation.champion_version or "none",
-        "data_remote": data_version.remote,
-        **{f"metric.{k}": f"{v:.6f}" for k, v in evaluation.metrics.items() if np.isfinite(v)},
-        **{f"baseline.{k}": f"{v:.6f}" for k, v in evaluation.baseline_metrics.items() if np.isfinite(v)},
-        SPLIT_TAG: json.dumps(split_spec(config), sort_keys=True),
-        **evaluation.comparison_tags(),
-    }
-    for key, value in version_tags.items():
+    tags_of_version = version_tags(run_id, tags, config, data_version, trained, evaluation)
+    for key, value in tags_of_version.items():
         client.set_model_version_tag(use_case, version, key, value)
     client.set_registered_model_alias(use_case, challenger_alias, version)
     logger.info("registered %s v%s (run %s) as @%s", use_case, version, run_id, challenger_alias)

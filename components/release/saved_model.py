@@ -7,11 +7,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.data.ingest import load_transforms
+from components.data.ingest import load_transforms, request_columns
 
 THRESHOLD_TAG = "decision_threshold"
 # MLmodel metadata key of the fitted data.transforms (components/data/ingest.py snapshot_transforms)
 TRANSFORMS_KEY = "funnel_transforms"
+
+
+# a Keras input's dtype as an MLflow tensor (NumPy) type and as an MLflow column type
+NUMPY_TYPES = {"string": np.dtype(object), "float32": np.dtype("float32"), "int64": np.dtype("int64"),
+               "int32": np.dtype("int32"), "float64": np.dtype("float64"), "bool": np.dtype(bool)}
+COLUMN_TYPES = {"string": "string", "float32": "float", "int64": "long", "int32": "integer", "float64": "double",
+                "bool": "boolean"}
+
+
+def request_inputs(keras_model, transforms: dict | None) -> tuple[dict[str, str], frozenset[str]]:
+    """(raw column -> Keras dtype, the optional ones) of a model's request: with ``data.transforms``,
+    the columns they read, then the inputs they leave alone."""
+    from components.models.scorer import optional_inputs
+
+    columns = request_columns(transforms, {t.name: t.dtype for t in keras_model.inputs})
+    return columns, frozenset(optional_inputs(keras_model))
 
 
 def pinned_requirements() -> list[str]:
