@@ -122,7 +122,10 @@ def serve_catalogue(settings: Settings, use_case: str, registered, previous: Ser
         table = table or configured_item_table(settings, use_case)
         return with_table_items(registered, table)
     except Exception as exc:  # noqa: BLE001 - a bad item table must never take the served model down
-        logger.warning("%s: new items not added from the item table (%s); %s", use_case, exc,
+        from components.errors import describe_failure
+
+        # a library's message (a CSV parser's, a conversion's) may quote the row it choked on
+        logger.warning("%s: new items not added from the item table (%s); %s", use_case, describe_failure(exc),
                        "serving the items it had" if previous else "serving the registered items")
         stamp = table.stamp() if table is not None else ()
         if table is None:
