@@ -65,3 +65,22 @@ def test_app_exposes_health_readiness_metrics_and_its_openapi(client):
     assert {name: s["type"] for name, s in row["properties"].items()} == {
         "amount": "number", "visits": "integer", "month": "string"}
     assert spec["components"]["schemas"]["toy_request"]["properties"]["rows"]["maxItems"] == 3
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(1, (1, 1)), (0, (0, 0))])
+def test_tf_threads_reach_tensorflow_in_a_fresh_worker(threads, expected):
+    """common.serving.tf_threads sets both TensorFlow pools before the first op (0 leaves TensorFlow's
+    default, which it reports as 0); run in a new process, as a serving worker starts."""
+    import subprocess
+    import sys
+
+    code = (
+        "from components.serving.app import limit_tf_threads\n"
+        f"limit_tf_threads({threads})\n"
+        "import tensorflow as tf\n"
+        "tf.constant(1.0) + 1.0\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert tuple(int(n) for n in done.stdout.split()[-2:]) == expected
