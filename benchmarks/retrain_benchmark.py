@@ -3,7 +3,8 @@
 Each metric is shown next to the same-run baseline and the published result; wall time is split
 into ML work (fit + evaluate, which includes fitting the baseline and scoring the champion) and
 platform overhead (everything else: Prefect, GX, DVC, MLflow), and per stage (each Prefect task
-run's time as Prefect recorded it, plus the flow's time outside its tasks). ``--seeds`` adds the
+run's time as Prefect recorded it, plus the flow's time outside its tasks; the start of Prefect's
+temporary server is measured before the first retrain and printed on its own line). ``--seeds`` adds the
 spread of model and baseline over split seeds, trained through the same components without the
 platform. Without ``--use-cases`` every use case whose data is available is retrained; use cases
 not in METRICS show their gate's primary metric.
@@ -51,6 +52,20 @@ def stage_seconds(flow_run_id) -> dict[str, float]:
         stage = run.name.rsplit("-", 1)[0]
         seconds[stage] = seconds.get(stage, 0.0) + run.total_run_time.total_seconds()
     return seconds
+
+
+def start_prefect() -> float:
+    """Seconds until Prefect's API answers: without PREFECT_API_URL, Prefect starts a temporary
+    server (a subprocess) on the first call, which would otherwise fall in the first retrain's
+    time "outside tasks"; measured here and printed on its own line."""
+    from prefect import get_client
+
+    started = time.perf_counter()
+    with get_client(sync_client=True) as client:
+        failure = client.api_healthcheck()
+    if failure is not None:
+        raise SystemExit(f"Prefect's API does not answer ({type(failure).__name__}); check PREFECT_API_URL")
+    return time.perf_counter() - started
 
 
 def platform_runs(names: list[str]) -> list[dict]:
@@ -117,6 +132,7 @@ def main() -> None:
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
 
+    server = start_prefect()
     rows = platform_runs(names)
     print(f"\nfunnel retrain benchmark, {date.today()}, {platform.node()} "
           f"({platform.machine()}, {__import__('os').cpu_count()} cores), seed from params.yaml\n")
@@ -143,6 +159,8 @@ def main() -> None:
     print(f"\nseconds per stage (Prefect's task run times; train and evaluate hold the ML work); "
           f"{len(rows)} retrains, {total / 60:.1f} min in all\n")
     print(render_table(split, ("use case", *columns)))
+    print(f"\nPrefect API ready before the first retrain: {server:.1f} s (its temporary server's start when "
+          "PREFECT_API_URL is unset; once per process, in no retrain's time above)")
     if args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
         spread = seed_spread(names, seeds)
