@@ -39,8 +39,32 @@ def test_every_use_case_configures_from_params():
 def test_dvc_stages_read_their_params_sections():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert dvc["stages"]["snapshot"]["foreach"] == "${use_cases}"
-    assert {"defaults", "use_cases.${key}"} <= set(dvc["stages"]["train"]["do"]["params"])
-    assert {"defaults", "use_cases.${key}.data", "use_cases.${key}.validate"} <= set(dvc["stages"]["snapshot"]["do"]["params"])
+    task, builder = "defaults.task.${item.task}", "defaults.builder.${item.model.builder}"
+    assert {task, builder, "use_cases.${key}"} <= set(dvc["stages"]["train"]["do"]["params"])
+    assert {task, "use_cases.${key}.data", "use_cases.${key}.validate"} <= set(dvc["stages"]["snapshot"]["do"]["params"])
+    # each stage records its own defaults in dvc.lock, not the whole section (DVC rewrites the lock per commit)
+    assert "defaults" not in dvc["stages"]["train"]["do"]["params"] + dvc["stages"]["snapshot"]["do"]["params"]
+
+
+def test_every_task_kind_and_builder_a_use_case_names_has_a_defaults_entry():
+    """dvc.yaml lists defaults.task.<kind> and defaults.builder.<name> per stage, and DVC refuses a
+    listed key params.yaml lacks: an entry (``{}`` when there is nothing to default) must exist."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, section in raw["use_cases"].items():
+        assert section["task"] in raw["defaults"]["task"], f"{name}: add defaults.task.{section['task']}"
+        builder = section["model"]["builder"]
+        assert builder in raw["defaults"]["builder"], f"{name}: add defaults.builder.{builder}"
+
+
+def test_dvc_lock_records_each_stage_s_own_defaults():
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for stage, entry in lock["stages"].items():
+        recorded = entry["params"]["params.yaml"]
+        section = raw["use_cases"][stage.split("@")[1]]
+        assert "defaults" not in recorded
+        assert f"defaults.task.{section['task']}" in recorded
+        assert (f"defaults.builder.{section['model']['builder']}" in recorded) == stage.startswith("train@")
 
 
 def test_nulls_are_refused_where_the_model_cannot_take_them_whatever_the_allowed_rate():

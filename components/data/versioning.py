@@ -67,9 +67,21 @@ def open_repo(repo_root: Path) -> Iterator[Any]:
         with Repo(str(repo_root)) as repo:
             yield repo
     except DvcException as exc:
-        raise VersioningError(f"DVC failed in {repo_root}: {exc}") from None
+        raise VersioningError(f"DVC failed in {repo_root}: {exc}{params_hint(str(exc))}") from None
     finally:
         os.chdir(previous)
+
+
+def params_hint(message: str) -> str:
+    """What to change in params.yaml when DVC could not read a stage's params: each stage in
+    dvc.yaml lists its section's ``defaults.task.<task>`` and ``defaults.builder.<builder>``, so
+    DVC needs ``task:`` written in the section and an entry for each under ``defaults``."""
+    if "item.task" in message or "item.model.builder" in message:
+        return ("; write `task:` (e.g. `task: binary`) and `model: {builder: ...}` in the use case's section of "
+                "params.yaml: dvc.yaml's stages read them as written")
+    if "defaults.task." in message or "defaults.builder." in message:
+        return "; add an entry for that task kind or builder under `defaults:` in params.yaml (`{}` when nothing defaults)"
+    return ""
 
 
 def ensure_repo(repo_root: Path) -> None:

@@ -25,6 +25,7 @@ MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "June": 6, "Jul": 7,
 # everything a data scientist writes for a new binary tabular use case (README: Bring your own data)
 SECTION = """
   shop:
+    task: binary
     model: {builder: tabular, baseline: gradient_boosting}
     card:
       title: Orders from web visits (renamed UCI Online Shoppers)

@@ -37,6 +37,22 @@ def test_not_a_dvc_repo_is_a_clear_error(tmp_path):
         version_snapshot(tmp_path, "snapshot@intent", snapshot.path, str(tmp_path / "remote"))
 
 
+def test_a_section_without_task_or_defaults_entry_names_the_params_fix(tmp_path):
+    # given a funnel repository whose intent section leaves `task:` to the default
+    root = make_project(tmp_path / "repo", intent_rows=600)
+    params = root / "params.yaml"
+    text = params.read_text()
+    params.write_text(text.replace("  intent:\n    task: binary\n", "  intent:\n", 1))
+    snapshot = write_snapshot("intent", intent_slice(600), "test", root / "data" / "snapshots")
+    # when its snapshot is versioned, then the error says what to write in params.yaml
+    with pytest.raises(VersioningError, match="write `task:`"):
+        version_snapshot(root, "snapshot@intent", snapshot.path, str(tmp_path / "remote"))
+    # and a task kind without an entry under defaults names the entry to add
+    params.write_text(text.replace("  intent:\n    task: binary\n", "  intent:\n    task: mystery\n", 1))
+    with pytest.raises(VersioningError, match="add an entry for that task kind or builder"):
+        version_snapshot(root, "snapshot@intent", snapshot.path, str(tmp_path / "remote"))
+
+
 def test_a_runs_overrides_are_what_dvc_lock_records(tmp_path):
     import yaml
 
