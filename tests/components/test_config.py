@@ -55,7 +55,7 @@ def test_overrides_parse_values_and_reject_unknown_paths():
 
 def test_defaults_fill_a_section_and_a_set_key_wins():
     raw = {"defaults": {"task": {"binary": {"gate": {"min_delta": 0.001, "floors": {"roc_auc": 0.7}}}}},
-           "use_cases": {"a": {"gate": {"floors": {"pr_auc": 0.5}}}, "b": {"task": "ranking", "gate": {"min_delta": 0.01}}}}
+           "use_cases": {"a": {"task": "binary", "gate": {"floors": {"pr_auc": 0.5}}}, "b": {"task": "ranking", "gate": {"min_delta": 0.01}}}}
     merged = merge_defaults(raw)
     assert merged["use_cases"]["a"]["gate"] == {"min_delta": 0.001, "floors": {"pr_auc": 0.5}}  # a mapping replaces
     assert merged["use_cases"]["b"]["gate"] == {"min_delta": 0.01}  # another task kind: no binary defaults
@@ -123,3 +123,9 @@ def test_the_lineage_commit_comes_from_the_image_build_argument_when_set(tmp_pat
     assert len(local) == 40
     assert read_git_commit(tmp_path, env={"FUNNEL_GIT_COMMIT": "0123abc" * 5}) == "0123abc" * 5
     assert read_git_commit(tmp_path, env={"FUNNEL_GIT_COMMIT": "unknown"}) == local  # the Dockerfile's default
+
+
+def test_a_section_without_its_task_kind_is_refused_by_name():
+    """dvc.yaml's stages read each section's task as written, so funnel asks for it up front."""
+    with pytest.raises(ConfigError, match=r"use_cases\.shop: write its task kind.*task: binary"):
+        merge_defaults({"defaults": {}, "use_cases": {"shop": {"model": {"builder": "tabular"}}}})
