@@ -274,7 +274,7 @@ with warnings.catch_warnings():
         (its builder and task kind) when it is configured (``components.use_cases``)."""
 
         # the kind of task (components/tasks) and the registered builder and baseline
-        task: str = "binary"
+        task: str  # required: dvc.yaml's stages read defaults.task.<task> from params.yaml as written
         model: ModelParams
         card: CardParams
         data: DataParams

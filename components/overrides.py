@@ -50,12 +50,9 @@ def merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     for name, section in (raw.get("use_cases") or {}).items():
         if not isinstance(section, Mapping):
             continue
-        if "task" not in section:  # dvc.yaml's stages list defaults.task.${item.task}: DVC reads it as written
-            raise ConfigError(f"use_cases.{name}: write its task kind in params.yaml, e.g. `task: binary` "
-                              "(dvc.yaml's stages read each section's task and model.builder as written)")
         model = section.get("model")
         builder = model.get("builder") if isinstance(model, Mapping) else None
-        layers = [(defaults.get("task") or {}).get(section["task"]),
+        layers = [(defaults.get("task") or {}).get(section.get("task")),
                   (defaults.get("builder") or {}).get(builder), section]
         result: dict[str, Any] = {}
         for layer in layers:

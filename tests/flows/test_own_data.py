@@ -182,7 +182,7 @@ def test_a_params_section_alone_takes_new_data_to_a_champion_and_through_a_schem
 
     # a broken section is listed with the reason (and exit code 1), the others still listed
     with (project / "params.yaml").open("a", encoding="utf-8") as params:
-        params.write("\n  broken:\n    model: {builder: tabulr, baseline: gradient_boosting}\n    card: {title: x}\n"
+        params.write("\n  broken:\n    task: binary\n    model: {builder: tabulr, baseline: gradient_boosting}\n    card: {title: x}\n"
                      "    data: {source: data/shop/visits.csv}\n    validate: {label: ordered, columns: {}}\n")
     listed = CliRunner().invoke(app, ["list", "--json"])
     assert listed.exit_code == 1
