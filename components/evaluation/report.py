@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ class ChampionScorer:
     # the metrics its own run recorded at registration (for a task whose gated quality the
     # registered model cannot re-measure, e.g. a clustering procedure on a fixed labelled set)
     recorded_metrics: Mapping[str, float] | None = None
+    # its Keras model (None: not loaded here), so an evaluation can lend it the challenger's
+    # embedding cache when both hold the same frozen sentence encoder (encoder.share_embeddings)
+    model: Any = None
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,7 @@ class SessionPeer:
         lists = []
         for start in range(0, len(indexed), chunk):
             scores = self.scores(indexed[start:start + chunk])
-            top = np.argsort(-scores[:, 1:], axis=1, kind="stable")[:, :k]
-            lists.append(self.catalogue.items[top])
+            lists.append(self.catalogue.items[top_columns(scores[:, 1:], k)])
         return np.concatenate(lists) if lists else np.zeros((0, k), dtype=str)
 
     def scores(self, prefixes: list[np.ndarray]) -> np.ndarray:
@@ -72,11 +71,42 @@ class SessionPeer:
                 weights += list(np.arange(1, len(prefix) + 1) / len(prefix))  # linear decay: newest weighs 1
         query = sp.csr_matrix((weights, (rows, cols)), shape=(len(prefixes), n))
         query.sum_duplicates()
-        similarity = (query @ self.sessions.T).toarray()
+        similarity = (query @ self.sessions.T).tocsr()
         if similarity.shape[1] > self.neighbours:
-            cut = np.partition(similarity, -self.neighbours, axis=1)[:, -self.neighbours][:, None]
-            similarity = np.where(similarity >= cut, similarity, 0.0)
-        return np.asarray((sp.csr_matrix(similarity) @ self.sessions).toarray())
+            similarity = nearest_only(similarity, self.neighbours)
+        return np.asarray((similarity @ self.sessions).toarray())
+
+
+def nearest_only(similarity: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
+    """Each row's entries at or above its ``neighbours``-th largest value (ties at the cut all
+    kept; a row with fewer non-zero entries keeps them all), columns in ascending order: the
+    sparse form of keeping ``similarity >= cut`` in the dense rows, without making them dense."""
+    similarity = similarity.copy()
+    similarity.sum_duplicates()  # also sorts each row's columns, so products add in column order
+    similarity.eliminate_zeros()
+    counts = np.diff(similarity.indptr)
+    rows = np.repeat(np.arange(similarity.shape[0]), counts)
+    descending = np.lexsort((-similarity.data, rows))  # row by row, largest first
+    cut = np.full(similarity.shape[0], -np.inf)
+    full = counts >= neighbours
+    cut[full] = similarity.data[descending[similarity.indptr[:-1][full] + neighbours - 1]]
+    keep = similarity.data >= cut[rows]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=similarity.shape[0]))])
+    return sp.csr_matrix((similarity.data[keep], similarity.indices[keep], indptr), shape=similarity.shape)
+
+
+def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's ``k`` highest scores, highest first, ties by column: the first
+    ``k`` of a stable argsort of ``-scores``, sorting only the candidates at or above the cut."""
+    if k >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    cut = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    rows, columns = np.nonzero(scores >= cut[:, None])
+    order = np.lexsort((columns, -scores[rows, columns], rows))  # row, then score descending, then column
+    rows, columns = rows[order], columns[order]
+    starts = np.searchsorted(rows, np.arange(len(scores)))
+    rank = np.arange(len(rows)) - starts[rows]
+    return columns[rank < k].reshape(len(scores), k)
 
 
 def indexed_sessions(catalogue: Catalogue, sequences: list[np.ndarray]) -> list[np.ndarray]:

@@ -189,3 +189,33 @@ def encode_frozen(params: EncoderParams, texts: list[str]) -> tuple[SentenceEnco
     encoder = build_sentence_encoder(frozen)
     encoder.store = EmbeddingStore(cache_folder(frozen), encoder.dim)
     return encoder, encoder.store.vectors_for(texts, encoder.encode_texts)
+
+
+def share_embeddings(model, source) -> int:
+    """Lend each sentence encoder of ``model`` (a champion read back from the registry) the
+    embedding cache of ``source``'s frozen encoder when both are the same encoder: the same
+    tokenizer, truncation and weights, value for value. The champion then reads the vectors of
+    texts the challenger has already encoded (the test texts) instead of running BERT on them
+    again. Call it before ``model`` first scores (a traced scorer keeps the path it traced).
+    Returns how many of ``model``'s encoders now share a cache."""
+    from components.models.encoder_layers import SentenceEncoder
+
+    owners = [layer for layer in getattr(source, "layers", []) if isinstance(layer, SentenceEncoder) and layer.store is not None]
+    shared = 0
+    for layer in getattr(model, "layers", []):
+        if not isinstance(layer, SentenceEncoder) or layer.store is not None:
+            continue
+        owner = next((o for o in owners if same_encoder(layer, o)), None)
+        if owner is not None:
+            layer.store = owner.store
+            shared += 1
+    return shared
+
+
+def same_encoder(a: SentenceEncoder, b: SentenceEncoder) -> bool:
+    """Whether two encoder layers map a text to the same vector: tokenizer, truncation, weights."""
+    if (a.tokens.max_tokens, a.tokens.tokenizer_json) != (b.tokens.max_tokens, b.tokens.tokenizer_json):
+        return False
+    mine, theirs = a.backbone.get_weights(), b.backbone.get_weights()
+    return len(mine) == len(theirs) and all(
+        x.shape == y.shape and np.array_equal(x, y) for x, y in zip(mine, theirs, strict=True))

@@ -127,14 +127,15 @@ class SequenceEncoder(keras.layers.Layer):
     with positional embeddings (SASRec), and an output layer tied to the item embeddings."""
 
     def __init__(self, items: int, dim: int, max_length: int, architecture: str = "gru", blocks: int = 1,
-                 heads: int = 1, dropout: float = 0.25, **kwargs) -> None:
+                 heads: int = 1, dropout: float = 0.25, unroll: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.unroll = bool(unroll)
         self.n_items, self.dim, self.max_length = int(items), int(dim), int(max_length)
         self.architecture, self.blocks, self.heads, self.rate = architecture, int(blocks), int(heads), float(dropout)
         self.embedding = keras.layers.Embedding(self.n_items + 1, self.dim, name="item_embedding")
         self.drop_in, self.drop_out = keras.layers.Dropout(self.rate), keras.layers.Dropout(self.rate)
         if architecture == "gru":
-            self.gru = keras.layers.GRU(self.dim, return_sequences=True, name="gru")
+            self.gru = keras.layers.GRU(self.dim, return_sequences=True, unroll=self.unroll, name="gru")
         else:
             self.positions = keras.layers.Embedding(self.max_length, self.dim, name="position_embedding")
             self.attention = [keras.layers.MultiHeadAttention(self.heads, self.dim // self.heads, dropout=self.rate,
@@ -194,7 +195,8 @@ class SequenceEncoder(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "items": self.n_items, "dim": self.dim, "max_length": self.max_length,
-                "architecture": self.architecture, "blocks": self.blocks, "heads": self.heads, "dropout": self.rate}
+                "architecture": self.architecture, "blocks": self.blocks, "heads": self.heads, "dropout": self.rate,
+                "unroll": self.unroll}
 
 
 class TargetPositionsLoss(keras.losses.Loss):

@@ -59,6 +59,9 @@ class SessionsTrain(Section):
     # refit on train + validation sessions for the best epoch count (the validation day is the
     # newest data before the test: worth training on)
     refit: bool = True
+    # gru only: the GRU's ten steps traced as straight-line ops instead of a while loop (faster on
+    # a CPU; the same arithmetic up to float rounding order)
+    unroll: bool = False
     # no random validation rows: the split is by period (split.method session_time), recorded as 0
     validation_fraction: float = 0.0
 
@@ -152,7 +155,7 @@ def build_session_model(clicks: pd.DataFrame, features: SessionFeatures, params:
     catalogue = Catalogue.from_sequences(session_sequences(clicks, features))
     ids = keras.Input(shape=(params.max_length,), dtype="int32", name="item_ids")
     encoder = SequenceEncoder(len(catalogue.items), params.embedding_dim, params.max_length, params.architecture,
-                              params.blocks, params.heads, params.dropout, name="sequence_encoder")
+                              params.blocks, params.heads, params.dropout, unroll=params.unroll, name="sequence_encoder")
     network = keras.Model(ids, encoder(ids, hidden_only=True), name=f"next_item_{params.architecture}")
     network.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=TargetPositionsLoss(encoder))
     network.catalogue = catalogue

@@ -9,7 +9,7 @@ import pandas as pd
 
 from components.config import FitSection
 from components.models.encoder import EncoderParams, encoder_vector
-from components.models.text import TextFeatures, adaptation_texts
+from components.models.text import TextFeatures, adapt_vocabulary, adaptation_texts
 
 
 class IntentTextTrain(FitSection):
@@ -68,8 +68,8 @@ def build_intent_classifier(
             max_tokens=params.char_max_tokens, split="character", standardize="lower",
             ngrams=tuple(range(2, params.char_ngrams + 1)), output_mode="tf_idf", name="char_ngrams",
         )
-        words.adapt(texts)
-        chars.adapt(texts)
+        adapt_vocabulary(words, texts)
+        adapt_vocabulary(chars, texts)
         # index 0 of a tf_idf bag counts every out-of-vocabulary n-gram: for character n-grams it
         # held a fifth of the bag's squared norm and shrank the known terms; scikit-learn drops it
         bag = keras.layers.Concatenate(name="ngrams")([words(text)[..., 1:], chars(text)[..., 1:]])

@@ -115,9 +115,15 @@ def fit_topics(vectors: np.ndarray, params: TopicsTrain, seed: int, k: int | Non
     mean = vectors.mean(axis=0) if params.center else np.zeros(vectors.shape[1])
     centered = unit_rows(vectors - mean)
     silhouettes: dict[int, float] = {}
+    tried: dict[int, np.ndarray] = {}  # the chosen k's clustering is not computed twice (it is seeded)
+
+    def clustered(rows: np.ndarray, count: int) -> np.ndarray:
+        tried[count] = cluster_labels(rows, count, params, seed)
+        return tried[count]
+
     if k is None:
-        k, silhouettes = choose_k(centered, params.k_values, lambda v, c: cluster_labels(v, c, params, seed))
-    labels = cluster_labels(centered, k, params, seed)
+        k, silhouettes = choose_k(centered, params.k_values, clustered)
+    labels = tried[k] if k in tried else cluster_labels(centered, k, params, seed)
     centroids = unit_rows(np.vstack([centered[labels == c].mean(axis=0) for c in range(k)]))
     return TopicFit(np.argmax(centered @ centroids.T, axis=1), centroids, mean, silhouettes)
 

@@ -76,7 +76,7 @@ def load_champion(settings: Settings, config: Any, alias: str) -> ChampionScorer
                           seen_keys=seen.keys, seen_note=seen.note,
                           # an optional input (e.g. click times) is no column the data must hold
                           input_columns=tuple(n for n in scorer.spec if n not in scorer.optional),
-                          recorded_metrics=recorded)
+                          recorded_metrics=recorded, model=scorer.model)
 
 
 def schema_change(champion: ChampionScorer | None, columns) -> str | None:

@@ -16,7 +16,7 @@ from components.evaluation.next_item import (
     session_measure,
     summarize_points,
 )
-from components.evaluation.session_peers import fit_session_peers
+from components.evaluation.session_peers import fit_session_peers, nearest_only, top_columns
 from components.models.sessions import SessionFeatures, session_sequences, training_arrays
 from components.monitoring.drift import session_item_classes
 
@@ -100,6 +100,25 @@ def test_the_peers_follow_the_training_sessions():
     assert peers["transitions"].recommend(["1", "99"], 1).tolist() == [["2"], ["3"]]
     assert peers["sequential rules"].recommend(["4 1"], 1).tolist() == [["2"]]
     assert peers["v-sknn"].recommend(["1"], 2)[0].tolist() == ["1", "2"]
+
+
+def test_the_sparse_neighbour_cut_and_top_lists_match_their_dense_definitions():
+    import scipy.sparse as sp
+
+    # given similarities and scores with many ties (small integers), zeros and rows with few entries
+    rng = np.random.default_rng(7)
+    dense = rng.integers(0, 4, size=(40, 30)).astype(float) * (rng.random((40, 30)) < 0.4)
+    dense[0] = 0.0
+    for neighbours in (1, 3, 12):
+        # then the sparse cut keeps what the dense rule (>= each row's neighbours-th largest) keeps
+        cut = np.partition(dense, -neighbours, axis=1)[:, -neighbours][:, None]
+        expected = np.where(dense >= cut, dense, 0.0)
+        kept = nearest_only(sp.csr_matrix(dense), neighbours)
+        assert kept.has_sorted_indices
+        np.testing.assert_array_equal(kept.toarray(), expected)
+    for k in (1, 5, 30, 31):
+        # and the top lists are a stable argsort's first k (ties by column)
+        np.testing.assert_array_equal(top_columns(dense, k), np.argsort(-dense, axis=1, kind="stable")[:, :k])
 
 
 def test_drift_classes_cross_session_length_with_head_tail_and_new_items():

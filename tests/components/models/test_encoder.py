@@ -165,3 +165,35 @@ def test_a_missing_package_or_other_weights_are_refused_with_what_to_do():
         encoder_folder(encoder_params(package="no_such_encoder_package"))
     with pytest.raises(ConfigError, match="weights_sha256"):
         encoder_folder(encoder_params(weights_sha256="0" * 64))
+
+
+def test_a_champion_with_the_same_encoder_reads_the_challengers_cache_and_another_does_not(encoder, tmp_path):
+    import keras
+
+    from components.models.encoder import EmbeddingStore, share_embeddings
+
+    # given a challenger whose frozen encoder has a cache, and a champion saved with the same encoder
+    champion_path = tmp_path / "champion.keras"
+    encoder_model(encoder).save(champion_path)
+    store = EmbeddingStore(tmp_path / "cache", encoder.dim)
+    encoder.store = store
+    try:
+        challenger = encoder_model(encoder)
+        wanted = vectors(challenger, SENTENCES)
+        assert store.encoded == len(set(SENTENCES))
+        champion = keras.saving.load_model(champion_path)
+        # when the evaluation lends the champion the challenger's cache
+        assert share_embeddings(champion, challenger) == 1
+        got = vectors(champion, SENTENCES)
+        # then the champion scores from the cached vectors (nothing encoded again), the same vectors
+        assert store.encoded == len(set(SENTENCES))
+        np.testing.assert_array_equal(got, wanted)
+        # and a champion whose encoder weights differ keeps its own encoder
+        other = keras.saving.load_model(champion_path)
+        layer = next(x for x in other.layers if hasattr(x, "backbone"))
+        weights = layer.backbone.get_weights()
+        layer.backbone.set_weights([w + 1e-3 if i == 0 else w for i, w in enumerate(weights)])
+        assert share_embeddings(other, challenger) == 0
+        assert layer.store is None
+    finally:
+        encoder.store = None

@@ -189,3 +189,25 @@ def test_a_mirrored_strategy_from_params_trains_the_same_builder():
     trained = use_case.task.train(use_case, config, intent_slice(1500))
     assert "Mirrored" in type(trained.model.optimizer._distribution_strategy).__name__
     assert np.all(np.isfinite(RowScorer(trained.model).score(trained.splits.test)))
+
+
+@pytest.mark.parametrize("mode", ["tf_idf", "int"])
+def test_the_traced_adapt_learns_the_vocabulary_and_idf_of_keras_adapt(mode):
+    import keras
+
+    from components.models.text import adapt_vocabulary, adaptation_texts
+
+    # given real review sentences with repeated n-grams and a vocabulary cap that cuts through ties
+    data = get_use_case("sentiment").configure(load_params(ROOT / "params.yaml")).params.data
+    frame = read_sentences(SENTIMENT_DIR, data)
+    texts = adaptation_texts(frame["text"].head(300))
+
+    def layer():
+        return keras.layers.TextVectorization(max_tokens=400, split="character", ngrams=(2, 3), output_mode=mode)
+
+    adapted, traced = layer(), layer()
+    adapted.adapt(texts)
+    adapt_vocabulary(traced, texts)
+    # then the vocabulary (order included), the document frequencies and the outputs are the same
+    assert traced.get_vocabulary() == adapted.get_vocabulary()
+    np.testing.assert_array_equal(traced(texts).numpy(), adapted(texts).numpy())

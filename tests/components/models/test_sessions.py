@@ -21,10 +21,10 @@ def cyclic_log(sessions: int = 120, items: int = 12) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["s", "i", "t"])
 
 
-def params(architecture: str) -> SessionsTrain:
+def params(architecture: str, unroll: bool = False) -> SessionsTrain:
     return SessionsTrain(architecture=architecture, embedding_dim=16, max_length=4, dropout=0.0, blocks=1, heads=2,
                          learning_rate=0.02, learning_rate_decay=1.0, batch_size=32, max_epochs=15,
-                         early_stopping_patience=15, top_k=3)
+                         early_stopping_patience=15, top_k=3, unroll=unroll)
 
 
 def test_the_prefix_layer_skips_unknown_items_and_keeps_the_latest_clicks_left_padded():
@@ -79,8 +79,8 @@ def test_times_problems_name_the_row_and_field_never_the_value(items, times, pro
         assert all(token not in found[0][2] for token in ("-1", "1e9", "2014"))
 
 
-@pytest.mark.parametrize("architecture", ["gru", "sasrec"])
-def test_a_trained_model_learns_the_walk_and_loads_back(architecture, tmp_path):
+@pytest.mark.parametrize(("architecture", "unroll"), [("gru", False), ("gru", True), ("sasrec", False)])
+def test_a_trained_model_learns_the_walk_and_loads_back(architecture, unroll, tmp_path):
     import keras
 
     from components.models import register_layers
@@ -90,11 +90,11 @@ def test_a_trained_model_learns_the_walk_and_loads_back(architecture, tmp_path):
 
     # given sessions whose next item follows from the last one
     log = cyclic_log()
-    network = build_session_model(log, FEATURES, params(architecture), seed=1)
+    network = build_session_model(log, FEATURES, params(architecture, unroll), seed=1)
     catalogue: Catalogue = network.catalogue
     arrays = training_arrays([catalogue.index(s) for s in session_sequences(log, FEATURES)], 4)
     # when it trains a few epochs
-    fit = fit_session_model(network, arrays, None, params(architecture), seed=1, epochs=15)
+    fit = fit_session_model(network, arrays, None, params(architecture, unroll), seed=1, epochs=15)
     assert np.all(np.isfinite(fit.history["loss"]))
     assert fit.history["loss"][-1] < fit.history["loss"][0]
     # then the served model puts the next item of the walk first, unknown ids skipped
@@ -103,6 +103,8 @@ def test_a_trained_model_learns_the_walk_and_loads_back(architecture, tmp_path):
     serving.save(path)
     register_layers()
     loaded = RowScorer(keras.saving.load_model(path))
+    if architecture == "gru":  # an unrolled GRU stays unrolled when read back
+        assert loaded.model.get_layer("sequence_encoder").gru.unroll is unroll
     outputs = loaded.score_outputs({"items": np.array(["103 104", "103 104 999", ""])})
     assert outputs["items"].shape == (3, 3)
     assert outputs["items"][0, 0] == "105"
