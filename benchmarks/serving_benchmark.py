@@ -4,8 +4,9 @@ For intent, support (text) and recommend, the registry's @champion is served in 
 ``funnel serve``, by MLServer with its MLflow runtime and by a BentoML service (both tuned, in a venv
 of their own: ``make peers``, which this script runs when the venv is missing) and by ``mlflow
 models serve``, and the same load drives each for the same time: wrk (Debian's package; one
-thread, keep-alive connections, one-row JSON requests drawn from the real data) when it is
-installed, otherwise a pure-Python generator with the same shape (``--load``). One table per use
+thread, keep-alive connections, one-row JSON requests drawn from the real data; a missing wrk is
+installed by ``make bench-tools`` when run as root on Debian, which ``make peers`` also runs),
+otherwise a pure-Python generator with the same shape (``--load``). One table per use
 case shows req/s, p50, p99, errors, whether each server's predictions match funnel's, and funnel's
 throughput over each server's, measured in the same run. Then batch scoring rows/s of the path
 ``funnel score`` ships (``RowScorer``, and the whole file in and out through ``score_file``) vs
@@ -369,6 +370,12 @@ def ensure_peers() -> bool:
     return False
 
 
+def ensure_wrk() -> None:
+    """Install wrk with `make bench-tools` (apt-get as root); it says how to install it otherwise."""
+    print("wrk is not installed: `make bench-tools` installs it (Debian's package, as root) or says how")
+    subprocess.run(["make", "-C", str(ROOT), "bench-tools"], check=False)
+
+
 def start_funnel(champion: Champion, port: int, logs: Path, args, context) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "funnel"), "serve", champion.use_case, "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(context.workers)]
@@ -644,6 +651,8 @@ def main() -> None:
     parser.add_argument("--session-connections", default="1,4",
                         help="comma-separated connection counts of the sessions table")
     args = parser.parse_args()
+    if args.load != "python" and shutil.which("wrk") is None:
+        ensure_wrk()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
     servers = ["funnel", *(s for s in args.servers if s != "funnel")]
     if {"mlserver", "bentoml"} & set(servers) and not ensure_peers():
