@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -578,14 +579,44 @@ def serve_table(champion: Champion, servers: list[str], args, context, load) -> 
             answers, check = check_replies(server, champion, port, expected)
             expected = expected if expected is not None else answers
             bodies = [server.body(champion, row) for row in champion.records]
-            results.append((server, load(f"{server.label} ({champion.use_case})", port,
-                                         server.path.format(use_case=champion.use_case), bodies), check))
+            # funnel serve: how the load's connections fell on its worker processes, seen mid-load
+            spread: list[str] = []
+            probe = threading.Timer(args.warmup + args.duration / 2, _record_spread, (spread, port))
+            if key == "funnel":
+                probe.start()
+            result = load(f"{server.label} ({champion.use_case})", port, server.path.format(use_case=champion.use_case),
+                          bodies)
+            probe.cancel()
+            if key == "funnel":
+                probe.join()
+            if spread:
+                check += f"; connections per worker {' + '.join(spread)}"
+            results.append((server, result, check))
         except Exception as exc:  # noqa: BLE001 - as above: the row says what failed
             log = context.logs / f"{key}-{champion.use_case}.log"
             results.append((server, None, f"failed: {type(exc).__name__}: {exc} (see {log.name})"))
         finally:
             stop_server(process)
     return results
+
+
+def connection_spread(port: int) -> list[str]:
+    """Established connections to ``port`` per server process, most first (Linux ``ss``; [] without
+    it). The kernel hands each new connection to whichever worker accepts first, so a few
+    connections can pile up on one worker while the other idles: the table says how they fell."""
+    import re
+    from collections import Counter
+
+    if shutil.which("ss") is None:
+        return []
+    listed = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                            capture_output=True, text=True, check=False).stdout
+    counts = Counter(re.findall(r"pid=(\d+)", listed))
+    return [str(n) for n in sorted(counts.values(), reverse=True)]
+
+
+def _record_spread(into: list[str], port: int) -> None:
+    into.extend(connection_spread(port))
 
 
 def print_table(champion: Champion, results: list[tuple[Server, LoadResult | None, str]], workers: int) -> None:
