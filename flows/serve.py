@@ -94,9 +94,10 @@ def _serve_workers(settings, use_cases: list[str], params, host: str, port: int,
     versions = check_champions(settings, use_cases, params.alias)  # fail here, not in every worker
     metrics_dir = tempfile.mkdtemp(prefix="funnel-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client in each worker
-    # libuv (under uvloop) accepts every waiting connection at once, so one worker would take a whole
-    # burst of new clients; one accept per wake-up spreads them over the workers
-    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+    # The workers share one listening socket: libuv (under uvloop) accepts every waiting connection at
+    # once, so a burst of new clients can all land on one worker (README: serving benchmark). The
+    # UV_TCP_SINGLE_ACCEPT switch that once spread them is gone from the libuv uvloop 0.23 bundles
+    # (1.52), so it is not set here.
     os.environ[SPEC_ENV] = json.dumps({"use_cases": use_cases, "params": dataclasses.asdict(params)})
     config = server_config(f"{__name__}:worker_app", host, port, factory=True, workers=workers)
     sock = config.bind_socket()
