@@ -29,8 +29,9 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev
 
+# the use cases train side by side on two Dask worker processes (README: make run's time)
 run: install
-	$(BIN)/funnel retrain --all
+	$(BIN)/funnel retrain --all --parallel
 
 # tests run in TEST_WORKERS processes (pytest-xdist; each has its own Prefect harness and
 # temp registries); TEST_WORKERS=0 runs them in this process
