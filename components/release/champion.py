@@ -20,6 +20,7 @@ from components.data import versioning
 from components.data.splits import SPLIT_TAG, TEST, assign_sides, row_keys
 from components.errors import ConfigError
 from components.evaluation.report import ChampionScorer
+from components.models.encoder import share_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def evaluate_with_champion(use_case: Any, config: Any, trained: Any, plots_dir, 
     changed = schema_change(champion, trained.splits.test.columns)
     if changed:
         logger.warning("%s: %s", config.name, changed)
+    if not changed and champion is not None and champion.model is not None:
+        # the same frozen sentence encoder in both: the champion reads the challenger's vectors
+        share_embeddings(champion.model, trained.model)
     evaluation = use_case.task.evaluate(use_case, config, trained, plots_dir, None if changed else champion)
     if changed and champion is not None:
         evaluation = replace(evaluation, champion_version=champion.version, champion_error=changed, schema_change=changed)

@@ -39,7 +39,6 @@ from components.evaluation.report import (
     gate_metric_names,
     measure_champion,
 )
-from components.models.encoder import share_embeddings
 from components.models.scorer import RowScorer
 from components.monitoring.monitor import champion_scores
 from components.tasks.base import ConfiguredSplit
@@ -155,8 +154,6 @@ class BinaryTask(ConfiguredSplit):
                  champion: ChampionScorer | None = None) -> Evaluation:
         """Score model, same-run baseline and current champion on the test split; plot them."""
         started = time.perf_counter()
-        if champion is not None and champion.model is not None:  # its encoder reads the test vectors once
-            share_embeddings(champion.model, trained.model)
         if trained.stream is not None:
             return self.evaluate_stream(use_case, config, trained, plots_dir, champion, started)
         splits = trained.splits

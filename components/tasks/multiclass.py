@@ -26,7 +26,6 @@ from components.evaluation.report import (
     gate_metric_names,
     measure_champion,
 )
-from components.models.encoder import share_embeddings
 from components.models.scorer import RowScorer
 from components.monitoring.monitor import champion_scores
 from components.tasks.base import ConfiguredSplit
@@ -89,8 +88,6 @@ class MulticlassTask(ConfiguredSplit):
                  champion: ChampionScorer | None = None) -> Evaluation:
         """Model vs same-run baseline vs champion on the test split."""
         started = time.perf_counter()
-        if champion is not None and champion.model is not None:  # its encoder reads the test vectors once
-            share_embeddings(champion.model, trained.model)
         test = trained.splits.test
         y_test = test[config.label].astype(str).to_numpy()
         outputs = RowScorer(trained.serving).score_outputs(test)
