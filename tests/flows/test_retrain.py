@@ -58,6 +58,9 @@ def test_intent_good_run_then_worse_run_then_bad_data(project):
     v1 = client().get_model_version("intent", "1")
     assert v1.tags["gate.verdict"] == "passed"
     assert v1.tags["data_md5"] == locked_md5(project, "snapshot@intent") == first["data_md5"]
+    # one DVC commit recorded the snapshot and the train stage trained on it (their dvc.lock entries agree)
+    train_deps = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train@intent"]["deps"]
+    assert {d["path"]: d.get("md5") for d in train_deps}["data/snapshots/intent/snapshot.parquet"] == first["data_md5"]
     assert (project / "reports" / "intent" / "metrics.json").is_file()
     assert {p.name for p in (project / "reports" / "intent" / "plots").iterdir()} >= {"roc.png", "pr.png"}
     # the run's own scratch folder (snapshot, metrics, plots before publishing) is gone

@@ -111,3 +111,51 @@ def test_concurrent_runs_of_one_use_case_each_version_the_data_they_wrote(tmp_pa
         assert recorded == own, f"the run with {rows} rows recorded another run's data"
         assert len(read_cached_snapshot(root, recorded, str(tmp_path / "remote"))) == rows
     assert outcome[0][2] != outcome[1][2]
+
+
+def test_one_commit_records_the_snapshot_and_the_train_stage_with_the_runs_outputs(tmp_path):
+    """The flow versions a run once, after evaluation: its snapshot, metrics and plots are published
+    and both stages recorded in one DVC commit; dvc.lock then matches the files (``dvc status``
+    clean for both), the run's overrides are in both stages' params and the snapshot is on the remote."""
+    import json
+
+    import yaml
+
+    from components.data.versioning import open_repo
+
+    # given a run's own snapshot, metrics and plots in its scratch folder
+    root = make_project(tmp_path / "repo", intent_rows=600)
+    remote = tmp_path / "remote"
+    scratch = root / "reports" / ".runs" / "run-1"
+    staged = write_snapshot("intent", intent_slice(600), "test", scratch)
+    (scratch / "metrics.json").write_text(json.dumps({"roc_auc": 0.9}))
+    (scratch / "plots").mkdir()
+    (scratch / "plots" / "roc.png").write_bytes(b"png")
+    reports = root / "reports" / "intent"
+    target = root / "data" / "snapshots" / "intent" / "snapshot.parquet"
+    # when the run is versioned with the train stage downstream
+    version = version_snapshot(root, "snapshot@intent", target, str(remote), staged=staged.path,
+                               downstream="train@intent",
+                               outputs={scratch / "metrics.json": reports / "metrics.json", scratch / "plots": reports / "plots"})
+    # then the outputs are where dvc.yaml names them and dvc.lock records both stages against them
+    assert json.loads((reports / "metrics.json").read_text()) == {"roc_auc": 0.9}
+    assert (reports / "plots" / "roc.png").read_bytes() == b"png"
+    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    train_deps = {d["path"]: d.get("md5") for d in stages["train@intent"]["deps"]}
+    assert train_deps["data/snapshots/intent/snapshot.parquet"] == version.md5 == read_locked_md5(
+        root, "snapshot@intent", "data/snapshots/intent/snapshot.parquet")
+    assert version.is_new
+    assert (remote / "files" / "md5" / version.md5[:2] / version.md5[2:]).is_file()
+    with open_repo(root) as repo:
+        status = repo.status(targets=["snapshot@intent", "train@intent"])
+    assert status == {}
+    # and a run with --set values records them in the params of both stages, in one commit
+    staged = write_snapshot("intent", intent_slice(500), "test", scratch)
+    again = version_snapshot(root, "snapshot@intent", target, str(remote), {"use_cases.intent.data.delimiter": ";"},
+                             staged=staged.path, downstream="train@intent",
+                             outputs={scratch / "metrics.json": reports / "metrics.json"})
+    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert again.md5 != version.md5
+    assert stages["snapshot@intent"]["params"]["params.yaml"]["use_cases.intent.data"]["delimiter"] == ";"
+    assert stages["train@intent"]["params"]["params.yaml"]["use_cases.intent"]["data"]["delimiter"] == ";"
+    assert {d["path"]: d.get("md5") for d in stages["train@intent"]["deps"]}["data/snapshots/intent/snapshot.parquet"] == again.md5
