@@ -37,7 +37,7 @@ METRICS = {"intent": ("roc_auc", "pr_auc", "f1", "capture_top_10pct", "capture_t
 
 
 # the retrain flow's tasks in the order they run (flows/retrain.py)
-STAGES = ("load_context", "ingest", "validate", "stage_snapshot", "train", "evaluate", "version", "register", "gate",
+STAGES = ("load_context", "ingest", "validate", "version", "train", "evaluate", "register", "gate",
           "review_report", "promote")
 # the issue's target: platform overhead at most this share of a retrain's wall time
 OVERHEAD_TARGET = 0.15

@@ -1,4 +1,4 @@
-"""One generic Prefect flow: ingest -> validate -> stage_snapshot -> train -> evaluate -> version -> register -> gate -> promote."""
+"""One generic Prefect flow: ingest -> validate -> version -> train -> evaluate -> register -> gate -> promote."""
 
 from __future__ import annotations
 
@@ -148,44 +148,35 @@ def validate(ctx: RunContext, frame) -> ValidationReport:
 
 
 @task(**IO_TASK)
-def stage_snapshot(ctx: RunContext, frame, source: str) -> Snapshot:
-    """Write the validated frame as this run's snapshot, in the run's own folder (``version``
-    publishes it with the run's metrics and plots once they exist)."""
-    return write_snapshot(ctx.config.name, frame, source, ctx.scratch, ctx.common.snapshot_row_group_rows)
+def version(ctx: RunContext, frame, source: str, as_of: str | None = None) -> tuple[Snapshot, DataVersion]:
+    staged = write_snapshot(ctx.config.name, frame, source, ctx.scratch, ctx.common.snapshot_row_group_rows)
+    target = ctx.settings.path(ctx.common.snapshot_dir) / ctx.config.name / staged.path.name
+    # dvc.lock records what this run used: its --set values and the day a replay released data to
+    day = replay_day(ctx, as_of)
+    used = {**(ctx.overrides or {}), **({f"use_cases.{ctx.config.name}.data.replay.as_of": day.isoformat()} if day else {})}
+    data_version = versioning.version_snapshot(
+        ctx.settings.repo_root, f"snapshot@{ctx.config.name}", target, ctx.settings.dvc_remote, used,
+        lock_timeout_s=ctx.common.lock_timeout_s, staged=staged.path,
+    )
+    return replace(staged, path=target), data_version
 
 
 @task(**ML_TASK)
 def train(ctx: RunContext, snapshot) -> TrainedModel:
-    # train.streaming: the run's snapshot file is read in row batches, not the frame
+    # train.streaming: the published snapshot file is read in row batches, not the frame
     return train_from_snapshot(ctx.use_case, ctx.config, snapshot.frame, snapshot.path)
 
 
 @task(**ML_TASK)
 def evaluate(ctx: RunContext, trained) -> Evaluation:
     champion = load_champion(ctx.settings, ctx.config, ctx.common.champion_alias)
+    reports = ctx.settings.path(ctx.common.reports_dir) / ctx.config.name
     evaluation = evaluate_with_champion(ctx.use_case, ctx.config, trained, ctx.scratch / "plots", champion)
-    write_metrics_json(evaluation, ctx.scratch / "metrics.json")
+    metrics = write_metrics_json(evaluation, ctx.scratch / "metrics.json")
+    versioning.commit_stage(ctx.settings.repo_root, f"train@{ctx.config.name}", ctx.overrides,
+                            lock_timeout_s=ctx.common.lock_timeout_s,
+                            staged={metrics: reports / "metrics.json", ctx.scratch / "plots": reports / "plots"})
     return evaluation
-
-
-@task(**IO_TASK)
-def version(ctx: RunContext, staged: Snapshot, as_of: str | None = None) -> tuple[Snapshot, DataVersion]:
-    """Publish the run's snapshot, metrics and plots to the paths dvc.yaml names and record the
-    snapshot and train stages in dvc.lock in one DVC commit (under the DVC lock), then push the
-    snapshot to the remote: before anything is registered, so every registered model's data is
-    in dvc.lock and the remote."""
-    name = ctx.config.name
-    target = ctx.settings.path(ctx.common.snapshot_dir) / name / staged.path.name
-    reports = ctx.settings.path(ctx.common.reports_dir) / name
-    # dvc.lock records what this run used: its --set values and the day a replay released data to
-    day = replay_day(ctx, as_of)
-    used = {**(ctx.overrides or {}), **({f"use_cases.{name}.data.replay.as_of": day.isoformat()} if day else {})}
-    data_version = versioning.version_snapshot(
-        ctx.settings.repo_root, f"snapshot@{name}", target, ctx.settings.dvc_remote, used,
-        lock_timeout_s=ctx.common.lock_timeout_s, staged=staged.path, downstream=f"train@{name}",
-        outputs={ctx.scratch / "metrics.json": reports / "metrics.json", ctx.scratch / "plots": reports / "plots"},
-    )
-    return replace(staged, path=target), data_version
 
 
 @task(**IO_TASK | {"retries": 0})
@@ -315,10 +306,9 @@ def run_steps(ctx: RunContext, as_of: str | None) -> dict[str, Any]:
     use_case = ctx.config.name
     frame, source = ingest(ctx, as_of)
     report = validate(ctx, frame)
-    staged = stage_snapshot(ctx, frame, source)
-    trained = train(ctx, staged)
+    snapshot, data_version = version(ctx, frame, source, as_of)
+    trained = train(ctx, snapshot)
     evaluation = evaluate(ctx, trained)
-    snapshot, data_version = version(ctx, staged, as_of)
     registered = register(ctx, snapshot, data_version, trained, evaluation, report)
     decision = gate(ctx, registered, evaluation)
     logger.info("%s v%s: gate %s", use_case, registered.version, decision.verdict)

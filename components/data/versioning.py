@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,28 +130,17 @@ def read_locked_md5(repo_root: Path, stage: str, path: str) -> str | None:
     return None
 
 
-def record_overrides(repo_root: Path, stage: str | Sequence[str], overrides: Mapping[str, Any] | None) -> list[str]:
-    """Write a run's ``--set`` overrides into the params dvc.lock records for ``stage`` (or each of
-    several stages, in one read and one write of dvc.lock), so the lock says what the run used
-    (``dvc status`` then shows the stage's params as changed against params.yaml). Only params a
-    stage depends on are touched; returns the keys written (once each)."""
+def record_overrides(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None) -> list[str]:
+    """Write a run's ``--set`` overrides into the params dvc.lock records for ``stage``, so the
+    lock says what the run used (``dvc status`` then shows the stage's params as changed against
+    params.yaml). Only params the stage depends on are touched; returns the keys written."""
     if not overrides:
         return []
     lock_file = repo_root / "dvc.lock"
     lock = read_lock(lock_file) if lock_file.is_file() else None
-    written: list[str] = []
-    for name in [stage] if isinstance(stage, str) else stage:
-        recorded = ((lock or {}).get("stages", {}).get(name, {}).get("params") or {}).get("params.yaml")
-        if recorded:
-            written += [key for key in write_overrides(recorded, overrides) if key not in written]
-    if written:
-        lock_file.write_text(yaml.dump(lock, Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True))
-    return written
-
-
-def write_overrides(recorded: dict[str, Any], overrides: Mapping[str, Any]) -> list[str]:
-    """Set each override in one stage's recorded params (a dotted key, or a key inside a recorded
-    section); returns the keys set."""
+    recorded = ((lock or {}).get("stages", {}).get(stage, {}).get("params") or {}).get("params.yaml")
+    if not recorded:
+        return []
     written = []
     for dotted, value in overrides.items():
         parsed = yaml.safe_load(value) if isinstance(value, str) else value
@@ -171,39 +160,47 @@ def write_overrides(recorded: dict[str, Any], overrides: Mapping[str, Any]) -> l
         if isinstance(node, dict):
             node[leaf] = parsed
             written.append(dotted)
+    if written:
+        lock_file.write_text(yaml.dump(lock, Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True))
     return written
 
 
 def version_snapshot(repo_root: Path, stage: str, snapshot_path: Path, remote_url: str,
                      overrides: Mapping[str, Any] | None = None, lock_timeout_s: float = DEFAULT_TIMEOUT_S,
-                     staged: Path | None = None, downstream: str | None = None,
-                     outputs: Mapping[Path, Path] | None = None) -> DataVersion:
+                     staged: Path | None = None) -> DataVersion:
     """Record the snapshot written for ``stage`` in dvc.lock (with the run's overrides) and push
     it to the remote. ``staged``: the run's own file, copied onto ``snapshot_path`` under the lock,
-    so a concurrent run of the same use case cannot swap the file between write and commit.
-
-    ``downstream``: a stage that depends on ``stage`` (the run's ``train@<use case>``), recorded
-    in the same DVC commit after its ``outputs`` (the run's metrics and plots -> the stage's
-    paths) are published under the same lock. DVC reads dvc.lock and rewrites it whole with its
-    round-trip YAML on every commit (~1 s each for a dozen use cases), so one commit of both
-    stages halves that."""
+    so a concurrent run of the same use case cannot swap the file between write and commit."""
     ensure_repo(repo_root)
     relative = snapshot_path.resolve().relative_to(repo_root.resolve()).as_posix()
     with repo_lock(repo_root, lock_timeout_s):
-        publish({**({staged: snapshot_path} if staged is not None else {}), **(outputs or {})})
+        if staged is not None:
+            publish({staged: snapshot_path})
         before = read_locked_md5(repo_root, stage, relative)
         with open_repo(repo_root) as repo:
             configure_remote(repo, remote_url)
         with open_repo(repo_root) as repo:  # a fresh Repo reads the remote just configured
-            # with_deps: the downstream stage and the stages it depends on (here ``stage``), one dvc.lock write
-            repo.commit(downstream or stage, with_deps=downstream is not None, force=True)
-            record_overrides(repo_root, [stage, downstream] if downstream else stage, overrides)
+            repo.commit(stage, force=True)
+            record_overrides(repo_root, stage, overrides)
             md5 = read_locked_md5(repo_root, stage, relative)
             if md5 is None:
                 raise VersioningError(f"dvc.lock has no md5 for {relative} after committing {stage}")
             repo.push(targets=[stage], remote=REMOTE_NAME)
     logger.info("snapshot %s md5=%s (new=%s) pushed to %s", relative, md5, md5 != before, remote_url)
     return DataVersion(md5=md5, path=relative, stage=stage, is_new=md5 != before, remote=remote_url)
+
+
+def commit_stage(repo_root: Path, stage: str, overrides: Mapping[str, Any] | None = None,
+                 lock_timeout_s: float = DEFAULT_TIMEOUT_S, staged: Mapping[Path, Path] | None = None) -> None:
+    """Record a stage's current outputs (metrics, plots) in dvc.lock, with the run's overrides;
+    ``staged`` (the run's own files or folders -> the stage's outputs) are published first, under
+    the same lock, so the outputs and the lock entry come from one run."""
+    ensure_repo(repo_root)
+    with repo_lock(repo_root, lock_timeout_s):
+        publish(staged or {})
+        with open_repo(repo_root) as repo:
+            repo.commit(stage, force=True)
+        record_overrides(repo_root, stage, overrides)
 
 
 def publish(staged: Mapping[Path, Path]) -> None:

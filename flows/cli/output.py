@@ -131,7 +131,7 @@ def render_table(rows: list[list[str]], headers: tuple[str, ...]) -> str:
 # Progress of a retrain run, driven by the log records the flow already writes.
 
 # The retrain flow's tasks, in the order it runs them (flows/retrain.py).
-STAGES = ("load_context", "ingest", "validate", "stage_snapshot", "train", "evaluate", "version", "register", "gate",
+STAGES = ("load_context", "ingest", "validate", "version", "train", "evaluate", "register", "gate",
           "review_report", "promote")
 RETRAIN_FLOW = "retrain"
 EPOCH_LOGGER = "components.training.fit"

@@ -54,7 +54,7 @@ def other_record(name: str, message: str, level: int = logging.INFO) -> logging.
 def a_run(use_case: str = "intent", epochs: int = 3) -> list[logging.LogRecord]:
     """The records of one retrain run up to the end of training."""
     records = [flow_record(use_case, f"Beginning subflow run 'retrain-{use_case}' for flow 'retrain'")]
-    records += [task_record(use_case, t) for t in ("load_context", "ingest", "validate", "stage_snapshot")]
+    records += [task_record(use_case, t) for t in ("load_context", "ingest", "validate", "version")]
     records += [epoch_record(e, 8) for e in range(1, epochs + 1)]
     return records
 

@@ -58,7 +58,7 @@ def test_intent_good_run_then_worse_run_then_bad_data(project):
     v1 = client().get_model_version("intent", "1")
     assert v1.tags["gate.verdict"] == "passed"
     assert v1.tags["data_md5"] == locked_md5(project, "snapshot@intent") == first["data_md5"]
-    # one DVC commit recorded the snapshot and the train stage trained on it (their dvc.lock entries agree)
+    # dvc.lock's train stage records the snapshot it trained on
     train_deps = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train@intent"]["deps"]
     assert {d["path"]: d.get("md5") for d in train_deps}["data/snapshots/intent/snapshot.parquet"] == first["data_md5"]
     assert (project / "reports" / "intent" / "metrics.json").is_file()
