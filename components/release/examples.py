@@ -45,3 +45,33 @@ def synthetic_example(columns: dict[str, str], rules, transforms: dict | None = 
             value = float(value)
         example[name] = [value] * rows
     return pd.DataFrame(example)
+
+
+def check_example(use_case: str, keras_model, example: pd.DataFrame, transforms: dict | None = None) -> None:
+    """Check the input example as serving takes it, on the in-memory model: the fitted transforms,
+    the conversion to the model's input arrays and its row checks (what the pyfunc does before the
+    Keras call).
+
+    Raises:
+        InputSchemaError: the example does not fit (names the columns, never values: it is synthetic anyway).
+    """
+    import numpy as np
+
+    from components.data.ingest import load_transforms
+    from components.errors import DataValidationError, InputSchemaError
+    from components.models.scorer import input_arrays, input_problems, input_spec, optional_inputs, row_checks
+
+    spec = input_spec(keras_model)
+    try:
+        fitted = load_transforms(transforms)
+        rows = fitted.apply(example, online=True) if fitted is not None else example
+        input_arrays(spec, rows, optional_inputs(keras_model))
+    except (InputSchemaError, DataValidationError, ValueError, TypeError, KeyError) as exc:
+        raise InputSchemaError(
+            f"{use_case}: the synthetic input example (built from validate.columns) does not fit the model's "
+            f"inputs ({type(exc).__name__}); fix the column rules in params.yaml or set common.input_example: off"
+        ) from None
+    problems = input_problems(row_checks(keras_model), {n: np.asarray(rows[n]).reshape(-1) for n in spec if n in rows})
+    if problems:
+        raise InputSchemaError(f"{use_case}: the synthetic input example fails the model's row checks on "
+                               f"{sorted({name for _, name, _ in problems})}; fix validate.columns in params.yaml")

@@ -20,7 +20,7 @@ import numpy as np
 from components.config import Settings
 from components.data.ingest import load_transforms, snapshot_transforms
 from components.overrides import flatten_params
-from components.release.examples import synthetic_example
+from components.release.examples import check_example, synthetic_example
 from components.release.run_record import run_metrics, version_tags
 from components.release.saved_model import COLUMN_TYPES, NUMPY_TYPES, pinned_requirements, request_inputs
 from components.release.saved_model import THRESHOLD_TAG as THRESHOLD_TAG
@@ -55,8 +55,7 @@ def connect(settings: Settings):
 
 
 def initialise_store(settings: Settings) -> None:
-    """Create the tracking and registry tables now, in this process. Parallel workers that each
-    open a brand-new SQLite store would otherwise race to create the same tables."""
+    """Create the tracking and registry tables now: parallel workers opening a new SQLite store race to create them."""
     client = connect(settings)
     client.search_experiments(max_results=1)
     client.search_registered_models(max_results=1)
@@ -64,11 +63,9 @@ def initialise_store(settings: Settings) -> None:
 
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
     """The id of the experiment ``name``, created (with the embedded artifact folder) if missing."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
+    if (experiment := client.get_experiment_by_name(name)) is not None:
         return experiment.experiment_id
-    location = f"{artifact_location}/{name}" if artifact_location else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=f"{artifact_location}/{name}" if artifact_location else None)
 
 
 # Flavor module contract: save_model(...) and _load_pyfunc(path).
@@ -121,36 +118,18 @@ def load_pyfunc(path: str):
 
 
 def check_input_example(use_case: str, keras_model, signature, example, transforms: dict | None = None) -> None:
-    """Check the input example as serving would take it, on the in-memory model: the columns and
-    types its signature names (MLflow's ``validate_schema``), then the fitted transforms and the
-    conversion to the model's input arrays and row checks (what the pyfunc does before the Keras
-    call). MLflow's own check after saving loads the saved model back to score the example, 0.4-3.4 s
-    a retrain (the sentence encoder is rebuilt), and only warns when it fails; this one raises.
-
-    Raises:
-        InputSchemaError: the example does not fit (names the columns, never values: it is synthetic anyway).
-    """
+    """The example against the signature, then as serving takes it: InputSchemaError when it does not fit."""
     from mlflow.exceptions import MlflowException
     from mlflow.models import validate_schema
 
-    from components.errors import DataValidationError, InputSchemaError
-    from components.models.scorer import input_arrays, input_problems, input_spec, optional_inputs, row_checks
-
-    spec = input_spec(keras_model)
     try:
         validate_schema(example, signature.inputs)
-        fitted = load_transforms(transforms)
-        rows = fitted.apply(example, online=True) if fitted is not None else example
-        input_arrays(spec, rows, optional_inputs(keras_model))
-    except (MlflowException, InputSchemaError, DataValidationError, ValueError, TypeError, KeyError) as exc:
-        raise InputSchemaError(
-            f"{use_case}: the synthetic input example (built from validate.columns) does not fit the model's "
-            f"signature ({type(exc).__name__}); fix the column rules in params.yaml or set common.input_example: off"
-        ) from None
-    problems = input_problems(row_checks(keras_model), {n: np.asarray(rows[n]).reshape(-1) for n in spec if n in rows})
-    if problems:
-        raise InputSchemaError(f"{use_case}: the synthetic input example fails the model's row checks on "
-                               f"{sorted({name for _, name, _ in problems})}; fix validate.columns in params.yaml")
+    except (MlflowException, ValueError, TypeError, KeyError):
+        from components.errors import InputSchemaError
+
+        raise InputSchemaError(f"{use_case}: the synthetic input example (built from validate.columns) does not fit "
+                               "the model's signature; fix the column rules in params.yaml or set common.input_example: off") from None
+    check_example(use_case, keras_model, example, transforms)
 
 
 def build_signature(keras_model, transforms: dict | None = None):
@@ -180,16 +159,8 @@ def build_signature(keras_model, transforms: dict | None = None):
 
 
 def log_training_run(
-    settings: Settings,
-    config,
-    snapshot,
-    data_version,
-    trained,
-    evaluation,
-    validation,
-    context: dict[str, str],
-    challenger_alias: str,
-    input_example: str = "synthetic",
+    settings: Settings, config, snapshot, data_version, trained, evaluation, validation, context: dict[str, str],
+    challenger_alias: str, input_example: str = "synthetic",
 ) -> RegisteredVersion:
     """Log params, metrics, plots, data lineage and the model; register it as ``@challenger``."""
     import mlflow
@@ -200,13 +171,9 @@ def log_training_run(
     use_case = config.name
     experiment_id = ensure_experiment(client, use_case, settings.artifact_location)
     tags = {
-        "use_case": use_case,
-        "git_commit": context.get("git_commit", "unknown"),
-        "prefect_flow_run_id": context.get("flow_run_id", ""),
-        "data_md5": data_version.md5,
-        "data_path": data_version.path,
-        "data_rows": str(snapshot.rows),
-        "data_source": snapshot.source,
+        "use_case": use_case, "git_commit": context.get("git_commit", "unknown"),
+        "prefect_flow_run_id": context.get("flow_run_id", ""), "data_md5": data_version.md5,
+        "data_path": data_version.path, "data_rows": str(snapshot.rows), "data_source": snapshot.source,
         "validation": json.dumps(validation.statistics),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{use_case}-{data_version.md5[:8]}", tags=tags) as run:
@@ -333,11 +300,10 @@ def load_version_model(use_case: str, version: str):
 def load_row_scorer(settings: Settings, use_case: str, alias: str):
     """(version, RowScorer) of ``<use_case>@<alias>``: the compiled scorer behind the pyfunc model."""
     from components.errors import FunnelError
-
-    loaded = load_scorer(settings, use_case, alias)
-    if loaded is None:
-        raise FunnelError(f"{use_case} has no @{alias} to score with; run `funnel retrain {use_case}` first")
     from components.models.scorer import RowScorer
+
+    if (loaded := load_scorer(settings, use_case, alias)) is None:
+        raise FunnelError(f"{use_case} has no @{alias} to score with; run `funnel retrain {use_case}` first")
 
     version, model, _ = loaded
     return version, RowScorer(model.get_raw_model())
@@ -354,10 +320,7 @@ def set_alias(settings: Settings, use_case: str, alias: str, version: str) -> No
 
 
 def list_versions(settings: Settings, use_case: str) -> list:
-    client = connect(settings)
-    return sorted(
-        client.search_model_versions(f"name='{use_case}'"), key=lambda v: int(v.version)
-    )
+    return sorted(connect(settings).search_model_versions(f"name='{use_case}'"), key=lambda v: int(v.version))
 
 
 def model_tags(settings: Settings, use_case: str) -> dict[str, str]:
@@ -394,9 +357,8 @@ def run_params(settings: Settings, run_id: str) -> dict[str, str]:
 
 def log_review_files(settings: Settings, run_id: str, paths: list[Path]) -> None:
     """Attach the release review and model card to the challenger's run."""
-    client = connect(settings)
     for path in paths:
-        client.log_artifact(run_id, str(path), "review")
+        connect(settings).log_artifact(run_id, str(path), "review")
 
 
 def describe_version(settings: Settings, use_case: str, version: str, description: str) -> None:
