@@ -75,9 +75,9 @@ class ServingParams(Section):
     max_batch_wait_ms: float = 0.0
     scoring_threads: int = 1
     workers: int = 1
+    accept_wait_ms: float = Field(default=20.0, ge=0)  # the longest a new connection waits for a less busy worker
     max_body_bytes: int = 1_048_576  # a request body over this is refused with 413 before it is parsed
-    # a string value longer than this, in any field, is refused with 422 before the model runs
-    max_string_chars: int = 10_000
+    max_string_chars: int = 10_000  # a longer string value in any field gets 422 before the model runs
     # /ready answers 503 once this many reloads of a new @champion in a row have failed
     max_failed_reloads: int = 3
     tf_threads: int = 0  # TensorFlow intra-/inter-op threads per worker process (0: TensorFlow's default)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 from flows.runtime import configure_environment
 
@@ -32,8 +33,9 @@ def serve_command(
     With ``FUNNEL_SERVE_API_KEY`` set (key[,key...]), /predict and /openapi.json need one of the keys.
 
     With ``workers`` > 1, that many processes share the listening socket (uvicorn's supervisor
-    restarts one that dies); each loads the champions, micro-batches and hot-reloads on its own,
-    and /metrics adds up all of them.
+    restarts one that dies) and each new connection goes to the worker with the fewest open ones
+    (``common.serving.accept_wait_ms``); each loads the champions, micro-batches and hot-reloads
+    on its own, and /metrics adds up all of them.
 
     Raises UnknownUseCaseError for a name that is not registered and ServingError when a use case
     has no champion yet (train one with ``funnel retrain <use_case>``).
@@ -65,7 +67,7 @@ def serve_command(
     api_keys = parse_api_keys(os.environ.get(API_KEY_ENV))  # refuses a set-but-empty variable before loading
     print(describe_auth(api_keys), flush=True)  # noqa: T201 - the command's output: whether clients need a key
     if workers > 1:
-        _serve_workers(settings, use_cases, params, host, port, workers)
+        _serve_workers(settings, use_cases, params, host, port, workers, serving.accept_wait_ms)
         return
     import uvicorn
 
@@ -84,23 +86,20 @@ def serve_command(
         store.close()
 
 
-def _serve_workers(settings, use_cases: list[str], params, host: str, port: int, workers: int) -> None:
-    """``workers`` uvicorn processes on one socket; Prometheus counts in a shared folder."""
-    from uvicorn.supervisors import Multiprocess
-
+def _serve_workers(settings, use_cases: list[str], params, host: str, port: int, workers: int,
+                   accept_wait_ms: float) -> None:
+    """``workers`` uvicorn processes on one socket, each new connection taken by the least loaded
+    worker; Prometheus counts and the open connections per worker in a folder of this server."""
     from components.serving.app import server_config
     from components.serving.store import check_champions
+    from components.serving.workers import serve_balanced
 
     versions = check_champions(settings, use_cases, params.alias)  # fail here, not in every worker
-    metrics_dir = tempfile.mkdtemp(prefix="funnel-serve-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client in each worker
-    # The workers share one listening socket: libuv (under uvloop) accepts every waiting connection at
-    # once, so a burst of new clients can all land on one worker (README: serving benchmark). The
-    # UV_TCP_SINGLE_ACCEPT switch that once spread them is gone from the libuv uvloop 0.23 bundles
-    # (1.52), so it is not set here.
+    folder = Path(tempfile.mkdtemp(prefix="funnel-serve-"))
+    (folder / "metrics").mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder / "metrics")  # read by prometheus_client in each worker
     os.environ[SPEC_ENV] = json.dumps({"use_cases": use_cases, "params": dataclasses.asdict(params)})
     config = server_config(f"{__name__}:worker_app", host, port, factory=True, workers=workers)
-    sock = config.bind_socket()
     print(  # noqa: T201 - the command's output: what it serves
         f"serving {', '.join(f'{uc} v{v}' for uc, v in versions.items())} on http://{host}:{port} with {workers} "
         f"worker processes (OpenAPI: /openapi.json, metrics: /metrics; @{params.alias} checked every "
@@ -108,10 +107,9 @@ def _serve_workers(settings, use_cases: list[str], params, host: str, port: int,
         flush=True,
     )
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        serve_balanced(config, folder, accept_wait_ms)
     finally:
-        sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def worker_app():
