@@ -43,4 +43,23 @@ def dask_runner(address: str | None, workers: int) -> Any:
 
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1})
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1,
+                                          "env": worker_environment()})
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment a LocalCluster's worker processes get: the Prefect API this process reports
+    to. Without a configured PREFECT_API_URL this process runs a temporary server; it is started
+    here (Prefect keeps one per process, so the flow run uses the same) to hand its address on.
+    Otherwise every worker process starts a temporary server of its own: about 20 s each before
+    its first use case on 2 cores, and three servers writing one database for the whole run."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    url = PREFECT_API_URL.value()
+    if not url and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start()
+        url = server.api_url
+    return {"PREFECT_API_URL": url} if url else {}
