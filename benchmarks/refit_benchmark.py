@@ -16,7 +16,6 @@ import argparse
 import logging
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -118,30 +117,18 @@ def coldstart() -> None:
     from components.evaluation.coldstart import top_among
     from components.evaluation.compare import paired_on_rows
     from components.evaluation.ranking import per_user_ranking_metrics
-    from components.models.coldstart import content_matrix, item_table
+    from components.models.coldstart import item_table
     from components.models.coldstart_layers import build_table_model, trained_catalogue
     from components.models.recommender import Interactions, RecommendTrain, build_recommender
-    from components.tasks.coldstart import choose_calibration, cold_items
+    from components.tasks.coldstart import choose_calibration, cold_items, training_setup
     from components.tasks.ranking import fit_recommender
 
     use_case, config, frame = load("coldstart")
-    splits = use_case.task.split(frame, config)
-    features, params = config.features, config.train
-    table = item_table(frame, features)
-    ids = table[features.item].to_numpy()
-    warm = np.flatnonzero(~cold_items(table[features.item], config))
-    content, _, featurizer = content_matrix(table, features, params)
-    seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
-    users = np.sort(seen_frame[features.user].unique())
-    history = np.flatnonzero(np.isin(ids, seen_frame[features.item].unique()))
-
-    def matrices(columns):
-        return tuple(Interactions.from_frame(f, features, users, ids[columns])
-                     for f in (seen_frame, splits.train, splits.validation))
-
+    setup = training_setup(use_case, config, frame, use_case.task.split(frame, config))
+    splits, features, params = setup.splits, config.features, config.train
+    ids, warm, history, content, featurizer = setup.ids, setup.warm, setup.history, setup.content, setup.featurizer
+    seen_frame, users, build, matrices = setup.seen_frame, setup.users, setup.build, setup.matrices
     seen, train, validation = matrices(warm)
-    build = partial(use_case.builder.build, seen_frame, features, seed=config.seed, label=config.label,
-                    content=content[warm])
     started = time.perf_counter()
     probe = fit_recommender(build(params=params), train, validation, params, config.seed)
     collaborative_params = RecommendTrain(**{n: getattr(params, n) for n in RecommendTrain.model_fields})

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +43,42 @@ from components.training.fit import FitResult, TrainedModel
 
 COLD = "cold_"
 logger = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the two networks train on (the task's ``train``; benchmarks/refit_benchmark.py too)."""
+
+    splits: Splits
+    ids: np.ndarray          # the item table's ids
+    warm: np.ndarray         # positions of the items not held out as cold
+    history: np.ndarray      # positions of the items with history: recommend's catalogue
+    content: np.ndarray
+    featurizer: Any
+    seen_frame: pd.DataFrame  # train + validation
+    users: np.ndarray
+    build: Callable[..., Any]  # the hybrid network for ``params=``
+    matrices: Callable[[np.ndarray], tuple]  # (seen, train, validation) Interactions over these items
+
+
+def training_setup(use_case, config, frame: pd.DataFrame, splits: Splits) -> TrainingSetup:
+    features, params = config.features, config.train
+    table = item_table(frame, features)
+    ids = table[features.item].to_numpy()
+    warm = np.flatnonzero(~cold_items(table[features.item], config))
+    content, _, featurizer = content_matrix(table, features, params)
+    seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
+    users = np.sort(seen_frame[features.user].unique())
+    history = np.flatnonzero(np.isin(ids, seen_frame[features.item].unique()))
+
+    def matrices(columns):
+        return tuple(Interactions.from_frame(f, features, users, ids[columns])
+                     for f in (seen_frame, splits.train, splits.validation))
+
+    build = partial(use_case.builder.build, seen_frame, features, seed=config.seed, label=config.label,
+                    content=content[warm])
+    return TrainingSetup(splits, ids, warm, history, content, featurizer, seen_frame, users, build, matrices)
 
 
 class ColdStartEvaluate(RankingEvaluate):
@@ -146,24 +184,11 @@ class ColdStartTask:
         from components.models.coldstart_layers import build_serving, build_table_model, trained_catalogue
         from components.models.recommender import RecommendTrain, build_recommender
 
-        splits = self.split(frame, config)
-        features, params = config.features, config.train
-        table = item_table(frame, features)
-        ids = table[features.item].to_numpy()
-        warm = np.flatnonzero(~cold_items(table[features.item], config))
-        content, _, featurizer = content_matrix(table, features, params)
-        seen_frame = pd.concat([splits.train, splits.validation], ignore_index=True)
-        users = np.sort(seen_frame[features.user].unique())
-        # items with history: recommend's catalogue (every item of its training rows)
-        history = np.flatnonzero(np.isin(ids, seen_frame[features.item].unique()))
-
-        def matrices(columns):
-            return tuple(Interactions.from_frame(f, features, users, ids[columns])
-                         for f in (seen_frame, splits.train, splits.validation))
-
+        setup = training_setup(use_case, config, frame, self.split(frame, config))
+        splits, features, params = setup.splits, config.features, config.train
+        ids, warm, history, content, featurizer = setup.ids, setup.warm, setup.history, setup.content, setup.featurizer
+        seen_frame, users, build, matrices = setup.seen_frame, setup.users, setup.build, setup.matrices
         seen, train, validation = matrices(warm)
-        build = partial(use_case.builder.build, seen_frame, features, seed=config.seed, label=config.label,
-                        content=content[warm])
         probe = fit_recommender(build(params=params), train, validation, params, config.seed)
         network = build(params=params.model_copy(update={"max_epochs": probe.best_epoch}))
         started = time.perf_counter()
