@@ -23,20 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from task_level import ROOT  # noqa: E402
-
-
-def load(name: str):
-    """(use case, config, frame) as `funnel retrain` reads them, params.yaml unchanged."""
-    from components.config import load_params, load_settings
-    from components.data.ingest import read_source
-    from components.use_cases import get_use_case
-
-    params = load_params(ROOT / "params.yaml", {})
-    use_case = get_use_case(name, params)
-    config = use_case.configure(params)
-    frame, _ = read_source(name, config.params.data, load_settings())
-    return use_case, config, frame
+from task_level import load_use_case as load  # noqa: E402
 
 
 def interval(delta) -> str:
@@ -57,23 +44,14 @@ def sessions() -> None:
     from components.evaluation.compare import paired_on_rows
     from components.evaluation.next_item import PointScores, session_measure, summarize_points
     from components.models.scorer import RowScorer
-    from components.models.sessions import build_serving, session_sequences, training_arrays
-    from components.tasks.next_item import SESSION, TARGET, indexed_prefixes, prediction_points
+    from components.models.sessions import build_serving
+    from components.tasks.next_item import SESSION, TARGET, training_inputs
     from components.training.sequences import fit_session_model
 
     use_case, config, frame = load("sessions")
     splits = use_case.task.split(frame, config)
     features, p = config.features, config.train
-    seen = pd.concat([splits.train, splits.validation], ignore_index=True)
-    network = use_case.builder.build(seen, features, p, config.seed, label="")
-    catalogue = network.catalogue
-
-    def arrays(clicks: pd.DataFrame):
-        return training_arrays([catalogue.index(s) for s in session_sequences(clicks, features)], p.max_length)
-
-    points, _ = prediction_points(splits.validation, features)
-    validation = (indexed_prefixes(catalogue, points[features.prefix], p.max_length),
-                  catalogue.index(points[TARGET].to_numpy().astype(str)))
+    seen, network, arrays, validation = training_inputs(use_case, config, splits)
     started = time.perf_counter()
     fit = fit_session_model(network, arrays(splits.train), validation, p, config.seed)
     print(f"probe: best epoch {fit.best_epoch} of {fit.epochs_run}, {time.perf_counter() - started:.1f} s", flush=True)

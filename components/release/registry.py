@@ -304,9 +304,7 @@ def load_row_scorer(settings: Settings, use_case: str, alias: str):
 
     if (loaded := load_scorer(settings, use_case, alias)) is None:
         raise FunnelError(f"{use_case} has no @{alias} to score with; run `funnel retrain {use_case}` first")
-
-    version, model, _ = loaded
-    return version, RowScorer(model.get_raw_model())
+    return loaded[0], RowScorer(loaded[1].get_raw_model())  # (version, pyfunc model, threshold)
 
 
 def write_version_tags(settings: Settings, use_case: str, version: str, tags: dict[str, str]) -> None:
@@ -357,8 +355,9 @@ def run_params(settings: Settings, run_id: str) -> dict[str, str]:
 
 def log_review_files(settings: Settings, run_id: str, paths: list[Path]) -> None:
     """Attach the release review and model card to the challenger's run."""
+    client = connect(settings)
     for path in paths:
-        connect(settings).log_artifact(run_id, str(path), "review")
+        client.log_artifact(run_id, str(path), "review")
 
 
 def describe_version(settings: Settings, use_case: str, version: str, description: str) -> None:

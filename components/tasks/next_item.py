@@ -77,6 +77,29 @@ def indexed_prefixes(catalogue, prefixes, length: int) -> np.ndarray:
     return padded_prefixes([catalogue.index(np.asarray(p.split(), dtype=str)) for p in prefixes], length)
 
 
+
+def training_inputs(use_case, config, splits: Splits):
+    """(train + validation clicks, the untrained network, the training arrays of a click frame,
+    the validation prefixes and targets or None): what ``NextItemTask.train`` fits on (and
+    benchmarks/refit_benchmark.py)."""
+    from components.models.sessions import session_sequences, training_arrays
+
+    features, params = config.features, config.train
+    seen = pd.concat([splits.train, splits.validation], ignore_index=True)
+    network = use_case.builder.build(seen, features, params, config.seed, label="")
+    catalogue = network.catalogue
+
+    def arrays(clicks: pd.DataFrame):
+        return training_arrays([catalogue.index(s) for s in session_sequences(clicks, features)], params.max_length)
+
+    validation = None
+    if len(splits.validation):
+        points, _ = prediction_points(splits.validation, features)
+        validation = (indexed_prefixes(catalogue, points[features.prefix], params.max_length),
+                      catalogue.index(points[TARGET].to_numpy().astype(str)))
+    return seen, network, arrays, validation
+
+
 class NextItemTask:
     """Train and validation clicks by period; the model early-stops on validation MRR, then (by
     default) refits on train + validation for the best epoch count."""
@@ -101,23 +124,12 @@ class NextItemTask:
                       test, keys={"train": keys[sides == TRAIN], "validation": keys[sides == VALIDATION], "test": test_keys})
 
     def train(self, use_case, config, frame: pd.DataFrame) -> TrainedModel:
-        from components.models.sessions import build_serving, session_sequences, training_arrays
+        from components.models.sessions import build_serving
         from components.training.sequences import fit_session_model
 
         splits = self.split(frame, config)
         features, params = config.features, config.train
-        seen = pd.concat([splits.train, splits.validation], ignore_index=True)
-        network = use_case.builder.build(seen, features, params, config.seed, label="")
-        catalogue = network.catalogue
-
-        def arrays(clicks: pd.DataFrame):
-            return training_arrays([catalogue.index(s) for s in session_sequences(clicks, features)], params.max_length)
-
-        validation = None
-        if len(splits.validation):
-            points, _ = prediction_points(splits.validation, features)
-            validation = (indexed_prefixes(catalogue, points[features.prefix], params.max_length),
-                          catalogue.index(points[TARGET].to_numpy().astype(str)))
+        seen, network, arrays, validation = training_inputs(use_case, config, splits)
         fit = fit_session_model(network, arrays(splits.train), validation, params, config.seed)
         if validation is not None and params.refit:
             started = time.perf_counter()

@@ -111,4 +111,3 @@ def test_concurrent_runs_of_one_use_case_each_version_the_data_they_wrote(tmp_pa
         assert recorded == own, f"the run with {rows} rows recorded another run's data"
         assert len(read_cached_snapshot(root, recorded, str(tmp_path / "remote"))) == rows
     assert outcome[0][2] != outcome[1][2]
-
