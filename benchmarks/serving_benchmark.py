@@ -586,8 +586,8 @@ def serve_table(champion: Champion, servers: list[str], args, context, load) -> 
                 probe.start()
             result = load(f"{server.label} ({champion.use_case})", port, server.path.format(use_case=champion.use_case),
                           bodies)
-            probe.cancel()
-            if key == "funnel":
+            if probe.is_alive():
+                probe.cancel()
                 probe.join()
             if spread:
                 check += f"; connections per worker {' + '.join(spread)}"
@@ -602,8 +602,8 @@ def serve_table(champion: Champion, servers: list[str], args, context, load) -> 
 
 def connection_spread(port: int) -> list[str]:
     """Established connections to ``port`` per server process, most first (Linux ``ss``; [] without
-    it). The kernel hands each new connection to whichever worker accepts first, so a few
-    connections can pile up on one worker while the other idles: the table says how they fell."""
+    it). ``funnel serve`` hands each new connection to its least loaded worker
+    (components/serving/workers.py); the table shows that the load's connections fell evenly."""
     import re
     from collections import Counter
 
