@@ -351,7 +351,9 @@ def validate_frame(
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs"))
+        # this site only: an ephemeral context also has GX's default site (in a temporary folder),
+        # which the action would build as well, the same pages again where nobody looks
+        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[f"{use_case}_docs"]))
         docs_path = str(site / "index.html")
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(name=f"{use_case}_checkpoint", validation_definitions=[definition], actions=actions)

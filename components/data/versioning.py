@@ -8,8 +8,11 @@ takes a per-repository file lock first.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ def open_repo(repo_root: Path) -> Iterator[Any]:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    reuse_parsed_yaml()
     # DVC's import gives its logger handlers that print INFO lines ("Updating lock file") on
     # stdout, where `funnel retrain --json` writes its document: warnings and errors only
     logging.getLogger("dvc").setLevel(logging.WARNING)
@@ -70,6 +74,64 @@ def open_repo(repo_root: Path) -> Iterator[Any]:
         raise VersioningError(f"DVC failed in {repo_root}: {exc}{params_hint(str(exc))}") from None
     finally:
         os.chdir(previous)
+
+
+# DVC parses the same YAML again and again in one command: dvc.lock (~110 KB, every use case's
+# params) when it collects a stage, when it rewrites the lock and when it pushes; params.yaml for each
+# params dependency and for dvc.yaml's ${use_cases}. Parsed once per content here (a copy each call).
+PARSED_YAML: dict[str, Any] = {}
+PARSED_YAML_ENTRIES = 8
+PARSED_YAML_GUARD = threading.Lock()
+
+
+def reuse_parsed_yaml() -> None:
+    """Make DVC (in this process) parse each YAML text once: its safe parser is memoised by content
+    (every caller gets its own copy), and it rewrites dvc.lock from that safe parse instead of its
+    round-trip parser (ruamel's pure-Python one, which keeps comments and styles; ~0.8 s for this
+    repository's lock on a loaded machine, twice per retrain). DVC alone writes dvc.lock (no
+    comments), and its own dumper writes it, so the file is byte for byte what DVC writes
+    (tests/components/data/test_versioning.py compares both). Idempotent; a DVC without these
+    functions is left as it is."""
+    try:
+        import dvc.dvcfile
+        import dvc.utils.serialize
+        import dvc.utils.strictyaml
+        from dvc.utils.serialize import _yaml
+        from dvc.utils.serialize._common import _modify_data
+    except ImportError:  # pragma: no cover - another DVC layout: its own parsing, unchanged
+        return
+    if getattr(_yaml.parse_yaml, "__wrapped__", None) is not None:
+        return
+    parse = _yaml.parse_yaml
+    round_trip_modify = _yaml.modify_yaml
+
+    def parse_yaml(text, path, typ="safe"):
+        if typ != "safe":
+            return parse(text, path, typ=typ)
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        with PARSED_YAML_GUARD:
+            parsed = PARSED_YAML.get(key)
+        if parsed is None:
+            parsed = parse(text, path, typ=typ)
+            with PARSED_YAML_GUARD:
+                if len(PARSED_YAML) >= PARSED_YAML_ENTRIES:
+                    PARSED_YAML.pop(next(iter(PARSED_YAML)))
+                PARSED_YAML[key] = parsed
+        return copy.deepcopy(parsed)
+
+    @contextmanager
+    def modify_yaml(path, fs=None):
+        if not os.fspath(path).endswith(".lock"):  # dvc.yaml keeps its comments: DVC's round trip
+            with round_trip_modify(path, fs=fs) as data:
+                yield data
+            return
+        with _modify_data(path, parse_yaml, _yaml._dump, fs=fs) as data:
+            yield data
+
+    parse_yaml.__wrapped__ = parse  # type: ignore[attr-defined]
+    for module in (_yaml, dvc.utils.serialize, dvc.utils.strictyaml):
+        module.parse_yaml = parse_yaml
+    dvc.dvcfile.modify_yaml = modify_yaml
 
 
 def params_hint(message: str) -> str:

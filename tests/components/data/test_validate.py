@@ -33,6 +33,17 @@ def test_good_slice_passes():
     assert validate_frame("intent", intent_slice(800), PARAMS).success
 
 
+def test_data_docs_show_this_validation(tmp_path):
+    # when a slice is validated with a Data Docs folder
+    report = validate_frame("intent", intent_slice(300), PARAMS, tmp_path)
+    # then the use case's site has its index and this validation's page (the only site built)
+    assert report.docs_path == str(tmp_path / "intent" / "index.html")
+    assert (tmp_path / "intent" / "index.html").is_file()
+    pages = list((tmp_path / "intent" / "validations").rglob("*.html"))
+    assert len(pages) == 1
+    assert "intent_suite" in pages[0].read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     ("corrupt", "named"),
     [

@@ -7,7 +7,7 @@ import pytest
 from components.data.ingest import write_snapshot
 from components.data.versioning import read_locked_md5, version_snapshot
 from components.errors import VersioningError
-from tests.conftest import intent_slice, make_project
+from tests.conftest import ROOT, intent_slice, make_project
 
 
 def test_identical_data_same_md5_changed_data_new_version(tmp_path):
@@ -29,6 +29,47 @@ def test_identical_data_same_md5_changed_data_new_version(tmp_path):
     third = version_snapshot(root, "snapshot@intent", changed.path, str(remote))
     assert third.is_new
     assert third.md5 != first.md5
+
+
+def test_the_lock_funnel_writes_is_the_lock_dvc_writes(tmp_path):
+    """funnel's DVC parses each YAML text once and rewrites dvc.lock from its safe parse; DVC's
+    command line round-trips it: both must leave the same bytes, with every use case's entries."""
+    import shutil
+    import subprocess
+    import sys
+
+    # given a funnel repository holding this repository's dvc.lock (every use case, as DVC wrote it)
+    root = make_project(tmp_path / "repo", intent_rows=600)
+    shutil.copy(ROOT / "dvc.lock", root / "dvc.lock")
+    snapshot = write_snapshot("intent", intent_slice(600), "test", root / "data" / "snapshots")
+    # when funnel versions the snapshot (DVC in this process) ...
+    version = version_snapshot(root, "snapshot@intent", snapshot.path, str(tmp_path / "remote"))
+    ours = (root / "dvc.lock").read_text()
+    # ... and DVC's own command line commits the same stage from the same lock
+    shutil.copy(ROOT / "dvc.lock", root / "dvc.lock")
+    subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q", "snapshot@intent"], cwd=root, check=True,
+                   capture_output=True)
+    # then both wrote the same bytes, and the entry is this snapshot's
+    assert (root / "dvc.lock").read_text() == ours
+    assert version.md5 in ours
+    assert ours != (ROOT / "dvc.lock").read_text()
+
+
+def test_dvc_parses_a_yaml_text_once_and_each_caller_gets_its_own_copy():
+    from dvc.utils.serialize import _yaml
+
+    from components.data.versioning import PARSED_YAML, reuse_parsed_yaml
+
+    reuse_parsed_yaml()
+    text = (ROOT / "params.yaml").read_text()
+    first = _yaml.parse_yaml(text, "params.yaml")
+    first["common"]["seed"] = "changed by a caller"
+    again = _yaml.parse_yaml(text, "params.yaml")
+    assert again["common"]["seed"] != "changed by a caller"
+    assert again == _yaml.parse_yaml.__wrapped__(text, "params.yaml")
+    assert len(PARSED_YAML) <= 8
+    # the round-trip parser (comments kept, for dvc.yaml) is DVC's own
+    assert _yaml.parse_yaml("a: 1 # why\n", "x.yaml", typ="rt").ca.items
 
 
 def test_not_a_dvc_repo_is_a_clear_error(tmp_path):
