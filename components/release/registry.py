@@ -21,7 +21,7 @@ from components.config import Settings
 from components.data.ingest import load_transforms, snapshot_transforms
 from components.overrides import flatten_params
 from components.release.examples import check_example, synthetic_example
-from components.release.run_record import run_metrics, version_tags
+from components.release.run_record import keep_distinct_values, run_metrics, version_tags
 from components.release.saved_model import COLUMN_TYPES, NUMPY_TYPES, pinned_requirements, request_inputs
 from components.release.saved_model import THRESHOLD_TAG as THRESHOLD_TAG
 from components.release.saved_model import TRANSFORMS_KEY as TRANSFORMS_KEY
@@ -191,10 +191,10 @@ def log_training_run(
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(evaluation.as_json(), "evaluation.json")
         mlflow.log_dict({"checks": list(validation.checks)}, "validation/gx_result.json")
-        dataset = from_pandas(
-            snapshot.frame, source=str(settings.repo_root / data_version.path),
-            name=f"{use_case}-snapshot", targets=config.label, digest=data_version.md5[:36],
-        )
+        dataset = from_pandas(snapshot.frame, source=str(settings.repo_root / data_version.path),
+                              name=f"{use_case}-snapshot", targets=config.label, digest=data_version.md5[:36])
+        # MLflow's own inference, from each column's distinct values instead of every row: the same schema
+        dataset.schema = from_pandas(keep_distinct_values(snapshot.frame), source=dataset.source, digest=dataset.digest).schema
         mlflow.log_input(dataset, context="training")
         # the data.transforms the snapshot was built with: applied to raw rows at serving time
         transforms = snapshot_transforms(snapshot.frame)

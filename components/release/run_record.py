@@ -1,5 +1,5 @@
 """What a training run records in the registry, as plain data (``components.release.registry``
-writes it): the run's metrics and its model version's tags."""
+writes it): the run's metrics, its model version's tags, and the rows its dataset's schema is read from."""
 
 from __future__ import annotations
 
@@ -44,3 +44,29 @@ def version_tags(run_id: str, run_tags: dict[str, str], config, data_version, tr
         SPLIT_TAG: json.dumps(split_spec(config), sort_keys=True),
         **evaluation.comparison_tags(),
     }
+
+
+def keep_distinct_values(frame):
+    """A frame with ``frame``'s columns and dtypes whose column each holds that column's distinct
+    values (a NumPy number column: its first value and its first NaN, if any), the shorter ones
+    repeating their first value: the rows MLflow infers a dataset's schema from (each column's type
+    and whether it has a missing value: a function of its dtype and distinct values) instead of
+    looping in Python over every value (ctr's 86,582 rows: ~2.7 s); ``frame`` itself when its column
+    names repeat. pandas compares lists, dicts and arrays by value here too."""
+    import pandas as pd
+
+    if not frame.columns.is_unique:
+        return frame
+    firsts = {column: distinct_positions(frame[column]) for column in frame.columns}
+    rows = max((len(positions) for positions in firsts.values()), default=0)
+    padded = {column: np.concatenate([positions, np.full(rows - len(positions), positions[0] if len(positions) else 0)])
+              for column, positions in firsts.items()}
+    return pd.DataFrame({column: frame[column].iloc[padded[column]].reset_index(drop=True) for column in frame.columns})
+
+
+def distinct_positions(column) -> np.ndarray:
+    """Where each distinct value of ``column`` first occurs; for a NumPy number column (whose MLflow
+    type is its dtype's) where its first value and its first NaN are."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        return np.flatnonzero((np.arange(len(column)) == 0) | column.isna().to_numpy())[:2]
+    return np.flatnonzero(~column.duplicated().to_numpy())

@@ -74,6 +74,13 @@ def test_intent_good_run_then_worse_run_then_bad_data(project):
     assert run.data.tags["prefect_flow_run_id"]
     assert run.data.tags["git_commit"] != "unknown"
     assert run.inputs.dataset_inputs[0].dataset.digest == md5[:36]
+    # its schema is MLflow's own inference on the whole snapshot (registry reads it from distinct values)
+    from mlflow.types.utils import _infer_schema
+
+    snapshot = pd.read_parquet(project / "data" / "snapshots" / "intent" / "snapshot.parquet")
+    logged = run.inputs.dataset_inputs[0].dataset
+    assert json.loads(logged.schema) == {"mlflow_colspec": _infer_schema(snapshot).to_dict()}
+    assert json.loads(logged.profile) == {"num_rows": len(snapshot), "num_elements": int(snapshot.size)}
     assert "train.learning_rate" in run.data.params
     artifacts = {a.path for a in client().list_artifacts(v1.run_id, "plots")}
     assert "plots/roc.png" in artifacts
