@@ -63,7 +63,6 @@ def serve_command(
         scoring_threads=scoring_threads, max_batch_wait_ms=max_batch_wait_ms,
         max_body_bytes=serving.max_body_bytes, max_string_chars=serving.max_string_chars,
         max_failed_reloads=serving.max_failed_reloads, tf_threads=serving.tf_threads,
-        inline_score_ms=serving.inline_score_ms,
     )
     api_keys = parse_api_keys(os.environ.get(API_KEY_ENV))  # refuses a set-but-empty variable before loading
     print(describe_auth(api_keys), flush=True)  # noqa: T201 - the command's output: whether clients need a key

@@ -17,17 +17,10 @@ Pending = tuple[dict[str, np.ndarray], int, asyncio.Future]
 
 
 class MicroBatcher:
-    """Joins the requests queued while the model is busy into one call, scored on a worker thread
-    or, for a fast model (``inline``), on the event loop itself.
+    """Joins the requests queued while the model is busy into one call, scored on a worker thread.
 
     Lives on the event loop (no locks): the first request starts a drain task; requests that
     arrive while a batch is scoring wait in ``_pending`` and go together in the next call.
-
-    ``inline`` skips the hand-off to the scoring thread and back (two thread wake-ups and about
-    50 us of Python per call on this machine), for models whose call is short (funnel serve
-    decides from the warm-up call, ``common.serving.inline_score_ms``): the loop is then busy
-    for the call, which for a slow model (a text encoder) would stop it reading the requests
-    that make up the next batch.
 
     With ``max_wait_ms`` > 0, a batch smaller than the recent concurrency (the most requests any
     of the last few batches held) waits up to that long for the others, as TF Serving's batch
@@ -42,9 +35,8 @@ class MicroBatcher:
 
     def __init__(self, score: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
                  executor: Executor, max_batch_rows: int, observe_batch: Callable[[int], None] = lambda n: None,
-                 max_wait_ms: float = 0.0, inline: bool = False) -> None:
+                 max_wait_ms: float = 0.0) -> None:
         self._score = score
-        self.inline = inline
         self._executor = executor
         self._max_batch_rows = max_batch_rows
         self._observe_batch = observe_batch
@@ -102,7 +94,7 @@ class MicroBatcher:
                 self._observe_batch(sum(rows for _, rows, _ in batch))
                 packed = concat_packed([p for p, _, _ in batch])
                 try:
-                    outputs = await self._run(loop, packed)
+                    outputs = await loop.run_in_executor(self._executor, self._score, packed)
                 except RequestError as exc:
                     if len(batch) == 1:
                         _fail(batch, exc)
@@ -120,15 +112,10 @@ class MicroBatcher:
         finally:
             self._draining = False
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.inline:
-            return self._score(packed)
-        return await loop.run_in_executor(self._executor, self._score, packed)
-
     async def _score_each(self, loop: asyncio.AbstractEventLoop, batch: list[Pending]) -> None:
         for packed, _, future in batch:
             try:
-                outputs = await self._run(loop, packed)
+                outputs = await loop.run_in_executor(self._executor, self._score, packed)
             except Exception as exc:  # noqa: BLE001 - this request's own answer
                 _fail([(packed, 0, future)], exc)
             else:

@@ -46,17 +46,14 @@ class ServeParams:
     scoring_threads: int = 1
     # TensorFlow's intra- and inter-op threads per process (0: TensorFlow's default)
     tf_threads: int = 0
-    # a model whose warm-up call takes at most this long is scored on the event loop (0: never)
-    inline_score_ms: float = 0.0
 
     def __post_init__(self) -> None:
         counts = (self.max_rows, self.max_batch_rows, self.scoring_threads, self.max_body_bytes,
                   self.max_string_chars, self.max_failed_reloads)
-        if (self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0 or self.tf_threads < 0
-                or self.inline_score_ms < 0):
+        if self.poll_interval_s <= 0 or min(counts) < 1 or self.max_batch_wait_ms < 0 or self.tf_threads < 0:
             raise ServingError(
                 f"invalid serving settings {self} (common.serving in params.yaml): poll_interval_s must be > 0, "
-                "max_batch_wait_ms, tf_threads and inline_score_ms >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
+                "max_batch_wait_ms and tf_threads >= 0, max_rows, max_batch_rows, scoring_threads, max_body_bytes, "
                 "max_string_chars and max_failed_reloads >= 1"
             )
 
@@ -153,8 +150,7 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
     spec, optional = input_spec(keras_model), optional_inputs(keras_model)
     fields = read_fields(signature, spec, optional) if transforms is None else keras_fields(spec, optional)
     served = build_served_model(use_case, version, run_id, keras_model, fields, signature, threshold, executor,
-                                params.max_batch_rows, observe_batch, params.max_batch_wait_ms, transforms,
-                                inline_score_ms=params.inline_score_ms)
+                                params.max_batch_rows, observe_batch, params.max_batch_wait_ms, transforms)
     served.catalogue = catalogue
     return served
 
@@ -162,12 +158,10 @@ def load_served_model(settings: Settings, use_case: str, params: ServeParams, ex
 def build_served_model(use_case: str, version: str, run_id: str, keras_model, fields: tuple[InputField, ...],
                        signature, threshold: float, executor: Executor, max_batch_rows: int,
                        observe_batch: Callable[[int], None] = lambda n: None, max_batch_wait_ms: float = 0.0,
-                       transforms: tuple[FittedTransforms, Mapping[str, str]] | None = None, *,
-                       inline_score_ms: float = 0.0) -> ServedModel:
+                       transforms: tuple[FittedTransforms, Mapping[str, str]] | None = None) -> ServedModel:
     """Compile ``keras_model`` (its inputs are ``fields``), warm it up and give it a micro-batcher
-    on ``executor``, or on the event loop when a warm-up call takes at most ``inline_score_ms``.
-    With ``transforms`` (fitted transforms, raw column -> type family) requests send the raw
-    columns and each micro-batch goes through the transforms first."""
+    on ``executor``. With ``transforms`` (fitted transforms, raw column -> type family) requests
+    send the raw columns and each micro-batch goes through the transforms first."""
     from components.models.scorer import row_checks
 
     compiled = CompiledScorer(keras_model, fields)
@@ -176,30 +170,14 @@ def build_served_model(use_case: str, version: str, run_id: str, keras_model, fi
         fitted, inputs = transforms
         fields = request_fields(fitted, inputs, fields)
         scorer = TransformScorer(compiled, fitted, fields)
-    rows = warm_up_rows(fields)
-    outputs = scorer(rows)
-    call_ms = warm_call_ms(scorer, rows) if inline_score_ms > 0 else math.inf
-    inline = call_ms <= inline_score_ms
-    logger.info("%s v%s: a call takes %.2f ms, scored %s", use_case, version, call_ms,
-                "on the event loop" if inline else "on the scoring thread")
-    batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch, max_batch_wait_ms, inline=inline)
+    outputs = scorer(warm_up_rows(fields))
+    batcher = MicroBatcher(scorer, executor, max_batch_rows, observe_batch, max_batch_wait_ms)
     return ServedModel(
         use_case=use_case, version=version, run_id=run_id, fields=fields,
         output_names=output_names(signature, outputs),
         threshold=threshold if set(outputs) == {"output"} and math.isfinite(threshold) else None,
         scorer=scorer, batcher=batcher, checks=row_checks(keras_model),
     )
-
-
-def warm_call_ms(scorer: Callable[[dict[str, np.ndarray]], object], rows: dict[str, np.ndarray],
-                 calls: int = 5) -> float:
-    """The median time of ``calls`` calls of a warm ``scorer`` on ``rows``, in milliseconds."""
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        scorer(rows)
-        times.append(time.perf_counter() - started)
-    return 1000 * sorted(times)[calls // 2]
 
 
 class ModelStore:
@@ -289,7 +267,7 @@ class ModelStore:
         model = build_served_model(current.use_case, current.version, current.run_id, keras_model, current.fields,
                                    None, float("nan"), self.executor, self.params.max_batch_rows,
                                    self.metrics.batch_rows.labels(current.use_case).observe,
-                                   self.params.max_batch_wait_ms, inline_score_ms=self.params.inline_score_ms)
+                                   self.params.max_batch_wait_ms)
         model.output_names, model.catalogue = current.output_names, catalogue
         self.put(model)
         logger.info("serving %s v%s with %d item(s) added after training (item table changed; %.1f s)",

@@ -74,33 +74,3 @@ def test_micro_batcher_hands_a_scoring_failure_to_every_request_of_the_batch():
             return await asyncio.gather(batcher.submit(part, 1), batcher.submit(part, 1), return_exceptions=True)
 
     assert [str(a) for a in asyncio.run(scenario())] == ["broken model", "broken model"]
-
-
-def test_an_inline_micro_batcher_scores_on_the_event_loop_and_still_joins_queued_requests():
-    """inline: no hand-off to the scoring thread; requests queued together still share a call, and
-    a request the model refuses fails alone."""
-    import threading
-
-    from components.serving.schema import RequestError
-
-    calls, threads = [], set()
-
-    def score(packed):
-        threads.add(threading.get_ident())
-        if (packed["float32"] < 0).any():
-            raise RequestError(422, "a negative value")
-        calls.append(len(packed["float32"]))
-        return {"output": packed["float32"] * 2}
-
-    async def scenario():
-        with ThreadPoolExecutor(1) as executor:
-            batcher = MicroBatcher(score, executor, max_batch_rows=8, inline=True)
-            parts = [{"float32": np.full((1, 1), value, dtype="float32")} for value in (1.0, -1.0, 3.0)]
-            answers = await asyncio.gather(*(batcher.submit(p, 1) for p in parts), return_exceptions=True)
-            return answers, threading.get_ident()
-
-    answers, loop_thread = asyncio.run(scenario())
-    assert threads == {loop_thread}
-    assert answers[0]["output"].tolist() == [[2.0]] and answers[2]["output"].tolist() == [[6.0]]
-    assert isinstance(answers[1], RequestError)
-    assert calls == [1, 1]  # the joined batch of 3 was refused, then each request scored alone

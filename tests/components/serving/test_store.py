@@ -11,7 +11,7 @@ from components.serving.store import ServeParams, decide_readiness
 @pytest.mark.parametrize(
     "bad",
     [{"poll_interval_s": 0}, {"max_rows": 0}, {"max_body_bytes": 0}, {"max_string_chars": 0},
-     {"max_failed_reloads": 0}, {"max_batch_wait_ms": -1.0}, {"inline_score_ms": -1.0}],
+     {"max_failed_reloads": 0}, {"max_batch_wait_ms": -1.0}],
 )
 def test_serve_params_refuse_impossible_settings(bad):
     with pytest.raises(ServingError, match=f"{next(iter(bad))}.* must be|max_failed_reloads >= 1"):
@@ -47,20 +47,3 @@ def test_readiness_names_only_the_use_cases_that_are_not_ready():
     assert not readiness.ready
     assert list(readiness.reasons) == ["b"]
     assert "max_failed_reloads = 1" in readiness.reasons["b"]
-
-
-@pytest.mark.parametrize(("inline_score_ms", "inline"), [(10_000.0, True), (0.0, False), (1e-9, False)])
-def test_a_model_is_scored_on_the_event_loop_only_when_its_warm_call_is_short_enough(
-        keras_model, inline_score_ms, inline):
-    """A model whose warm-up call takes at most common.serving.inline_score_ms skips the scoring
-    thread; 0 never does, and a limit no call can meet keeps the thread."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from components.serving.store import build_served_model
-    from tests.components.serving.conftest import FIELDS, signature_of
-
-    spec = {"amount": "float32", "visits": "int64", "month": "string"}
-    with ThreadPoolExecutor(1) as executor:
-        model = build_served_model("toy", "1", "run", keras_model, FIELDS, signature_of(spec), 0.5, executor,
-                                   max_batch_rows=8, inline_score_ms=inline_score_ms)
-    assert model.batcher.inline is inline
