@@ -560,6 +560,53 @@ def batch_scoring(settings, version: str, repeats: int = 3) -> list[list[str]]:
              f"{file_rate / mlflow_rate:.1f}x", f"max |diff| {file_gap:.1e} (as written)"]]
 
 
+def model_ceiling(use_case: str, version: str, connections: int, seconds: float = 3.0) -> dict:
+    """The champion alone, as a funnel serve worker loads it (same TensorFlow threads), with no HTTP
+    and no JSON: CPU time per row of a call on real request rows, for each batch size the load's
+    ``connections`` allow. The machine's cores over the cheapest of those is a ceiling on the req/s
+    of any server that runs this model, funnel's or a peer's (run in its own process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from components.config import load_params, load_settings
+    from components.release.registry import connect
+    from components.serving.app import limit_tf_threads
+    from components.serving.schema import parse_rows
+    from components.serving.store import ServeParams, load_served_model
+
+    settings = load_settings()
+    connect(settings)
+    limit_tf_threads(load_params(settings.params_path).common.serving.tf_threads)
+    champion = find_champion(settings, use_case, version)
+    with ThreadPoolExecutor(1) as executor:
+        served = load_served_model(settings, use_case, ServeParams(), executor)
+    if champion is None or served is None or served.version != version:
+        raise RuntimeError(f"{use_case} @champion is not v{version} any more")
+    cpu_ms = {}
+    for rows in (b for b in (1, 2, 4, 8, 16) if b <= connections):
+        batches = [parse_rows(served.fields, {"rows": champion.records[i : i + rows]}, rows)[0]
+                   for i in range(0, len(champion.records) - rows + 1, rows)]
+        served.scorer(batches[0])
+        calls, started, cpu = 0, time.perf_counter(), time.process_time()
+        while calls < 20 or time.perf_counter() - started < seconds:
+            served.scorer(batches[calls % len(batches)])
+            calls += 1
+        cpu_ms[rows] = 1000 * (time.process_time() - cpu) / (calls * rows)
+    return {"cpu_ms_per_row": cpu_ms, "ceiling": (os.cpu_count() or 1) * 1000 / min(cpu_ms.values())}
+
+
+def measure_ceiling(champion: Champion, connections: int, env: dict[str, str]) -> dict | None:
+    """``model_ceiling`` in a fresh process (TensorFlow's threads are set before its first op)."""
+    done = subprocess.run([sys.executable, __file__, "--ceiling-of", champion.use_case, champion.version,
+                           "--connections", str(connections)], cwd=ROOT, env=env, capture_output=True, text=True)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("CEILING ")), None)
+    if line is None:
+        print(f"\n{champion.use_case}: the model-alone ceiling was not measured ({done.stderr.strip()[-300:]})")
+        return None
+    found = json.loads(line[len("CEILING "):])
+    found["cpu_ms_per_row"] = {int(k): v for k, v in found["cpu_ms_per_row"].items()}
+    return found
+
+
 # --- main -------------------------------------------------------------------------------------
 
 def serve_table(champion: Champion, servers: list[str], args, context, load) -> list[tuple[Server, LoadResult | None, str]]:
@@ -619,7 +666,8 @@ def _record_spread(into: list[str], port: int) -> None:
     into.extend(connection_spread(port))
 
 
-def print_table(champion: Champion, results: list[tuple[Server, LoadResult | None, str]], workers: int) -> None:
+def print_table(champion: Champion, results: list[tuple[Server, LoadResult | None, str]], workers: int,
+                ceiling: dict | None = None) -> None:
     from flows.cli import render_table
 
     failed = [(server, why) for server, result, why in results if result is None]
@@ -653,6 +701,15 @@ def print_table(champion: Champion, results: list[tuple[Server, LoadResult | Non
         parts.insert(len(parts) - 1, f"{ratio:.1f}x mlflow models serve "
                                      f"({'met' if ratio >= TARGET_VS_MLFLOW else 'NOT met'}, target >= {TARGET_VS_MLFLOW:g}x)")
     print("targets: " + "; ".join(parts))
+    if ceiling is not None:
+        per_row = ", ".join(f"{ms:.3f} at {rows}" for rows, ms in ceiling["cpu_ms_per_row"].items())
+        line = (f"model alone (no HTTP, no JSON; CPU ms per row at batch sizes {per_row}): at most "
+                f"{ceiling['ceiling']:,.0f} req/s for any server of this model on {os.cpu_count()} cores")
+        if peers:
+            needed = TARGET_VS_PEER * max(r.rate for r in peers)
+            line += (f"; {TARGET_VS_PEER:g}x the best peer needs {needed:,.0f}: "
+                     + ("within that ceiling" if needed <= ceiling["ceiling"] else "above it, out of reach of any server"))
+        print(line)
 
 
 def main() -> None:
@@ -681,7 +738,12 @@ def main() -> None:
     parser.add_argument("--no-batch", action="store_true", help="skip the batch-scoring table")
     parser.add_argument("--session-connections", default="1,4",
                         help="comma-separated connection counts of the sessions table")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the model-alone ceiling line")
+    parser.add_argument("--ceiling-of", nargs=2, metavar=("USE_CASE", "VERSION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ceiling_of:  # the child process of measure_ceiling
+        print("CEILING " + json.dumps(model_ceiling(*args.ceiling_of, args.connections)))
+        return
     if args.load != "python" and shutil.which("wrk") is None:
         ensure_wrk()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
@@ -723,7 +785,8 @@ def main() -> None:
             continue
         results = serve_table(champion, servers, args, context, load)
         all_results += [r for _, r, _ in results if r is not None]
-        print_table(champion, results, workers)
+        ceiling = None if args.no_ceiling else measure_ceiling(champion, args.connections, context.env)
+        print_table(champion, results, workers, ceiling)
     connections = [int(c) for c in args.session_connections.split(",") if c]
     session_results = (serve_session_champion(settings, context.env, workers, load, logs, connections)
                        if "sessions" in args.use_cases else [])

@@ -78,9 +78,9 @@ class ServingParams(Section):
     accept_wait_ms: float = Field(default=20.0, ge=0)  # the longest a new connection waits for a less busy worker
     max_body_bytes: int = 1_048_576  # a request body over this is refused with 413 before it is parsed
     max_string_chars: int = 10_000  # a longer string value in any field gets 422 before the model runs
-    # /ready answers 503 once this many reloads of a new @champion in a row have failed
-    max_failed_reloads: int = 3
+    max_failed_reloads: int = 3  # /ready answers 503 once this many reloads of a new @champion in a row fail
     tf_threads: int = 0  # TensorFlow intra-/inter-op threads per worker process (0: TensorFlow's default)
+    pin_workers: bool = False  # with workers > 1: each worker process runs on one core of its own
 
 
 class CommonParams(Section):

@@ -67,7 +67,7 @@ def serve_command(
     api_keys = parse_api_keys(os.environ.get(API_KEY_ENV))  # refuses a set-but-empty variable before loading
     print(describe_auth(api_keys), flush=True)  # noqa: T201 - the command's output: whether clients need a key
     if workers > 1:
-        _serve_workers(settings, use_cases, params, host, port, workers, serving.accept_wait_ms)
+        _serve_workers(settings, use_cases, params, host, port, workers, serving.accept_wait_ms, serving.pin_workers)
         return
     import uvicorn
 
@@ -87,9 +87,10 @@ def serve_command(
 
 
 def _serve_workers(settings, use_cases: list[str], params, host: str, port: int, workers: int,
-                   accept_wait_ms: float) -> None:
+                   accept_wait_ms: float, pin_workers: bool = False) -> None:
     """``workers`` uvicorn processes on one socket, each new connection taken by the least loaded
-    worker; Prometheus counts and the open connections per worker in a folder of this server."""
+    worker (each on a core of its own with ``pin_workers``); Prometheus counts and the open
+    connections per worker in a folder of this server."""
     from components.serving.app import server_config
     from components.serving.store import check_champions
     from components.serving.workers import serve_balanced
@@ -107,7 +108,7 @@ def _serve_workers(settings, use_cases: list[str], params, host: str, port: int,
         flush=True,
     )
     try:
-        serve_balanced(config, folder, accept_wait_ms)
+        serve_balanced(config, folder, accept_wait_ms, pin_workers)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

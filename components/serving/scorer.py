@@ -50,7 +50,9 @@ class CompiledScorer:
             from tensorflow.python.eager import context
             from tensorflow.python.framework import ops
 
-            device = context.context().device_name
+            # the context's device name is "" outside a device scope; TensorFlow parses a given name
+            # on every tensor (about 9 us each here), while None means the same default device
+            device = context.context().device_name or None
             # a dict signature flattens in key order
             order = [(dtype, tf.as_dtype(dtype).as_datatype_enum) for dtype in sorted(self.groups)]
             call_flat, captured, eager = self._function._call_flat, self._function.captured_inputs, ops.EagerTensor

@@ -81,7 +81,7 @@ def test_board_reuses_the_slot_of_a_worker_that_died_and_is_full_at_its_size(tmp
 class Workers:
     """``serve_balanced`` with 2 uvicorn processes of ``pid_app`` in a subprocess (it owns the signals)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, pin_cores: bool = False) -> None:
         from components.config import load_params
         from components.serving.app import free_port
 
@@ -90,7 +90,7 @@ class Workers:
         code = ("import sys; from pathlib import Path; from components.serving.app import server_config; "
                 "from components.serving.workers import serve_balanced; "
                 f"serve_balanced(server_config({APP!r}, '127.0.0.1', {self.port}, workers=2), "
-                f"Path(sys.argv[1]), {self.wait_ms})")
+                f"Path(sys.argv[1]), {self.wait_ms}, {pin_cores})")
         self.process = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -223,3 +223,36 @@ def test_a_killed_worker_blocks_no_client_and_its_replacement_takes_its_share(wo
         assert sorted(Counter(pids_of(conns)).values()) == [2, 2]
     finally:
         close_all(conns)
+
+
+def thread_cores(pid: int) -> set[frozenset[int]]:
+    """The cores each thread of process ``pid`` may run on."""
+    return {frozenset(os.sched_getaffinity(int(task.name))) for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_pinned_workers_run_every_thread_on_a_core_of_their_own(tmp_path):
+    """common.serving.pin_workers: each worker's threads on one core, round robin over the cores the
+    server may use (two cores here: one each); without it they may use every core."""
+    allowed = sorted(os.sched_getaffinity(0))
+    served = Workers(tmp_path, pin_cores=True)
+    try:
+        board = tmp_path / "connections"
+        served.wait_until(lambda: board.is_file() and board.stat().st_size == SLOTS * 16 and len(served.board()) == 2,
+                          "two pinned workers did not come up")
+        served.idle()
+        conns = connect(served.port, 4)  # the threads a worker starts once it serves are pinned too
+        pids_of(conns)
+        close_all(conns)
+        cores = [thread_cores(pid) for pid in served.board()]
+    finally:
+        output = served.stop()
+    assert served.process.returncode == 0, output
+    assert all(len(each) == 1 and len(next(iter(each))) == 1 for each in cores)  # one core per process
+    expected = {frozenset({allowed[0]}), frozenset({allowed[1 % len(allowed)]})}
+    assert {next(iter(each)) for each in cores} == expected
+
+
+def test_unpinned_workers_may_use_every_core(workers):
+    workers.idle()
+    assert all(thread_cores(pid) == {frozenset(os.sched_getaffinity(0))} for pid in workers.board())
