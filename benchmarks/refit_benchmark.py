@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -31,11 +30,10 @@ def interval(delta) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from flows.cli import render_table
+
     print(f"\n{title}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(render_table(rows, tuple(columns)))
 
 
 def sessions() -> None:
@@ -95,10 +93,9 @@ def coldstart() -> None:
     from components.evaluation.coldstart import top_among
     from components.evaluation.compare import paired_on_rows
     from components.evaluation.ranking import per_user_ranking_metrics
-    from components.models.coldstart import item_table
     from components.models.coldstart_layers import build_table_model, trained_catalogue
     from components.models.recommender import Interactions, RecommendTrain, build_recommender
-    from components.tasks.coldstart import choose_calibration, cold_items, training_setup
+    from components.tasks.coldstart import choose_calibration, held_out_users, mean_over, training_setup
     from components.tasks.ranking import fit_recommender
 
     use_case, config, frame = load("coldstart")
@@ -118,18 +115,10 @@ def coldstart() -> None:
     print(f"probes: hybrid best epoch {probe.best_epoch} of {probe.epochs_run}, collaborative {c_probe.best_epoch} "
           f"of {c_probe.epochs_run}, {time.perf_counter() - started:.1f} s", flush=True)
     histories = Interactions.from_frame(seen_frame, features, users, ids).matrix
-    # the test side as ColdStartTask.evaluate ranks it
-    k, test = config.evaluate.top_k, splits.test
-    test_table = item_table(pd.concat([seen_frame, test], ignore_index=True), features)
-    test_ids = test_table[features.item].to_numpy()
-    cold_mask = cold_items(test_table[features.item], config)
-    sides = {"cold": np.flatnonzero(cold_mask), "warm": np.flatnonzero(~cold_mask)}
-    test_users = np.sort(test[features.user].unique())
-    in_cold = test[features.item].isin(test_ids[sides["cold"]])
-    relevant = {}
-    for side, part in (("warm", test[~in_cold]), ("cold", test[in_cold])):
-        truth = {u: set(g) for u, g in part.groupby(features.user)[features.item]}
-        relevant[side] = [truth.get(u, set()) for u in test_users]
+    # the test users as ColdStartTask.evaluate ranks them
+    k = config.evaluate.top_k
+    held_out = held_out_users(seen_frame, splits.test, features, config)
+    test_ids, sides, test_users, relevant = held_out.ids, held_out.sides, held_out.users, held_out.relevant
 
     def per_user(network, collaborative) -> dict[str, np.ndarray]:
         catalogue = trained_catalogue(network, collaborative, content, warm, history, histories, users, ids,
@@ -164,15 +153,10 @@ def coldstart() -> None:
             mine, theirs = values[side], base[side]
             row.append(f"{np.nanmean(mine):.4f}")
             if name != current:
-                def measure(rows_, v=mine):
-                    return float(np.nanmean(v[rows_]))
-
-                def measure_current(rows_, v=theirs):
-                    return float(np.nanmean(v[rows_]))
-
-                users_with_items = np.flatnonzero(~np.isnan(mine))
-                row.append(interval(paired_on_rows(f"{side}_ndcg_at_{k}", users_with_items, measure,
-                                                         measure_current, rounds, seed)))
+                # paired over the users with items on this side, as the task's evaluate pairs them
+                users_with_items = np.flatnonzero([bool(items) for items in relevant[side]])
+                row.append(interval(paired_on_rows(f"{side}_ndcg_at_{k}", users_with_items, mean_over(mine),
+                                                   mean_over(theirs), rounds, seed)))
             else:
                 row.append("-")
         rows.append(row)

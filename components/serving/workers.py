@@ -254,18 +254,17 @@ class BalancedServer(Server):
                 self.board.close()
 
 
-def pin_to_core(slot: int) -> int | None:
+def pin_to_core(slot: int) -> None:
     """Run every thread of this process (and the threads it starts later) on one core: the
-    ``slot``-th, round robin, of the cores it may use now; None where the OS has no affinity call."""
+    ``slot``-th, round robin, of the cores it may use now (nothing where the OS has no affinity call)."""
     if not hasattr(os, "sched_setaffinity"):
-        return None
+        return
     allowed = sorted(os.sched_getaffinity(0))
     core = allowed[slot % len(allowed)]
     for task in Path("/proc/self/task").iterdir():  # TensorFlow's and the store's threads exist already
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(task.name), {core})
     logger.info("worker process [%s] runs on core %d", os.getpid(), core)
-    return core
 
 
 class BalancedProcess(Process):

@@ -45,7 +45,6 @@ COLD = "cold_"
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class TrainingSetup:
     """What the two networks train on (the task's ``train``; benchmarks/refit_benchmark.py too)."""
@@ -79,6 +78,35 @@ def training_setup(use_case, config, frame: pd.DataFrame, splits: Splits) -> Tra
     build = partial(use_case.builder.build, seen_frame, features, seed=config.seed, label=config.label,
                     content=content[warm])
     return TrainingSetup(splits, ids, warm, history, content, featurizer, seen_frame, users, build, matrices)
+
+
+@dataclass(frozen=True)
+class HeldOutUsers:
+    """The test users and the items each of them went on to buy, warm and cold, as ``evaluate``
+    ranks them (benchmarks/refit_benchmark.py too)."""
+
+    table: pd.DataFrame  # the item table of the training and test rows
+    ids: np.ndarray  # its ids
+    sides: dict[str, np.ndarray]  # "warm" / "cold": positions of those items in ``ids``
+    users: np.ndarray
+    relevant: dict[str, list[set]]  # per side: each test user's items on that side
+
+
+def held_out_users(seen_frame: pd.DataFrame, test: pd.DataFrame, features, config) -> HeldOutUsers:
+    table = item_table(pd.concat([seen_frame, test], ignore_index=True), features)
+    ids = table[features.item].to_numpy()
+    cold_mask = cold_items(table[features.item], config)
+    sides = {"warm": np.flatnonzero(~cold_mask), "cold": np.flatnonzero(cold_mask)}
+    users = np.sort(test[features.user].unique())
+    in_cold = test[features.item].isin(ids[sides["cold"]])
+    truth = {name: {u: set(g) for u, g in part.groupby(features.user)[features.item]}
+             for name, part in (("warm", test[~in_cold]), ("cold", test[in_cold]))}
+    return HeldOutUsers(table, ids, sides, users, {name: [truth[name].get(u, set()) for u in users] for name in truth})
+
+
+def mean_over(values: np.ndarray):
+    """The measure a paired bootstrap takes: the mean of ``values`` over the rows it draws."""
+    return lambda rows: float(np.nanmean(values[rows])) if len(rows) else float("nan")
 
 
 class ColdStartEvaluate(RankingEvaluate):
@@ -220,17 +248,11 @@ class ColdStartTask:
         features, k = config.features, config.evaluate.top_k
         train = pd.concat([trained.splits.train, trained.splits.validation], ignore_index=True)
         test = trained.splits.test
-        table = item_table(pd.concat([train, test], ignore_index=True), features)
-        ids = table[features.item].to_numpy()
-        cold_mask = cold_items(table[features.item], config)
-        warm, cold = np.flatnonzero(~cold_mask), np.flatnonzero(cold_mask)
-        users = np.sort(test[features.user].unique())
+        ranked = held_out_users(train, test, features, config)
+        table, ids, users, relevant = ranked.table, ranked.ids, ranked.users, ranked.relevant
+        warm, cold = ranked.sides["warm"], ranked.sides["cold"]
         scores = np.asarray(trained.model.predict(users.astype("int64")[:, None], verbose=0))
         histories = Interactions.from_frame(train, features, users, ids).matrix
-        in_cold = test[features.item].isin(ids[cold])
-        truth = {name: {u: set(g) for u, g in part.groupby(features.user)[features.item]}
-                 for name, part in (("warm", test[~in_cold]), ("cold", test[in_cold]))}
-        relevant = {name: [truth[name].get(u, set()) for u in users] for name in truth}
 
         model_lists = {"warm": top_among(scores, warm, ids, k), "cold": top_among(scores, cold, ids, k)}
         per_user = {side: per_user_ranking_metrics(model_lists[side], relevant[side], k) for side in model_lists}
@@ -254,8 +276,8 @@ class ColdStartTask:
                              *[(p, ("cold", f"{COLD}ndcg_at_{k}", v)) for p, v in peer_per_user.items()]]:
             side, metric, values = theirs
             rows = np.flatnonzero(np.array([bool(r) for r in relevant[side]]))
-            comparisons[name] = paired_on_rows(metric, rows, self._mean(per_user[side][f"ndcg_at_{k}"]),
-                                               self._mean(values[f"ndcg_at_{k}"]), rounds, seed)
+            comparisons[name] = paired_on_rows(metric, rows, mean_over(per_user[side][f"ndcg_at_{k}"]),
+                                               mean_over(values[f"ndcg_at_{k}"]), rounds, seed)
             metrics[f"vs_{name}_{metric}"] = comparisons[name].delta
         primary = config.params.gate.primary_metric
         strongest = (max(peer_metrics, key=lambda p: peer_metrics[p][primary]) if primary.startswith(COLD) else "ease")
@@ -283,10 +305,6 @@ class ColdStartTask:
             seconds=time.perf_counter() - started, intervals=intervals,
             baseline_comparison=comparisons[strongest],
         )
-
-    @staticmethod
-    def _mean(values: np.ndarray):
-        return lambda rows: float(np.nanmean(values[rows])) if len(rows) else float("nan")
 
     @staticmethod
     def _cold_summary(per_user: dict[str, np.ndarray], lists: np.ndarray, relevant: list[set], catalogue: int,

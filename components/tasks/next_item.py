@@ -77,7 +77,6 @@ def indexed_prefixes(catalogue, prefixes, length: int) -> np.ndarray:
     return padded_prefixes([catalogue.index(np.asarray(p.split(), dtype=str)) for p in prefixes], length)
 
 
-
 def training_inputs(use_case, config, splits: Splits):
     """(train + validation clicks, the untrained network, the training arrays of a click frame,
     the validation prefixes and targets or None): what ``NextItemTask.train`` fits on (and

@@ -56,6 +56,8 @@ def test_the_lock_funnel_writes_is_the_lock_dvc_writes(tmp_path):
 
 
 def test_dvc_parses_a_yaml_text_once_and_each_caller_gets_its_own_copy():
+    import hashlib
+
     from dvc.utils.serialize import _yaml
 
     from components.data.versioning import PARSED_YAML, reuse_parsed_yaml
@@ -67,6 +69,7 @@ def test_dvc_parses_a_yaml_text_once_and_each_caller_gets_its_own_copy():
     again = _yaml.parse_yaml(text, "params.yaml")
     assert again["common"]["seed"] != "changed by a caller"
     assert again == _yaml.parse_yaml.__wrapped__(text, "params.yaml")
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() in PARSED_YAML  # kept: the next caller reads no YAML
     assert len(PARSED_YAML) <= 8
     # the round-trip parser (comments kept, for dvc.yaml) is DVC's own
     assert _yaml.parse_yaml("a: 1 # why\n", "x.yaml", typ="rt").ca.items
